@@ -1,0 +1,209 @@
+//! The `DtsJob` custom resource (`kubedts.io/v1alpha1`).
+//!
+//! Types only: the CRD schema, printer columns and admission rules are all
+//! generated from these definitions (`dts-operator crd`), and
+//! `crds/dtsjob.yaml` is that output, committed and checked for drift.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Annotation that asks the operator to retry a terminal failure without a
+/// spec change (any new value counts), as `kubectl annotate --overwrite` does.
+pub const RECONCILE_REQUESTED_AT: &str = "kubedts.io/reconcile-requested-at";
+
+/// A DTS synchronization or migration job whose lifecycle is declared in
+/// Kubernetes. Setting `desiredState: Stopped` makes the operator send
+/// StopDtsJob for each listed direction, once, and record the outcome.
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "kubedts.io",
+    version = "v1alpha1",
+    kind = "DtsJob",
+    plural = "dtsjobs",
+    shortname = "dtsjob",
+    namespaced,
+    status = "DtsJobStatus",
+    printcolumn = r#"{"name":"Job ID","type":"string","jsonPath":".spec.jobId"}"#,
+    printcolumn = r#"{"name":"Desired","type":"string","jsonPath":".spec.desiredState"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[x_kube(validation = Rule::new(
+    "!has(oldSelf.desiredState) || oldSelf.desiredState != 'Stopped' || self.jobId == oldSelf.jobId"
+).message("jobId cannot change while desiredState is Stopped: the recorded stop belongs to the old job; create a new DtsJob instead"))]
+#[serde(rename_all = "camelCase")]
+pub struct DtsJobSpec {
+    /// The DTS job ID (DtsJobId), as shown in the DTS console.
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9_-]+$"))]
+    pub job_id: String,
+
+    /// The DTS instance ID (DtsInstanceId). Optional; sent with every call when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9_-]+$"))]
+    pub instance_id: Option<String>,
+
+    /// The region of the job, for example cn-hangzhou. It selects the DTS
+    /// endpoint and is sent as RegionId.
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[a-z]{2,}(-[a-z0-9]+)+$"))]
+    pub region_id: String,
+
+    /// The synchronization directions to act on: Forward, and Reverse for a
+    /// two-way synchronization. Defaults to [Forward].
+    #[serde(default = "default_directions")]
+    #[schemars(length(min = 1, max = 2), extend("x-kubernetes-list-type" = "set"))]
+    pub directions: Vec<Direction>,
+
+    /// What the job should be doing. Stopped ends the job (StopDtsJob; it
+    /// cannot be restarted afterwards). Running and unset make no call: the
+    /// operator only reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_state: Option<DesiredState>,
+
+    /// A Secret in the same namespace with the keys accessKeyId and
+    /// accessKeySecret (and securityToken for STS credentials). When unset,
+    /// the operator's own default credentials are used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<SecretReference>,
+}
+
+fn default_directions() -> Vec<Direction> {
+    vec![Direction::Forward]
+}
+
+/// A synchronization direction of a DTS job.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
+pub enum Direction {
+    Forward,
+    Reverse,
+}
+
+impl Direction {
+    /// The value DTS expects in SynchronizationDirection.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Forward => "Forward",
+            Direction::Reverse => "Reverse",
+        }
+    }
+}
+
+impl std::fmt::Display for Direction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The declared lifecycle state of the job.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum DesiredState {
+    Running,
+    Stopped,
+}
+
+/// A reference to a Secret in the DtsJob's own namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct SecretReference {
+    /// The Secret's name.
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    pub name: String,
+}
+
+/// What the operator observed and did.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DtsJobStatus {
+    /// The metadata.generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// A one-word summary: Pending, Running, Stopping, Stopped or Failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+
+    /// kstatus conditions: Ready, Reconciling and Stalled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+
+    /// The outcome per synchronization direction.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["direction"]))]
+    pub directions: Vec<DirectionStatus>,
+}
+
+/// The summary phase of a DtsJob.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Phase {
+    Pending,
+    Running,
+    Stopping,
+    Stopped,
+    Failed,
+}
+
+/// The state of one direction's stop.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum DirectionState {
+    /// Not stopped yet; a call may be scheduled (after a retryable failure).
+    Pending,
+    /// A StopDtsJob call was (or is about to be) sent and its outcome is not
+    /// known; the next attempt looks with DescribeDtsJobDetail first.
+    Stopping,
+    /// DTS confirmed the stop, or reported the job already finished.
+    Stopped,
+    /// DTS refused the stop with a terminal error; not retried until the
+    /// spec, the credentials Secret or the reconcile-requested-at annotation changes.
+    Failed,
+}
+
+/// The outcome of the stop of one direction.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectionStatus {
+    /// Forward or Reverse.
+    pub direction: Direction,
+    /// Pending, Stopping, Stopped or Failed.
+    pub state: DirectionState,
+    /// The DTS job ID this record belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    /// RequestId of the last DTS answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// HTTP status of the last DTS answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status_code: Option<i32>,
+    /// ErrCode (or gateway Code) of the last failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    /// ErrMessage with %s replaced by DynamicMessage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    /// DynamicCode of the last failure, as DTS sent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dynamic_code: Option<String>,
+    /// DynamicMessage of the last failure, as DTS sent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dynamic_message: Option<String>,
+    /// StopDtsJob attempts made for the current stop intent.
+    #[serde(default)]
+    pub attempts: i32,
+    /// When the last attempt was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempt_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// Fingerprint of the inputs (generation, Secret version, reconcile
+    /// request) a terminal failure was recorded for; while it matches, the
+    /// failure is not retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_for: Option<String>,
+}
+
+/// The CRD as YAML, exactly as committed in `crds/dtsjob.yaml`.
+pub fn crd_yaml() -> String {
+    use kube::CustomResourceExt;
+    let yaml = serde_yaml::to_string(&DtsJob::crd()).expect("the CRD always serializes");
+    format!("# Generated by `dts-operator crd`; do not edit (a test fails when it drifts).\n{yaml}")
+}

@@ -1,0 +1,3 @@
+//! The Alibaba Cloud DTS (2020-01-01) API client.
+
+pub mod sign;
