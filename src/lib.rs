@@ -6,7 +6,13 @@
 //! * [`dts`]: the DTS API client: signing, requests, response parsing and
 //!   error classification;
 //! * [`controller`]: the reconcile pipeline (resolve → validate → plan → act → status);
-//! * [`emulator`]: a local DTS API for tests, demos and offline rehearsals.
+//! * [`run`]: wiring of watches, client, limits and controller for `dts-operator run`;
+//! * [`metrics`], [`telemetry`]: Prometheus metrics and logging.
 
+pub mod cli;
+pub mod controller;
 pub mod crd;
 pub mod dts;
+pub mod metrics;
+pub mod run;
+pub mod telemetry;

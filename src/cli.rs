@@ -1,0 +1,121 @@
+//! Command-line flags of `dts-operator run` (each has an environment
+//! variable, so a Deployment can set them either way).
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use crate::dts::SignatureVersion;
+use crate::telemetry::LogFormat;
+
+/// Flags of `dts-operator run`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Watch DtsJobs (and Secrets) in this namespace only; default: all namespaces.
+    #[arg(long, env = "DTS_OPERATOR_NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// Override the DTS endpoint for every region (e.g. http://127.0.0.1:8080 for
+    /// the emulator, or a private endpoint). http is only allowed here.
+    #[arg(long, env = "DTS_ENDPOINT")]
+    pub dts_endpoint: Option<url::Url>,
+
+    /// Request signing scheme.
+    #[arg(long, env = "DTS_SIGNATURE_VERSION", value_enum, default_value = "hmac-sha1")]
+    pub signature_version: SignatureVersion,
+
+    /// DTS calls per second at most, across all DtsJobs.
+    #[arg(long, env = "DTS_RATE_LIMIT", default_value = "10")]
+    pub dts_rate_limit: NonZeroU32,
+
+    /// DTS calls in flight at most.
+    #[arg(long, env = "DTS_MAX_CONCURRENCY", default_value = "16")]
+    pub dts_max_concurrency: usize,
+
+    /// Timeout of each DTS call (e.g. 10s, 500ms).
+    #[arg(long, env = "DTS_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub dts_timeout: Duration,
+
+    /// First retry delay after a retryable DTS failure (doubles up to --retry-max-delay).
+    #[arg(long, env = "DTS_RETRY_BASE_DELAY", default_value = "1s", value_parser = parse_duration)]
+    pub retry_base_delay: Duration,
+
+    /// Longest retry delay.
+    #[arg(long, env = "DTS_RETRY_MAX_DELAY", default_value = "5m", value_parser = parse_duration)]
+    pub retry_max_delay: Duration,
+
+    /// Log level or filter (RUST_LOG syntax); RUST_LOG wins when set.
+    #[arg(long, env = "DTS_OPERATOR_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Log format.
+    #[arg(long, env = "DTS_OPERATOR_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Address of the /metrics, /livez and /readyz server.
+    #[arg(long, env = "DTS_OPERATOR_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: std::net::SocketAddr,
+
+    /// Run leader election on a Lease, so only one replica acts.
+    #[arg(long, env = "DTS_OPERATOR_LEADER_ELECT", default_value_t = false)]
+    pub leader_elect: bool,
+
+    /// Name of the leader election Lease.
+    #[arg(long, env = "DTS_OPERATOR_LEASE_NAME", default_value = "dts-operator")]
+    pub lease_name: String,
+
+    /// Namespace of the Lease (default: the pod's namespace, POD_NAMESPACE).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+
+    /// This replica's identity in the Lease (default: POD_NAME, else the hostname).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+
+    /// How long a Lease is valid without renewal.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+
+    /// How long the leader keeps trying to renew before it gives up leading.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub lease_renew_deadline: Duration,
+
+    /// How often to try to acquire or renew.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub lease_retry_period: Duration,
+}
+
+/// Parses `500ms`, `10s`, `5m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}: expected e.g. 500ms, 10s, 5m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("invalid duration unit in {s:?}: use ms, s, m or h")),
+    };
+    if !secs.is_finite() || secs < 0.0 || secs > 86_400.0 * 365.0 {
+        return Err(format!("duration {s:?} out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5d").is_err());
+    }
+}

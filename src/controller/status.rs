@@ -1,0 +1,340 @@
+//! Pure status summarizing: phase and kstatus conditions from the direction
+//! records.
+//!
+//! Conditions follow kstatus (Ready, Reconciling, Stalled), each carrying the
+//! generation it describes, so `kubectl wait`, Flux and Helm can tell a
+//! settled resource from one whose new spec was not looked at yet. A
+//! condition keeps its lastTransitionTime while its status is unchanged, so
+//! a reconcile that finds nothing new produces an identical status and no
+//! write is sent.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::crd::{DirectionState, DirectionStatus, DtsJobSpec, DtsJobStatus, Phase};
+
+use super::plan::{listed_directions, record, Plan};
+
+pub const READY: &str = "Ready";
+pub const RECONCILING: &str = "Reconciling";
+pub const STALLED: &str = "Stalled";
+
+/// Why the operator could not act at all, as (reason, message).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Blocker {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+struct Summary {
+    phase: Phase,
+    ready: (&'static str, &'static str, String),
+    reconciling: Option<(&'static str, String)>,
+    stalled: Option<(String, String)>,
+}
+
+/// Builds the complete status for `generation` from the direction records.
+pub fn summarize(
+    spec: &DtsJobSpec,
+    plan: &Plan,
+    directions: Vec<DirectionStatus>,
+    blocker: Option<&Blocker>,
+    generation: i64,
+    old: &DtsJobStatus,
+    now: &Time,
+) -> DtsJobStatus {
+    let current = DtsJobStatus { directions: directions.clone(), ..Default::default() };
+    let listed: Vec<&DirectionStatus> =
+        listed_directions(spec).into_iter().filter_map(|d| record(spec, &current, d)).collect();
+    let all_stopped = listed.len() == listed_directions(spec).len()
+        && listed.iter().all(|r| r.state == DirectionState::Stopped);
+    let summary = match (plan, blocker) {
+        (Plan::Observe, _) => Summary {
+            phase: Phase::Running,
+            ready: (
+                "True",
+                "ObserveOnly",
+                match spec.desired_state {
+                    Some(_) => "desiredState is Running: no DTS call is made".to_owned(),
+                    None => "desiredState is unset: the operator only observes".to_owned(),
+                },
+            ),
+            reconciling: None,
+            stalled: None,
+        },
+        (Plan::RestartNotSupported, _) => Summary {
+            phase: Phase::Stopped,
+            ready: ("False", "RestartNotSupported", restart_message()),
+            reconciling: None,
+            stalled: Some(("RestartNotSupported".to_owned(), restart_message())),
+        },
+        (Plan::Stop(_), Some(b)) if !all_stopped => Summary {
+            phase: Phase::Pending,
+            ready: ("False", b.reason, b.message.clone()),
+            reconciling: None,
+            stalled: Some((b.reason.to_owned(), b.message.clone())),
+        },
+        (Plan::Stop(_), _) => stop_summary(spec, &listed),
+    };
+
+    let mut conditions = vec![condition(READY, summary.ready.0, summary.ready.1, &summary.ready.2, generation, old, now)];
+    conditions.push(match &summary.reconciling {
+        Some((reason, msg)) => condition(RECONCILING, "True", reason, msg, generation, old, now),
+        None => condition(RECONCILING, "False", "Settled", "no DTS call is pending", generation, old, now),
+    });
+    conditions.push(match &summary.stalled {
+        Some((reason, msg)) => condition(STALLED, "True", reason, msg, generation, old, now),
+        None => condition(STALLED, "False", "NotStalled", "no terminal error", generation, old, now),
+    });
+
+    DtsJobStatus { observed_generation: Some(generation), phase: Some(summary.phase), conditions, directions }
+}
+
+fn restart_message() -> String {
+    "desiredState is Running but the job was stopped: DTS cannot restart a stopped job; create a new job instead".into()
+}
+
+fn stop_summary(spec: &DtsJobSpec, listed: &[&DirectionStatus]) -> Summary {
+    let total = listed_directions(spec).len();
+    let stopped = listed.iter().filter(|r| r.state == DirectionState::Stopped).count();
+    let failed: Vec<&&DirectionStatus> = listed.iter().filter(|r| r.state == DirectionState::Failed).collect();
+    let in_flight: Vec<&&DirectionStatus> =
+        listed.iter().filter(|r| matches!(r.state, DirectionState::Stopping | DirectionState::Pending)).collect();
+    let not_started = total - listed.len();
+
+    let reconciling = if !in_flight.is_empty() || not_started > 0 {
+        let retrying = in_flight.iter().any(|r| r.state == DirectionState::Pending);
+        let reason = if retrying { "RetryScheduled" } else { "Stopping" };
+        Some((reason, progress_message(&in_flight)))
+    } else {
+        None
+    };
+
+    if !failed.is_empty() {
+        let reason = failed[0].error_code.as_deref().map(stalled_reason).unwrap_or("StopFailed");
+        let message = failed.iter().map(|r| failure_line(r)).collect::<Vec<_>>().join("; ");
+        return Summary {
+            phase: Phase::Failed,
+            ready: ("False", "StopFailed", message.clone()),
+            reconciling,
+            stalled: Some((reason.to_owned(), message)),
+        };
+    }
+    if stopped == total {
+        let already = listed.iter().any(|r| r.error_code.is_some());
+        let names = listed.iter().map(|r| r.direction.as_str()).collect::<Vec<_>>().join(" and ");
+        let (reason, message) = if already {
+            ("AlreadyStopped", format!("{names} stopped (DTS reported the job already finished)"))
+        } else {
+            ("Stopped", format!("{names} stopped"))
+        };
+        return Summary { phase: Phase::Stopped, ready: ("True", reason, message), reconciling: None, stalled: None };
+    }
+    let (reason, message) = reconciling.clone().unwrap_or(("Stopping", "stopping".into()));
+    Summary { phase: Phase::Stopping, ready: ("Unknown", reason, message), reconciling, stalled: None }
+}
+
+fn progress_message(in_flight: &[&&DirectionStatus]) -> String {
+    if in_flight.is_empty() {
+        return "StopDtsJob is about to be sent".into();
+    }
+    in_flight
+        .iter()
+        .map(|r| match (&r.error_code, &r.error_message) {
+            (Some(code), Some(msg)) => format!("{}: retrying after {code}: {msg}", r.direction),
+            (Some(code), None) => format!("{}: retrying after {code}", r.direction),
+            _ => format!("{}: StopDtsJob sent, waiting for the outcome", r.direction),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// `Reverse: <rendered message> (RequestId X)`.
+pub fn failure_line(r: &DirectionStatus) -> String {
+    let msg = r.error_message.clone().or_else(|| r.error_code.clone()).unwrap_or_else(|| "stop failed".into());
+    match &r.request_id {
+        Some(id) => format!("{}: {msg} (RequestId {id})", r.direction),
+        None => format!("{}: {msg}", r.direction),
+    }
+}
+
+/// Maps a DTS error code to the fixed Stalled reason vocabulary: condition
+/// reasons must be CamelCase identifiers, and DTS codes carry dots.
+pub fn stalled_reason(code: &str) -> &'static str {
+    match code {
+        "InvalidParameter" => "InvalidParameter",
+        c if c.starts_with("SignatureDoesNotMatch")
+            || c.starts_with("InvalidAccessKeyId")
+            || c.starts_with("InvalidSecurityToken")
+            || c == "IncompleteSignature" =>
+        {
+            "AuthenticationFailed"
+        }
+        c if c.starts_with("Forbidden.RAM") || c == "Forbidden" => "AccessDenied",
+        c if c.contains("NotFound") => "JobNotFound",
+        c if c.starts_with("InvalidTimeStamp") => "ClockSkew",
+        "InvalidJobStatus" | "InvalidTaskStatus" => "InvalidJobStatus",
+        _ => "StopFailed",
+    }
+}
+
+fn condition(
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    generation: i64,
+    old: &DtsJobStatus,
+    now: &Time,
+) -> Condition {
+    let last_transition_time = old
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| now.clone());
+    Condition {
+        type_: type_.to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        message: message.to_owned(),
+        observed_generation: Some(generation),
+        last_transition_time,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::plan::{plan, Step};
+    use crate::crd::{DesiredState, Direction};
+
+    fn spec(desired: Option<DesiredState>, directions: &[Direction]) -> DtsJobSpec {
+        DtsJobSpec {
+            job_id: "job1".into(),
+            instance_id: None,
+            region_id: "cn-hangzhou".into(),
+            directions: directions.to_vec(),
+            desired_state: desired,
+            credentials_secret_ref: None,
+        }
+    }
+
+    fn rec(direction: Direction, state: DirectionState) -> DirectionStatus {
+        DirectionStatus {
+            direction,
+            state,
+            job_id: Some("job1".into()),
+            request_id: Some("REQ-1".into()),
+            http_status_code: Some(200),
+            error_code: None,
+            error_message: None,
+            dynamic_code: None,
+            dynamic_message: None,
+            attempts: 1,
+            last_attempt_time: None,
+            failed_for: None,
+        }
+    }
+
+    fn now() -> Time {
+        Time("2026-11-27T10:00:00Z".parse().unwrap())
+    }
+
+    fn cond<'a>(s: &'a DtsJobStatus, t: &str) -> &'a Condition {
+        s.conditions.iter().find(|c| c.type_ == t).unwrap()
+    }
+
+    #[test]
+    fn observe_only_is_ready_and_says_why() {
+        let sp = spec(None, &[Direction::Forward]);
+        let p = plan(&sp, &DtsJobStatus::default(), "f");
+        let s = summarize(&sp, &p, vec![], None, 2, &DtsJobStatus::default(), &now());
+        assert_eq!(s.observed_generation, Some(2));
+        assert_eq!(s.phase, Some(Phase::Running));
+        assert_eq!(cond(&s, READY).status, "True");
+        assert_eq!(cond(&s, READY).reason, "ObserveOnly");
+        assert!(s.conditions.iter().all(|c| c.observed_generation == Some(2)));
+    }
+
+    #[test]
+    fn all_directions_stopped_is_ready() {
+        let sp = spec(Some(DesiredState::Stopped), &[Direction::Forward, Direction::Reverse]);
+        let recs = vec![rec(Direction::Forward, DirectionState::Stopped), rec(Direction::Reverse, DirectionState::Stopped)];
+        let p = Plan::Stop(vec![(Direction::Forward, Step::Done), (Direction::Reverse, Step::Done)]);
+        let s = summarize(&sp, &p, recs, None, 3, &DtsJobStatus::default(), &now());
+        assert_eq!(s.phase, Some(Phase::Stopped));
+        assert_eq!(cond(&s, READY).status, "True");
+        assert_eq!(cond(&s, READY).reason, "Stopped");
+        assert_eq!(cond(&s, RECONCILING).status, "False");
+        assert_eq!(cond(&s, STALLED).status, "False");
+    }
+
+    #[test]
+    fn terminal_failure_stalls_with_the_rendered_message() {
+        let sp = spec(Some(DesiredState::Stopped), &[Direction::Reverse]);
+        let mut r = rec(Direction::Reverse, DirectionState::Failed);
+        r.request_id = Some("7C1A".into());
+        r.error_code = Some("InvalidParameter".into());
+        r.error_message = Some("The Value of Input Parameter SynchronizationDirection is not valid.".into());
+        let p = Plan::Stop(vec![(Direction::Reverse, Step::Done)]);
+        let s = summarize(&sp, &p, vec![r], None, 3, &DtsJobStatus::default(), &now());
+        assert_eq!(s.phase, Some(Phase::Failed));
+        assert_eq!(cond(&s, READY).reason, "StopFailed");
+        let stalled = cond(&s, STALLED);
+        assert_eq!((stalled.status.as_str(), stalled.reason.as_str()), ("True", "InvalidParameter"));
+        assert_eq!(
+            stalled.message,
+            "Reverse: The Value of Input Parameter SynchronizationDirection is not valid. (RequestId 7C1A)"
+        );
+    }
+
+    #[test]
+    fn in_progress_is_ready_unknown_and_reconciling() {
+        let sp = spec(Some(DesiredState::Stopped), &[Direction::Forward]);
+        let p = Plan::Stop(vec![(Direction::Forward, Step::Describe)]);
+        let s =
+            summarize(&sp, &p, vec![rec(Direction::Forward, DirectionState::Stopping)], None, 1, &Default::default(), &now());
+        assert_eq!(s.phase, Some(Phase::Stopping));
+        assert_eq!(cond(&s, READY).status, "Unknown");
+        assert_eq!(cond(&s, RECONCILING).status, "True");
+    }
+
+    #[test]
+    fn blocked_by_credentials_is_stalled_pending() {
+        let sp = spec(Some(DesiredState::Stopped), &[Direction::Forward]);
+        let p = Plan::Stop(vec![(Direction::Forward, Step::Stop)]);
+        let b = Blocker { reason: "CredentialsSecretNotFound", message: "Secret x not found".into() };
+        let s = summarize(&sp, &p, vec![], Some(&b), 1, &Default::default(), &now());
+        assert_eq!(s.phase, Some(Phase::Pending));
+        assert_eq!(cond(&s, STALLED).reason, "CredentialsSecretNotFound");
+        assert_eq!(cond(&s, READY).status, "False");
+    }
+
+    #[test]
+    fn unchanged_conditions_keep_their_transition_time() {
+        let sp = spec(None, &[Direction::Forward]);
+        let p = Plan::Observe;
+        let first = summarize(&sp, &p, vec![], None, 1, &Default::default(), &now());
+        let later = Time("2026-11-28T10:00:00Z".parse().unwrap());
+        let second = summarize(&sp, &p, vec![], None, 1, &first, &later);
+        assert_eq!(first, second, "a reconcile that finds nothing new must produce an identical status");
+    }
+
+    #[test]
+    fn restart_after_stop_is_terminal() {
+        let sp = spec(Some(DesiredState::Running), &[Direction::Forward]);
+        let recs = vec![rec(Direction::Forward, DirectionState::Stopped)];
+        let s = summarize(&sp, &Plan::RestartNotSupported, recs, None, 4, &Default::default(), &now());
+        assert_eq!(cond(&s, STALLED).reason, "RestartNotSupported");
+        assert_eq!(cond(&s, READY).status, "False");
+    }
+
+    #[test]
+    fn dts_codes_map_to_condition_reasons() {
+        assert_eq!(stalled_reason("InvalidAccessKeyId.NotFound"), "AuthenticationFailed");
+        assert_eq!(stalled_reason("SignatureDoesNotMatch"), "AuthenticationFailed");
+        assert_eq!(stalled_reason("Forbidden.InstanceNotFound"), "JobNotFound");
+        assert_eq!(stalled_reason("Forbidden.RAM"), "AccessDenied");
+        assert_eq!(stalled_reason("Weird.Code"), "StopFailed");
+    }
+}
