@@ -145,6 +145,7 @@ async fn sends_post_slash_with_params_in_query_and_empty_body() {
             "{version}"
         );
         assert_eq!(header(&head, "x-acs-action"), vec!["StopDtsJob"], "{version}");
+        assert_eq!(header(&head, "user-agent").len(), 1, "{version}: {head}");
         assert_eq!(header(&head, "x-acs-version"), vec!["2020-01-01"], "{version}");
         match version {
             SignatureVersion::HmacSha1 => {
