@@ -10,3 +10,4 @@
 
 pub mod crd;
 pub mod dts;
+pub mod emulator;
