@@ -76,7 +76,7 @@ pub fn decode_pairs(raw: &[u8]) -> BTreeMap<String, String> {
     url::form_urlencoded::parse(raw).into_owned().collect()
 }
 
-fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<String> {
+fn header(headers: &HeaderMap, name: &str) -> Option<String> {
     // Latin-1 bytes are possible on the wire; never fail on them.
     headers
         .get(name)

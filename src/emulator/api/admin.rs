@@ -21,8 +21,8 @@ fn bad_request(message: String) -> Response {
 
 /// Parses a JSON body with a message that names the problem (axum's own
 /// rejection text is less specific about unknown fields).
-fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, Response> {
-    serde_json::from_slice(body).map_err(|e| bad_request(format!("invalid JSON body: {e}")))
+fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, Box<Response>> {
+    serde_json::from_slice(body).map_err(|e| Box::new(bad_request(format!("invalid JSON body: {e}"))))
 }
 
 pub async fn journal(State(s): State<Arc<Shared>>) -> Response {
@@ -41,7 +41,7 @@ pub async fn get_faults(State(s): State<Arc<Shared>>) -> Response {
 pub async fn set_faults(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     let req: FaultsRequest = match parse(&body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let mut inner = s.lock();
     match inner.faults.apply(req) {
@@ -62,7 +62,7 @@ pub async fn list_jobs(State(s): State<Arc<Shared>>) -> Response {
 pub async fn add_job(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     let spec: JobSpec = match parse(&body) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     match s.lock().jobs.add(&spec) {
         Ok(job) => (StatusCode::CREATED, Json(job)).into_response(),

@@ -138,6 +138,18 @@ async fn dts_call(
     let outcome = {
         let mut inner = shared.lock();
         let (outcome, entry) = handle(&shared, &mut inner, &incoming, &parsed, body.is_err(), now, &request_id);
+        // Only non-secret fields: the params may hold a SecurityToken.
+        tracing::info!(
+            action = entry.action.as_deref().unwrap_or("-"),
+            scheme = ?entry.scheme,
+            access_key_id = entry.access_key_id.as_deref().unwrap_or("-"),
+            auth_ok = entry.auth_ok,
+            http_status = entry.http_status,
+            error_code = entry.error_code.as_deref().unwrap_or("-"),
+            fault = entry.fault.as_deref().unwrap_or("-"),
+            request_id = %entry.request_id,
+            "dts call"
+        );
         inner.journal.push(entry);
         outcome
     };
