@@ -7,12 +7,14 @@
 //!   error classification;
 //! * [`controller`]: the reconcile pipeline (resolve → validate → plan → act → status);
 //! * [`run`]: wiring of watches, client, limits and controller for `dts-operator run`;
-//! * [`metrics`], [`telemetry`]: Prometheus metrics and logging.
+//! * [`metrics`], [`telemetry`]: Prometheus metrics and logging;
+//! * [`emulator`]: a local DTS API for tests, demos and offline rehearsals.
 
 pub mod cli;
 pub mod controller;
 pub mod crd;
 pub mod dts;
+pub mod emulator;
 pub mod metrics;
 pub mod run;
 pub mod telemetry;

@@ -1,0 +1,271 @@
+//! HTTP surface: the DTS endpoint (`/`, any other path answers like the
+//! gateway does for an unknown API) and the admin API under `/_emulator/`.
+
+pub mod admin;
+pub mod dts;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use jiff::Timestamp;
+use serde_json::Value;
+
+use super::config::{Account, Config};
+use super::error::GatewayError;
+use super::faults::{Before, Delivery, Faults};
+use super::journal::{Entry, Journal};
+use super::server::ConnCtl;
+use super::state::Jobs;
+use super::verify::{self, Incoming, NonceCache, Scheme};
+
+/// Largest request body read; DTS lifecycle calls have empty bodies.
+const MAX_BODY: usize = 1 << 20;
+
+/// State shared by all handlers.
+pub struct Shared {
+    accounts: HashMap<String, Account>,
+    inner: Mutex<Inner>,
+}
+
+/// Everything that changes, behind one lock: a call's checks, effect and
+/// journal entry happen atomically, so concurrent calls see a consistent
+/// order (no await is held across it).
+pub struct Inner {
+    pub jobs: Jobs,
+    pub nonces: NonceCache,
+    pub faults: Faults,
+    pub journal: Journal,
+}
+
+impl Shared {
+    pub fn new(config: &Config) -> Shared {
+        Shared {
+            accounts: config
+                .accounts
+                .iter()
+                .map(|a| (a.access_key_id.clone(), a.clone()))
+                .collect(),
+            inner: Mutex::new(Inner {
+                jobs: Jobs::new(&config.jobs),
+                nonces: NonceCache::default(),
+                faults: Faults::default(),
+                journal: Journal::default(),
+            }),
+        }
+    }
+
+    /// The state lock. A panic elsewhere must not take the emulator down
+    /// with a poisoned lock, so poisoning is ignored.
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The router for one emulator.
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/_emulator/journal", get(admin::journal).delete(admin::clear_journal))
+        .route(
+            "/_emulator/faults",
+            get(admin::get_faults)
+                .post(admin::set_faults)
+                .delete(admin::clear_faults),
+        )
+        .route("/_emulator/jobs", get(admin::list_jobs).post(admin::add_job))
+        .fallback(dts_call)
+        .with_state(shared)
+}
+
+/// DTS's RequestId format: an upper-case UUID.
+pub fn request_id() -> String {
+    uuid::Uuid::new_v4().to_string().to_uppercase()
+}
+
+/// RFC 3339 UTC with milliseconds, for the journal.
+fn journal_time(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// How one call is answered, decided under the lock.
+struct Outcome {
+    status: StatusCode,
+    body: Value,
+    retry_after_ms: Option<u64>,
+    delay: std::time::Duration,
+    delivery: Delivery,
+}
+
+fn json_response(status: StatusCode, body: &Value, request_id: &str, retry_after_ms: Option<u64>) -> Response {
+    let mut resp = (status, body.to_string()).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json;charset=utf-8"),
+    );
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert("x-acs-request-id", v);
+    }
+    if let Some(ms) = retry_after_ms {
+        h.insert("x-acs-retry-after", HeaderValue::from(ms));
+    }
+    resp
+}
+
+async fn dts_call(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(conn): ConnectInfo<ConnCtl>,
+    req: Request,
+) -> Response {
+    let now = Timestamp::now();
+    let request_id = request_id();
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, MAX_BODY).await;
+    let body_bytes = body.as_deref().unwrap_or_default();
+    let raw_query = parts.uri.query().unwrap_or_default();
+    let incoming = Incoming {
+        method: &parts.method,
+        path: parts.uri.path(),
+        raw_query,
+        headers: &parts.headers,
+        body: body_bytes,
+    };
+    let parsed = verify::parse(&incoming);
+    let outcome = {
+        let mut inner = shared.lock();
+        let (outcome, entry) = handle(&shared, &mut inner, &incoming, &parsed, body.is_err(), now, &request_id);
+        // Only non-secret fields: the params may hold a SecurityToken.
+        tracing::info!(
+            action = entry.action.as_deref().unwrap_or("-"),
+            scheme = ?entry.scheme,
+            access_key_id = entry.access_key_id.as_deref().unwrap_or("-"),
+            auth_ok = entry.auth_ok,
+            http_status = entry.http_status,
+            error_code = entry.error_code.as_deref().unwrap_or("-"),
+            fault = entry.fault.as_deref().unwrap_or("-"),
+            request_id = %entry.request_id,
+            "dts call"
+        );
+        inner.journal.push(entry);
+        outcome
+    };
+    // Effect and journal are done; only now does the answer get delayed,
+    // garbled or dropped, as a slow or broken network would.
+    if !outcome.delay.is_zero() {
+        tokio::time::sleep(outcome.delay).await;
+    }
+    match outcome.delivery {
+        Delivery::Reset => {
+            conn.kill();
+            // Never written: the killed connection fails the write and closes.
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+        Delivery::Malformed => {
+            let mut resp = (StatusCode::OK, "<html><body>upstream hiccup: not JSON").into_response();
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json;charset=utf-8"),
+            );
+            resp
+        }
+        Delivery::Normal => json_response(outcome.status, &outcome.body, &request_id, outcome.retry_after_ms),
+    }
+}
+
+/// Routes, verifies, applies faults and runs the operation; returns the
+/// answer and the journal entry.
+fn handle(
+    shared: &Shared,
+    inner: &mut Inner,
+    incoming: &Incoming<'_>,
+    parsed: &verify::Parsed,
+    body_too_large: bool,
+    now: Timestamp,
+    request_id: &str,
+) -> (Outcome, Entry) {
+    let mut entry = Entry {
+        time: journal_time(now),
+        action: parsed.action.clone(),
+        params: parsed.params(),
+        scheme: parsed.scheme,
+        access_key_id: parsed.access_key_id.clone(),
+        auth_ok: false,
+        http_status: None,
+        request_id: request_id.to_owned(),
+        error_code: None,
+        fault: None,
+    };
+    let reject = |entry: &mut Entry, e: GatewayError, retry_after_ms: Option<u64>| {
+        entry.http_status = Some(e.status.as_u16());
+        entry.error_code = Some(e.code.clone());
+        Outcome {
+            status: e.status,
+            body: e.body(request_id),
+            retry_after_ms,
+            delay: std::time::Duration::ZERO,
+            delivery: Delivery::Normal,
+        }
+    };
+    let pre = (|| {
+        if body_too_large {
+            return Err(GatewayError::invalid_parameter("body", "larger than 1 MiB"));
+        }
+        if incoming.path != "/" || !matches!(incoming.method.as_str(), "GET" | "POST") {
+            return Err(GatewayError::api_not_found());
+        }
+        let action = parsed.action.as_deref().filter(|a| !a.is_empty()).ok_or_else(|| {
+            GatewayError::missing_parameter(match parsed.scheme {
+                Scheme::HmacSha1 => "Action",
+                Scheme::Acs3HmacSha256 => "x-acs-action",
+            })
+        })?;
+        if !dts::ACTIONS.contains(&action) {
+            return Err(GatewayError::api_not_found());
+        }
+        let verified = verify::verify(incoming, parsed, &shared.accounts, now)?;
+        if !inner
+            .nonces
+            .check_and_insert(&verified.nonce, verified.request_time, now)
+        {
+            return Err(GatewayError::nonce_used());
+        }
+        Ok(action.to_owned())
+    })();
+    let action = match pre {
+        Ok(a) => a,
+        Err(e) => {
+            let o = reject(&mut entry, e, None);
+            return (o, entry);
+        }
+    };
+    entry.auth_ok = true;
+    if let Before::Reject(e, retry_after) = inner.faults.before() {
+        let o = reject(&mut entry, e, retry_after);
+        return (o, entry);
+    }
+    let answer = match dts::call(&mut inner.jobs, &action, &parsed.params(), request_id, now) {
+        Ok(a) => a,
+        Err(e) => {
+            let o = reject(&mut entry, e, None);
+            return (o, entry);
+        }
+    };
+    let (delay, delivery) = inner.faults.after();
+    entry.fault = delivery.label().map(str::to_owned);
+    entry.http_status = (delivery != Delivery::Reset).then_some(200);
+    entry.error_code = answer.error_code;
+    (
+        Outcome {
+            status: StatusCode::OK,
+            body: answer.body,
+            retry_after_ms: None,
+            delay,
+            delivery,
+        },
+        entry,
+    )
+}

@@ -1,0 +1,266 @@
+//! Fault injection, set through `POST /_emulator/faults`.
+//!
+//! Faults fall in two groups, because a client must handle them differently:
+//! * *before any effect* (`throttleNext`, `failNext`, `qps`): the call is
+//!   answered with an error and the job is not touched — safe to retry;
+//! * *after the effect* (`latencyMs`, `malformedNext`, `resetNext`): the job
+//!   has changed and the call is journaled, then the answer is delayed,
+//!   garbled or never sent — the client cannot know whether it worked, as
+//!   with a real service.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde::{Deserialize, Serialize};
+
+use super::error::GatewayError;
+
+/// Default `x-acs-retry-after` (milliseconds) on throttled answers.
+pub const DEFAULT_RETRY_AFTER_MS: u64 = 1000;
+
+/// The body of `POST /_emulator/faults`; every field is optional and only
+/// the fields present change.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FaultsRequest {
+    pub throttle_next: Option<u32>,
+    pub fail_next: Option<FailNext>,
+    pub latency_ms: Option<u64>,
+    pub malformed_next: Option<u32>,
+    pub reset_next: Option<u32>,
+    /// Calls per second allowed; `0` removes the limit.
+    pub qps: Option<u32>,
+    /// `x-acs-retry-after` sent with throttled answers (default 1000 ms).
+    pub retry_after_ms: Option<u64>,
+}
+
+/// `failNext`: the next `count` calls get this gateway error.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FailNext {
+    pub count: u32,
+    #[serde(default = "default_fail_status")]
+    pub status: u16,
+    #[serde(default = "default_fail_code")]
+    pub code: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+fn default_fail_status() -> u16 {
+    503
+}
+
+fn default_fail_code() -> String {
+    "ServiceUnavailable".to_owned()
+}
+
+/// The current settings, as `GET /_emulator/faults` shows them.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FaultsView {
+    pub throttle_next: u32,
+    pub fail_next: Option<FailNext>,
+    pub latency_ms: u64,
+    pub malformed_next: u32,
+    pub reset_next: u32,
+    pub qps: Option<u32>,
+    pub retry_after_ms: u64,
+}
+
+/// What to do before a verified call takes effect.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Before {
+    Proceed,
+    /// Answer this error (with `x-acs-retry-after` when set) and stop.
+    Reject(GatewayError, Option<u64>),
+}
+
+/// How to deliver the answer of a call that took effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    Normal,
+    /// 200 with a body that is not JSON.
+    Malformed,
+    /// Close the connection without answering.
+    Reset,
+}
+
+impl Delivery {
+    /// The journal's `fault` label.
+    pub fn label(self) -> Option<&'static str> {
+        match self {
+            Delivery::Normal => None,
+            Delivery::Malformed => Some("malformed"),
+            Delivery::Reset => Some("reset"),
+        }
+    }
+}
+
+/// Live fault state.
+#[derive(Debug, Default)]
+pub struct Faults {
+    view: FaultsView,
+    limiter: Option<DefaultDirectRateLimiter>,
+}
+
+impl Faults {
+    pub fn view(&self) -> FaultsView {
+        let mut v = self.view.clone();
+        v.retry_after_ms = self.retry_after_ms();
+        v
+    }
+
+    fn retry_after_ms(&self) -> u64 {
+        if self.view.retry_after_ms == 0 {
+            DEFAULT_RETRY_AFTER_MS
+        } else {
+            self.view.retry_after_ms
+        }
+    }
+
+    /// Applies a `POST /_emulator/faults` body. `Err` names the bad field.
+    pub fn apply(&mut self, req: FaultsRequest) -> Result<(), String> {
+        if let Some(f) = &req.fail_next {
+            if !(400..=599).contains(&f.status) {
+                return Err(format!("failNext.status must be 400..599, got {}", f.status));
+            }
+            if f.code.trim().is_empty() {
+                return Err("failNext.code is empty".into());
+            }
+        }
+        if let Some(n) = req.throttle_next {
+            self.view.throttle_next = n;
+        }
+        if let Some(f) = req.fail_next {
+            self.view.fail_next = (f.count > 0).then_some(f);
+        }
+        if let Some(ms) = req.latency_ms {
+            self.view.latency_ms = ms;
+        }
+        if let Some(n) = req.malformed_next {
+            self.view.malformed_next = n;
+        }
+        if let Some(n) = req.reset_next {
+            self.view.reset_next = n;
+        }
+        if let Some(ms) = req.retry_after_ms {
+            self.view.retry_after_ms = ms;
+        }
+        if let Some(q) = req.qps {
+            self.view.qps = NonZeroU32::new(q).map(|_| q);
+            // A token bucket of one second's worth of calls.
+            self.limiter = NonZeroU32::new(q).map(|q| RateLimiter::direct(Quota::per_second(q)));
+        }
+        Ok(())
+    }
+
+    /// Decides, before any effect, whether this call is refused.
+    pub fn before(&mut self) -> Before {
+        if self.view.throttle_next > 0 {
+            self.view.throttle_next -= 1;
+            return Before::Reject(GatewayError::throttled(), Some(self.retry_after_ms()));
+        }
+        if let Some(f) = &mut self.view.fail_next {
+            let status = StatusCode::from_u16(f.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            let message = f
+                .message
+                .clone()
+                .unwrap_or_else(|| "The request has failed due to a temporary failure of the server.".into());
+            let err = GatewayError::new(status, f.code.clone(), message);
+            f.count -= 1;
+            if f.count == 0 {
+                self.view.fail_next = None;
+            }
+            return Before::Reject(err, None);
+        }
+        if let Some(limiter) = &self.limiter {
+            if limiter.check().is_err() {
+                let per_call = 1000 / u64::from(self.view.qps.unwrap_or(1).max(1));
+                return Before::Reject(GatewayError::throttled(), Some(per_call.max(1)));
+            }
+        }
+        Before::Proceed
+    }
+
+    /// Decides, after the call took effect, how its answer is delivered.
+    pub fn after(&mut self) -> (Duration, Delivery) {
+        let latency = Duration::from_millis(self.view.latency_ms);
+        if self.view.reset_next > 0 {
+            self.view.reset_next -= 1;
+            return (latency, Delivery::Reset);
+        }
+        if self.view.malformed_next > 0 {
+            self.view.malformed_next -= 1;
+            return (latency, Delivery::Malformed);
+        }
+        (latency, Delivery::Normal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_run_down_in_order() {
+        let mut f = Faults::default();
+        f.apply(FaultsRequest {
+            throttle_next: Some(1),
+            fail_next: Some(FailNext {
+                count: 1,
+                status: 503,
+                code: "ServiceUnavailable".into(),
+                message: None,
+            }),
+            reset_next: Some(1),
+            malformed_next: Some(1),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(matches!(f.before(), Before::Reject(e, Some(1000)) if e.code == "Throttling.User"));
+        assert!(matches!(f.before(), Before::Reject(e, None) if e.code == "ServiceUnavailable" && e.status == 503));
+        assert_eq!(f.before(), Before::Proceed);
+        assert_eq!(f.after().1, Delivery::Reset);
+        assert_eq!(f.after().1, Delivery::Malformed);
+        assert_eq!(f.after().1, Delivery::Normal);
+    }
+
+    #[test]
+    fn qps_limits_and_zero_removes_the_limit() {
+        let mut f = Faults::default();
+        f.apply(FaultsRequest {
+            qps: Some(1),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(f.before(), Before::Proceed);
+        assert!(matches!(f.before(), Before::Reject(e, Some(_)) if e.code == "Throttling.User"));
+        f.apply(FaultsRequest {
+            qps: Some(0),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(f.before(), Before::Proceed);
+        assert_eq!(f.view().qps, None);
+    }
+
+    #[test]
+    fn rejects_a_non_error_status() {
+        let mut f = Faults::default();
+        let bad = FailNext {
+            count: 1,
+            status: 200,
+            code: "X".into(),
+            message: None,
+        };
+        assert!(f
+            .apply(FaultsRequest {
+                fail_next: Some(bad),
+                ..Default::default()
+            })
+            .is_err());
+    }
+}

@@ -1,0 +1,20 @@
+//! `dts-emulator`: a local DTS (2020-01-01) API that Alibaba's own SDKs
+//! accept, for tests, demos and offline GitOps rehearsals.
+//!
+//! One module per concern: [`config`] (the YAML/JSON file), [`state`] (jobs
+//! and their directions), [`verify`] (both signature schemes, nonces,
+//! timestamps), [`faults`] (injected failures), [`journal`] (what was
+//! received), [`error`] (gateway error bodies), [`api`] (HTTP handlers) and
+//! [`server`] (serving and stopping).
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod faults;
+pub mod journal;
+pub mod server;
+pub mod state;
+pub mod verify;
+
+pub use config::{Config, ConfigError};
+pub use server::{serve, EmulatorHandle};
