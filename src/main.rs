@@ -6,7 +6,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "dts-operator", version, about = "Stops Alibaba Cloud DTS jobs declared as DtsJob resources")]
+#[command(
+    name = "dts-operator",
+    version,
+    about = "Stops Alibaba Cloud DTS jobs declared as DtsJob resources"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

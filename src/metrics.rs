@@ -61,10 +61,26 @@ impl Metrics {
         };
         let r = registry.sub_registry_with_prefix("dts_operator");
         r.register("reconciles", "DtsJob reconciles started", m.reconciles.clone());
-        r.register("reconcile_failures", "DtsJob reconciles that ended in an error, by reason", m.failures.clone());
-        r.register("dts_calls", "DTS API calls by action, outcome and error code", m.dts_calls.clone());
-        r.register("dts_call_duration_seconds", "DTS API call latency", m.dts_latency.clone());
-        r.register("dtsjobs", "DtsJobs by phase, as last reconciled by this replica", m.jobs_by_phase.clone());
+        r.register(
+            "reconcile_failures",
+            "DtsJob reconciles that ended in an error, by reason",
+            m.failures.clone(),
+        );
+        r.register(
+            "dts_calls",
+            "DTS API calls by action, outcome and error code",
+            m.dts_calls.clone(),
+        );
+        r.register(
+            "dts_call_duration_seconds",
+            "DTS API call latency",
+            m.dts_latency.clone(),
+        );
+        r.register(
+            "dtsjobs",
+            "DtsJobs by phase, as last reconciled by this replica",
+            m.jobs_by_phase.clone(),
+        );
         m
     }
 
@@ -78,20 +94,34 @@ impl Metrics {
     }
 
     pub fn reconcile_failed(&self, reason: &str) {
-        self.failures.get_or_create(&ReasonLabels { reason: reason.to_owned() }).inc();
+        self.failures
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
     }
 
     pub fn dts_call(&self, action: &str, outcome: &str, error_code: &str, elapsed: Duration) {
-        let labels =
-            CallLabels { action: action.to_owned(), outcome: outcome.to_owned(), error_code: error_code.to_owned() };
+        let labels = CallLabels {
+            action: action.to_owned(),
+            outcome: outcome.to_owned(),
+            error_code: error_code.to_owned(),
+        };
         self.dts_calls.get_or_create(&labels).inc();
-        self.dts_latency.get_or_create(&ActionLabels { action: action.to_owned() }).observe(elapsed.as_secs_f64());
+        self.dts_latency
+            .get_or_create(&ActionLabels {
+                action: action.to_owned(),
+            })
+            .observe(elapsed.as_secs_f64());
     }
 
     /// Counts of DTS calls so far, by (action, outcome): for tests and tools.
     pub fn dts_call_count(&self, action: &str, outcome: &str, error_code: &str) -> u64 {
-        let labels =
-            CallLabels { action: action.to_owned(), outcome: outcome.to_owned(), error_code: error_code.to_owned() };
+        let labels = CallLabels {
+            action: action.to_owned(),
+            outcome: outcome.to_owned(),
+            error_code: error_code.to_owned(),
+        };
         self.dts_calls.get_or_create(&labels).get()
     }
 
@@ -102,9 +132,19 @@ impl Metrics {
             Some(p) => phases.insert(key.to_owned(), p),
             None => phases.remove(key),
         };
-        for p in [Phase::Pending, Phase::Running, Phase::Stopping, Phase::Stopped, Phase::Failed] {
+        for p in [
+            Phase::Pending,
+            Phase::Running,
+            Phase::Stopping,
+            Phase::Stopped,
+            Phase::Failed,
+        ] {
             let n = phases.values().filter(|v| **v == p).count();
-            self.jobs_by_phase.get_or_create(&PhaseLabels { phase: format!("{p:?}") }).set(n as i64);
+            self.jobs_by_phase
+                .get_or_create(&PhaseLabels {
+                    phase: format!("{p:?}"),
+                })
+                .set(n as i64);
         }
     }
 

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Controller;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
-use kube::core::PartialObjectMeta;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
 use prometheus_client::registry::Registry;
@@ -31,7 +31,11 @@ fn trigger_hash(job: &DtsJob) -> Option<u64> {
     let mut h = DefaultHasher::new();
     job.metadata.generation.hash(&mut h);
     job.annotations().get(RECONCILE_REQUESTED_AT).hash(&mut h);
-    job.metadata.deletion_timestamp.as_ref().map(|t| t.0.as_second()).hash(&mut h);
+    job.metadata
+        .deletion_timestamp
+        .as_ref()
+        .map(|t| t.0.as_second())
+        .hash(&mut h);
     job.metadata.finalizers.hash(&mut h);
     Some(h.finish())
 }
@@ -56,7 +60,10 @@ pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error + Send +
         "starting dts-operator"
     );
 
-    let reporter = Reporter { controller: "dts-operator".into(), instance: args.identity.clone() };
+    let reporter = Reporter {
+        controller: "dts-operator".into(),
+        instance: args.identity.clone(),
+    };
     let ctx = Arc::new(Context {
         client: client.clone(),
         dts: DtsCaller::new(dts, args.dts_rate_limit, args.dts_max_concurrency, metrics.clone()),
@@ -79,7 +86,9 @@ pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error + Send +
         .reflect(writer)
         .applied_objects()
         .predicate_filter(trigger_hash, Default::default());
-    let secrets = watcher(secrets_api, watcher::Config::default()).default_backoff().touched_objects();
+    let secrets = watcher(secrets_api, watcher::Config::default())
+        .default_backoff()
+        .touched_objects();
     let store = reader.clone();
 
     let controller = Controller::for_stream(jobs, reader)

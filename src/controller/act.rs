@@ -35,7 +35,12 @@ impl DtsCaller {
     /// at most `concurrency` calls in flight.
     pub fn new(client: DtsClient, rate: NonZeroU32, concurrency: usize, metrics: Arc<Metrics>) -> Self {
         let quota = Quota::per_second(rate).allow_burst(NonZeroU32::MIN);
-        Self { client, limiter: RateLimiter::direct(quota), in_flight: Semaphore::new(concurrency.max(1)), metrics }
+        Self {
+            client,
+            limiter: RateLimiter::direct(quota),
+            in_flight: Semaphore::new(concurrency.max(1)),
+            metrics,
+        }
     }
 
     pub async fn stop(&self, creds: &Credentials, job: &JobRef) -> Result<ApiSuccess, DtsError> {
@@ -43,7 +48,8 @@ impl DtsCaller {
     }
 
     pub async fn describe(&self, creds: &Credentials, job: &JobRef) -> Result<JobDetail, DtsError> {
-        self.limited("DescribeDtsJobDetail", self.client.describe_dts_job_detail(creds, job)).await
+        self.limited("DescribeDtsJobDetail", self.client.describe_dts_job_detail(creds, job))
+            .await
     }
 
     async fn limited<T>(&self, action: &str, call: impl Future<Output = Result<T, DtsError>>) -> Result<T, DtsError> {
@@ -54,7 +60,10 @@ impl DtsCaller {
         let result = call.await;
         let (outcome, code) = match &result {
             Ok(_) => ("success", String::new()),
-            Err(e) => (class_label(e.class), e.code.clone().unwrap_or_else(|| e.reason().to_owned())),
+            Err(e) => (
+                class_label(e.class),
+                e.code.clone().unwrap_or_else(|| e.reason().to_owned()),
+            ),
         };
         self.metrics.dts_call(action, outcome, &code, start.elapsed());
         result
@@ -185,7 +194,10 @@ pub async fn run_steps(
                 Ok(detail) if detail.is_finished() => {
                     let r = entry(directions, &job.spec, *d);
                     record_success(r, detail.request_id.clone(), detail.http_status);
-                    let note = with_request_id(format!("{d}: DescribeDtsJobDetail reports the job Finished"), &detail.request_id);
+                    let note = with_request_id(
+                        format!("{d}: DescribeDtsJobDetail reports the job Finished"),
+                        &detail.request_id,
+                    );
                     info!(direction = %d, request_id = ?detail.request_id, "stop confirmed by DescribeDtsJobDetail");
                     out.events.push((EventType::Normal, "Stopped", note));
                 }

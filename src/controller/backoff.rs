@@ -22,7 +22,12 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(base: Duration, cap: Duration) -> Self {
-        Self { base, cap, failures: Mutex::new(HashMap::new()), not_before: Mutex::new(HashMap::new()) }
+        Self {
+            base,
+            cap,
+            failures: Mutex::new(HashMap::new()),
+            not_before: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The nominal (un-jittered) delay after `failures` consecutive failures.
@@ -44,13 +49,18 @@ impl Backoff {
         let half = nominal / 2;
         let jitter = rand::rng().random_range(0..=half.as_millis().min(u64::MAX as u128) as u64);
         let delay = half + Duration::from_millis(jitter);
-        delay.max(retry_after.unwrap_or_default()).min(self.cap.max(retry_after.unwrap_or_default()))
+        delay
+            .max(retry_after.unwrap_or_default())
+            .min(self.cap.max(retry_after.unwrap_or_default()))
     }
 
     /// Remembers that `key` must not be retried before `wait` has passed,
     /// whatever else triggers a reconcile meanwhile (a Secret touch, a resync).
     pub fn schedule(&self, key: &str, wait: Duration) {
-        self.not_before.lock().unwrap_or_else(|e| e.into_inner()).insert(key.to_owned(), Instant::now() + wait);
+        self.not_before
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_owned(), Instant::now() + wait);
     }
 
     /// How long `key` must still wait, if a retry is scheduled in the future.

@@ -54,7 +54,10 @@ impl CredentialsError {
     }
 
     pub fn blocker(&self) -> Blocker {
-        Blocker { reason: self.reason(), message: self.to_string() }
+        Blocker {
+            reason: self.reason(),
+            message: self.to_string(),
+        }
     }
 }
 
@@ -66,9 +69,14 @@ pub fn from_secret(name: &str, secret: &Secret) -> Result<Credentials, Credentia
         let trimmed = s.trim().to_owned();
         (!trimmed.is_empty()).then_some(trimmed)
     };
-    let id = get(ACCESS_KEY_ID).ok_or(CredentialsError::KeyMissing { secret: name.into(), key: ACCESS_KEY_ID })?;
-    let key =
-        get(ACCESS_KEY_SECRET).ok_or(CredentialsError::KeyMissing { secret: name.into(), key: ACCESS_KEY_SECRET })?;
+    let id = get(ACCESS_KEY_ID).ok_or(CredentialsError::KeyMissing {
+        secret: name.into(),
+        key: ACCESS_KEY_ID,
+    })?;
+    let key = get(ACCESS_KEY_SECRET).ok_or(CredentialsError::KeyMissing {
+        secret: name.into(),
+        key: ACCESS_KEY_SECRET,
+    })?;
     let mut creds = Credentials::new(id, key);
     if let Some(token) = get(SECURITY_TOKEN) {
         creds = creds.with_security_token(token);
@@ -78,8 +86,16 @@ pub fn from_secret(name: &str, secret: &Secret) -> Result<Credentials, Credentia
 
 /// The operator's default credentials from its environment, if complete.
 pub fn from_env() -> Option<Credentials> {
-    let var = |k: &str| std::env::var(k).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-    let mut creds = Credentials::new(var("ALIBABA_CLOUD_ACCESS_KEY_ID")?, var("ALIBABA_CLOUD_ACCESS_KEY_SECRET")?);
+    let var = |k: &str| {
+        std::env::var(k)
+            .ok()
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let mut creds = Credentials::new(
+        var("ALIBABA_CLOUD_ACCESS_KEY_ID")?,
+        var("ALIBABA_CLOUD_ACCESS_KEY_SECRET")?,
+    );
     if let Some(token) = var("ALIBABA_CLOUD_SECURITY_TOKEN") {
         creds = creds.with_security_token(token);
     }
@@ -95,7 +111,10 @@ pub async fn resolve(
 ) -> Result<Resolved, CredentialsError> {
     let Some(secret_ref) = &spec.credentials_secret_ref else {
         return defaults
-            .map(|c| Resolved { credentials: c.clone(), secret_version: None })
+            .map(|c| Resolved {
+                credentials: c.clone(),
+                secret_version: None,
+            })
             .ok_or(CredentialsError::NotConfigured);
     };
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
@@ -105,7 +124,10 @@ pub async fn resolve(
         Err(e) => return Err(CredentialsError::Kube(secret_ref.name.clone(), e)),
     };
     let credentials = from_secret(&secret_ref.name, &secret)?;
-    Ok(Resolved { credentials, secret_version: secret.metadata.resource_version.clone() })
+    Ok(Resolved {
+        credentials,
+        secret_version: secret.metadata.resource_version.clone(),
+    })
 }
 
 #[cfg(test)]
@@ -116,15 +138,27 @@ mod tests {
 
     fn secret(pairs: &[(&str, &str)]) -> Secret {
         Secret {
-            data: Some(pairs.iter().map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec()))).collect::<BTreeMap<_, _>>()),
+            data: Some(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                    .collect::<BTreeMap<_, _>>(),
+            ),
             ..Default::default()
         }
     }
 
     #[test]
     fn reads_keys_and_optional_token() {
-        let c = from_secret("s", &secret(&[("accessKeyId", "id"), ("accessKeySecret", "sec"), ("securityToken", "tok")]))
-            .unwrap();
+        let c = from_secret(
+            "s",
+            &secret(&[
+                ("accessKeyId", "id"),
+                ("accessKeySecret", "sec"),
+                ("securityToken", "tok"),
+            ]),
+        )
+        .unwrap();
         assert_eq!(c.access_key_id, "id");
         assert_eq!(c.security_token.as_deref(), Some("tok"));
         let c = from_secret("s", &secret(&[("accessKeyId", "id"), ("accessKeySecret", "sec")])).unwrap();

@@ -96,10 +96,25 @@ pub async fn reconcile(job: Arc<DtsJob>, ctx: Arc<Context>) -> Result<Action, Er
     // Observe-only and restart requests need no credentials and no call.
     let observe_plan = plan::plan(&job.spec, &old, "");
     if matches!(observe_plan, Plan::Observe | Plan::RestartNotSupported) {
-        let new = status::summarize(&job.spec, &observe_plan, old.directions.clone(), None, generation, &old, &now());
+        let new = status::summarize(
+            &job.spec,
+            &observe_plan,
+            old.directions.clone(),
+            None,
+            generation,
+            &old,
+            &now(),
+        );
         let changed = write_status_if_changed(&api, &name, &old, &new, None).await?;
         if changed && observe_plan == Plan::RestartNotSupported {
-            publish(&ctx, &job, EventType::Warning, "RestartNotSupported", status_message(&new, status::STALLED)).await;
+            publish(
+                &ctx,
+                &job,
+                EventType::Warning,
+                "RestartNotSupported",
+                status_message(&new, status::STALLED),
+            )
+            .await;
         }
         ctx.backoff.reset(&key);
         return Ok(Action::await_change());
@@ -112,7 +127,15 @@ pub async fn reconcile(job: Arc<DtsJob>, ctx: Arc<Context>) -> Result<Action, Er
             let blocker = e.blocker();
             let fp = plan::fingerprint(generation, None, requested_at(&job));
             let p = plan::plan(&job.spec, &old, &fp);
-            let new = status::summarize(&job.spec, &p, old.directions.clone(), Some(&blocker), generation, &old, &now());
+            let new = status::summarize(
+                &job.spec,
+                &p,
+                old.directions.clone(),
+                Some(&blocker),
+                generation,
+                &old,
+                &now(),
+            );
             if write_status_if_changed(&api, &name, &old, &new, None).await? {
                 warn!(reason = blocker.reason, "{}", blocker.message);
                 publish(&ctx, &job, EventType::Warning, blocker.reason, blocker.message.clone()).await;
@@ -171,7 +194,14 @@ pub async fn reconcile(job: Arc<DtsJob>, ctx: Arc<Context>) -> Result<Action, Er
     }
 
     let outcome = act::run_steps(&ctx, &fresh, &pending, &mut directions, &resolved.credentials, &fp).await;
-    let final_plan = plan::plan(&fresh.spec, &DtsJobStatus { directions: directions.clone(), ..old.clone() }, &fp);
+    let final_plan = plan::plan(
+        &fresh.spec,
+        &DtsJobStatus {
+            directions: directions.clone(),
+            ..old.clone()
+        },
+        &fp,
+    );
     let new = status::summarize(&fresh.spec, &final_plan, directions, None, generation, &old, &now());
     if (ctx.may_act)() {
         write_status_if_changed(&api, &name, &old, &new, None).await?;
@@ -210,7 +240,11 @@ fn requested_at(job: &DtsJob) -> Option<&str> {
 }
 
 fn status_message(s: &DtsJobStatus, type_: &str) -> String {
-    s.conditions.iter().find(|c| c.type_ == type_).map(|c| c.message.clone()).unwrap_or_default()
+    s.conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
 }
 
 /// Writes `new` unless it equals `old`. Returns whether a write was sent.
@@ -246,12 +280,19 @@ async fn write_status(
         "metadata": metadata,
         "status": status,
     });
-    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await?;
+    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
+        .await?;
     Ok(())
 }
 
 async fn publish(ctx: &Context, job: &DtsJob, type_: EventType, reason: &str, note: String) {
-    let ev = Event { type_, reason: reason.to_owned(), note: Some(truncate(note, 1000)), action: "Reconcile".into(), secondary: None };
+    let ev = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(truncate(note, 1000)),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
     if let Err(e) = ctx.recorder.publish(&ev, &job.object_ref(&())).await {
         warn!(error = %e, reason, "could not record Event");
     }

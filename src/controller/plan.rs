@@ -139,7 +139,10 @@ mod tests {
     }
 
     fn status(records: Vec<DirectionStatus>) -> DtsJobStatus {
-        DtsJobStatus { directions: records, ..Default::default() }
+        DtsJobStatus {
+            directions: records,
+            ..Default::default()
+        }
     }
 
     use Direction::*;
@@ -147,30 +150,53 @@ mod tests {
     #[test]
     fn no_call_when_desired_state_is_unset_or_running() {
         assert_eq!(plan(&spec(None, &[Forward]), &status(vec![]), "f"), Plan::Observe);
-        assert_eq!(plan(&spec(Some(DesiredState::Running), &[Forward, Reverse]), &status(vec![]), "f"), Plan::Observe);
+        assert_eq!(
+            plan(
+                &spec(Some(DesiredState::Running), &[Forward, Reverse]),
+                &status(vec![]),
+                "f"
+            ),
+            Plan::Observe
+        );
     }
 
     #[test]
     fn every_listed_direction_is_stopped_once() {
-        let p = plan(&spec(Some(DesiredState::Stopped), &[Forward, Reverse]), &status(vec![]), "f");
+        let p = plan(
+            &spec(Some(DesiredState::Stopped), &[Forward, Reverse]),
+            &status(vec![]),
+            "f",
+        );
         assert_eq!(p, Plan::Stop(vec![(Forward, Step::Stop), (Reverse, Step::Stop)]));
     }
 
     #[test]
     fn duplicate_directions_never_give_two_calls() {
-        let p = plan(&spec(Some(DesiredState::Stopped), &[Forward, Forward]), &status(vec![]), "f");
+        let p = plan(
+            &spec(Some(DesiredState::Stopped), &[Forward, Forward]),
+            &status(vec![]),
+            "f",
+        );
         assert_eq!(p.pending(), vec![(Forward, Step::Stop)]);
     }
 
     #[test]
     fn stopped_direction_is_never_called_again() {
-        let p = plan(&spec(Some(DesiredState::Stopped), &[Forward, Reverse]), &status(vec![rec(Forward, Stopped, None)]), "f");
+        let p = plan(
+            &spec(Some(DesiredState::Stopped), &[Forward, Reverse]),
+            &status(vec![rec(Forward, Stopped, None)]),
+            "f",
+        );
         assert_eq!(p.pending(), vec![(Reverse, Step::Stop)]);
     }
 
     #[test]
     fn stopping_direction_is_described_first() {
-        let p = plan(&spec(Some(DesiredState::Stopped), &[Forward]), &status(vec![rec(Forward, Stopping, None)]), "f");
+        let p = plan(
+            &spec(Some(DesiredState::Stopped), &[Forward]),
+            &status(vec![rec(Forward, Stopping, None)]),
+            "f",
+        );
         assert_eq!(p.pending(), vec![(Forward, Step::Describe)]);
     }
 
@@ -184,14 +210,21 @@ mod tests {
 
     #[test]
     fn retryable_failure_is_planned_again() {
-        let p = plan(&spec(Some(DesiredState::Stopped), &[Forward]), &status(vec![rec(Forward, Pending, None)]), "f");
+        let p = plan(
+            &spec(Some(DesiredState::Stopped), &[Forward]),
+            &status(vec![rec(Forward, Pending, None)]),
+            "f",
+        );
         assert_eq!(p.pending(), vec![(Forward, Step::Stop)]);
     }
 
     #[test]
     fn running_after_a_stop_is_reported_not_acted_on() {
         let s = status(vec![rec(Forward, Stopped, None)]);
-        assert_eq!(plan(&spec(Some(DesiredState::Running), &[Forward]), &s, "f"), Plan::RestartNotSupported);
+        assert_eq!(
+            plan(&spec(Some(DesiredState::Running), &[Forward]), &s, "f"),
+            Plan::RestartNotSupported
+        );
         // Unset means observe only, even after a stop.
         assert_eq!(plan(&spec(None, &[Forward]), &s, "f"), Plan::Observe);
     }

@@ -42,11 +42,16 @@ pub fn summarize(
     old: &DtsJobStatus,
     now: &Time,
 ) -> DtsJobStatus {
-    let current = DtsJobStatus { directions: directions.clone(), ..Default::default() };
-    let listed: Vec<&DirectionStatus> =
-        listed_directions(spec).into_iter().filter_map(|d| record(spec, &current, d)).collect();
-    let all_stopped = listed.len() == listed_directions(spec).len()
-        && listed.iter().all(|r| r.state == DirectionState::Stopped);
+    let current = DtsJobStatus {
+        directions: directions.clone(),
+        ..Default::default()
+    };
+    let listed: Vec<&DirectionStatus> = listed_directions(spec)
+        .into_iter()
+        .filter_map(|d| record(spec, &current, d))
+        .collect();
+    let all_stopped =
+        listed.len() == listed_directions(spec).len() && listed.iter().all(|r| r.state == DirectionState::Stopped);
     let summary = match (plan, blocker) {
         (Plan::Observe, _) => Summary {
             phase: Phase::Running,
@@ -76,17 +81,46 @@ pub fn summarize(
         (Plan::Stop(_), _) => stop_summary(spec, &listed),
     };
 
-    let mut conditions = vec![condition(READY, summary.ready.0, summary.ready.1, &summary.ready.2, generation, old, now)];
+    let mut conditions = vec![condition(
+        READY,
+        summary.ready.0,
+        summary.ready.1,
+        &summary.ready.2,
+        generation,
+        old,
+        now,
+    )];
     conditions.push(match &summary.reconciling {
         Some((reason, msg)) => condition(RECONCILING, "True", reason, msg, generation, old, now),
-        None => condition(RECONCILING, "False", "Settled", "no DTS call is pending", generation, old, now),
+        None => condition(
+            RECONCILING,
+            "False",
+            "Settled",
+            "no DTS call is pending",
+            generation,
+            old,
+            now,
+        ),
     });
     conditions.push(match &summary.stalled {
         Some((reason, msg)) => condition(STALLED, "True", reason, msg, generation, old, now),
-        None => condition(STALLED, "False", "NotStalled", "no terminal error", generation, old, now),
+        None => condition(
+            STALLED,
+            "False",
+            "NotStalled",
+            "no terminal error",
+            generation,
+            old,
+            now,
+        ),
     });
 
-    DtsJobStatus { observed_generation: Some(generation), phase: Some(summary.phase), conditions, directions }
+    DtsJobStatus {
+        observed_generation: Some(generation),
+        phase: Some(summary.phase),
+        conditions,
+        directions,
+    }
 }
 
 fn restart_message() -> String {
@@ -97,8 +131,10 @@ fn stop_summary(spec: &DtsJobSpec, listed: &[&DirectionStatus]) -> Summary {
     let total = listed_directions(spec).len();
     let stopped = listed.iter().filter(|r| r.state == DirectionState::Stopped).count();
     let failed: Vec<&&DirectionStatus> = listed.iter().filter(|r| r.state == DirectionState::Failed).collect();
-    let in_flight: Vec<&&DirectionStatus> =
-        listed.iter().filter(|r| matches!(r.state, DirectionState::Stopping | DirectionState::Pending)).collect();
+    let in_flight: Vec<&&DirectionStatus> = listed
+        .iter()
+        .filter(|r| matches!(r.state, DirectionState::Stopping | DirectionState::Pending))
+        .collect();
     let not_started = total - listed.len();
 
     let reconciling = if !in_flight.is_empty() || not_started > 0 {
@@ -110,7 +146,11 @@ fn stop_summary(spec: &DtsJobSpec, listed: &[&DirectionStatus]) -> Summary {
     };
 
     if !failed.is_empty() {
-        let reason = failed[0].error_code.as_deref().map(stalled_reason).unwrap_or("StopFailed");
+        let reason = failed[0]
+            .error_code
+            .as_deref()
+            .map(stalled_reason)
+            .unwrap_or("StopFailed");
         let message = failed.iter().map(|r| failure_line(r)).collect::<Vec<_>>().join("; ");
         return Summary {
             phase: Phase::Failed,
@@ -121,16 +161,33 @@ fn stop_summary(spec: &DtsJobSpec, listed: &[&DirectionStatus]) -> Summary {
     }
     if stopped == total {
         let already = listed.iter().any(|r| r.error_code.is_some());
-        let names = listed.iter().map(|r| r.direction.as_str()).collect::<Vec<_>>().join(" and ");
+        let names = listed
+            .iter()
+            .map(|r| r.direction.as_str())
+            .collect::<Vec<_>>()
+            .join(" and ");
         let (reason, message) = if already {
-            ("AlreadyStopped", format!("{names} stopped (DTS reported the job already finished)"))
+            (
+                "AlreadyStopped",
+                format!("{names} stopped (DTS reported the job already finished)"),
+            )
         } else {
             ("Stopped", format!("{names} stopped"))
         };
-        return Summary { phase: Phase::Stopped, ready: ("True", reason, message), reconciling: None, stalled: None };
+        return Summary {
+            phase: Phase::Stopped,
+            ready: ("True", reason, message),
+            reconciling: None,
+            stalled: None,
+        };
     }
     let (reason, message) = reconciling.clone().unwrap_or(("Stopping", "stopping".into()));
-    Summary { phase: Phase::Stopping, ready: ("Unknown", reason, message), reconciling, stalled: None }
+    Summary {
+        phase: Phase::Stopping,
+        ready: ("Unknown", reason, message),
+        reconciling,
+        stalled: None,
+    }
 }
 
 fn progress_message(in_flight: &[&&DirectionStatus]) -> String {
@@ -150,7 +207,11 @@ fn progress_message(in_flight: &[&&DirectionStatus]) -> String {
 
 /// `Reverse: <rendered message> (RequestId X)`.
 pub fn failure_line(r: &DirectionStatus) -> String {
-    let msg = r.error_message.clone().or_else(|| r.error_code.clone()).unwrap_or_else(|| "stop failed".into());
+    let msg = r
+        .error_message
+        .clone()
+        .or_else(|| r.error_code.clone())
+        .unwrap_or_else(|| "stop failed".into());
     match &r.request_id {
         Some(id) => format!("{}: {msg} (RequestId {id})", r.direction),
         None => format!("{}: {msg}", r.direction),
@@ -259,7 +320,10 @@ mod tests {
     #[test]
     fn all_directions_stopped_is_ready() {
         let sp = spec(Some(DesiredState::Stopped), &[Direction::Forward, Direction::Reverse]);
-        let recs = vec![rec(Direction::Forward, DirectionState::Stopped), rec(Direction::Reverse, DirectionState::Stopped)];
+        let recs = vec![
+            rec(Direction::Forward, DirectionState::Stopped),
+            rec(Direction::Reverse, DirectionState::Stopped),
+        ];
         let p = Plan::Stop(vec![(Direction::Forward, Step::Done), (Direction::Reverse, Step::Done)]);
         let s = summarize(&sp, &p, recs, None, 3, &DtsJobStatus::default(), &now());
         assert_eq!(s.phase, Some(Phase::Stopped));
@@ -281,7 +345,10 @@ mod tests {
         assert_eq!(s.phase, Some(Phase::Failed));
         assert_eq!(cond(&s, READY).reason, "StopFailed");
         let stalled = cond(&s, STALLED);
-        assert_eq!((stalled.status.as_str(), stalled.reason.as_str()), ("True", "InvalidParameter"));
+        assert_eq!(
+            (stalled.status.as_str(), stalled.reason.as_str()),
+            ("True", "InvalidParameter")
+        );
         assert_eq!(
             stalled.message,
             "Reverse: The Value of Input Parameter SynchronizationDirection is not valid. (RequestId 7C1A)"
@@ -292,8 +359,15 @@ mod tests {
     fn in_progress_is_ready_unknown_and_reconciling() {
         let sp = spec(Some(DesiredState::Stopped), &[Direction::Forward]);
         let p = Plan::Stop(vec![(Direction::Forward, Step::Describe)]);
-        let s =
-            summarize(&sp, &p, vec![rec(Direction::Forward, DirectionState::Stopping)], None, 1, &Default::default(), &now());
+        let s = summarize(
+            &sp,
+            &p,
+            vec![rec(Direction::Forward, DirectionState::Stopping)],
+            None,
+            1,
+            &Default::default(),
+            &now(),
+        );
         assert_eq!(s.phase, Some(Phase::Stopping));
         assert_eq!(cond(&s, READY).status, "Unknown");
         assert_eq!(cond(&s, RECONCILING).status, "True");
@@ -303,7 +377,10 @@ mod tests {
     fn blocked_by_credentials_is_stalled_pending() {
         let sp = spec(Some(DesiredState::Stopped), &[Direction::Forward]);
         let p = Plan::Stop(vec![(Direction::Forward, Step::Stop)]);
-        let b = Blocker { reason: "CredentialsSecretNotFound", message: "Secret x not found".into() };
+        let b = Blocker {
+            reason: "CredentialsSecretNotFound",
+            message: "Secret x not found".into(),
+        };
         let s = summarize(&sp, &p, vec![], Some(&b), 1, &Default::default(), &now());
         assert_eq!(s.phase, Some(Phase::Pending));
         assert_eq!(cond(&s, STALLED).reason, "CredentialsSecretNotFound");
@@ -317,14 +394,25 @@ mod tests {
         let first = summarize(&sp, &p, vec![], None, 1, &Default::default(), &now());
         let later = Time("2026-11-28T10:00:00Z".parse().unwrap());
         let second = summarize(&sp, &p, vec![], None, 1, &first, &later);
-        assert_eq!(first, second, "a reconcile that finds nothing new must produce an identical status");
+        assert_eq!(
+            first, second,
+            "a reconcile that finds nothing new must produce an identical status"
+        );
     }
 
     #[test]
     fn restart_after_stop_is_terminal() {
         let sp = spec(Some(DesiredState::Running), &[Direction::Forward]);
         let recs = vec![rec(Direction::Forward, DirectionState::Stopped)];
-        let s = summarize(&sp, &Plan::RestartNotSupported, recs, None, 4, &Default::default(), &now());
+        let s = summarize(
+            &sp,
+            &Plan::RestartNotSupported,
+            recs,
+            None,
+            4,
+            &Default::default(),
+            &now(),
+        );
         assert_eq!(cond(&s, STALLED).reason, "RestartNotSupported");
         assert_eq!(cond(&s, READY).status, "False");
     }

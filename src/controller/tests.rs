@@ -53,10 +53,21 @@ struct FakeDts {
 
 impl FakeDts {
     fn script(&self, action: &str, replies: Vec<Reply>) {
-        self.script.lock().unwrap().entry(action.into()).or_default().extend(replies);
+        self.script
+            .lock()
+            .unwrap()
+            .entry(action.into())
+            .or_default()
+            .extend(replies);
     }
     fn calls(&self, action: &str) -> Vec<Call> {
-        self.calls.lock().unwrap().iter().filter(|c| c.action == action).cloned().collect()
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|c| c.action == action)
+            .cloned()
+            .collect()
     }
     fn request_id(&self) -> String {
         let mut s = self.seq.lock().unwrap();
@@ -68,24 +79,41 @@ impl FakeDts {
 impl Transport for FakeDts {
     fn send(&self, req: HttpRequest) -> BoxFuture<'_, Result<HttpResponse, TransportError>> {
         let url = url::Url::parse(&req.url).expect("client sends absolute URLs");
-        let params: BTreeMap<String, String> = url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        let params: BTreeMap<String, String> = url
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
         let action = params.get("Action").cloned().unwrap_or_default();
-        self.calls.lock().unwrap().push(Call { action: action.clone(), params: params.clone() });
-        let reply = self.script.lock().unwrap().get_mut(&action).and_then(|q| q.pop_front()).unwrap_or(Reply::Ok);
+        self.calls.lock().unwrap().push(Call {
+            action: action.clone(),
+            params: params.clone(),
+        });
+        let reply = self
+            .script
+            .lock()
+            .unwrap()
+            .get_mut(&action)
+            .and_then(|q| q.pop_front())
+            .unwrap_or(Reply::Ok);
         let rid = self.request_id();
         let result = match reply {
             Reply::Ok if action == "DescribeDtsJobDetail" => Ok(json_response(
                 200,
                 json!({"RequestId": rid, "Success": true, "HttpStatusCode": 200, "Status": "Synchronizing"}),
             )),
-            Reply::Ok => Ok(json_response(200, json!({"RequestId": rid, "Success": true, "HttpStatusCode": 200}))),
+            Reply::Ok => Ok(json_response(
+                200,
+                json!({"RequestId": rid, "Success": true, "HttpStatusCode": 200}),
+            )),
             Reply::Status(s) => Ok(json_response(
                 200,
                 json!({"RequestId": rid, "Success": true, "HttpStatusCode": 200, "Status": s}),
             )),
-            Reply::Http(status, headers, body) => {
-                Ok(HttpResponse { status, headers, body: body.replace("$RID", &rid).into_bytes() })
-            }
+            Reply::Http(status, headers, body) => Ok(HttpResponse {
+                status,
+                headers,
+                body: body.replace("$RID", &rid).into_bytes(),
+            }),
             Reply::Transport(f) => Err(f()),
         };
         Box::pin(async move { result })
@@ -128,6 +156,7 @@ struct ApiState {
     secrets: HashMap<String, Secret>,
     status_writes: Vec<Value>,
     events: Vec<Value>,
+    unexpected: Vec<String>,
 }
 
 struct Harness {
@@ -140,6 +169,13 @@ struct Harness {
 impl Drop for Harness {
     fn drop(&mut self) {
         self.server.abort();
+        let unexpected = self.api.lock().map(|s| s.unexpected.clone()).unwrap_or_default();
+        if !std::thread::panicking() {
+            assert!(
+                unexpected.is_empty(),
+                "unexpected Kubernetes API requests: {unexpected:?}"
+            );
+        }
     }
 }
 
@@ -154,11 +190,17 @@ fn job_json(spec: Value) -> Value {
 
 fn status_response(code: u16, reason: &str, message: &str) -> Response<Body> {
     let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message, "reason": reason, "code": code});
-    Response::builder().status(code).body(Body::from(serde_json::to_vec(&body).unwrap())).unwrap()
+    Response::builder()
+        .status(code)
+        .body(Body::from(serde_json::to_vec(&body).unwrap()))
+        .unwrap()
 }
 
 fn ok(body: &Value) -> Response<Body> {
-    Response::builder().status(StatusCode::OK).body(Body::from(serde_json::to_vec(body).unwrap())).unwrap()
+    Response::builder()
+        .status(StatusCode::OK)
+        .body(Body::from(serde_json::to_vec(body).unwrap()))
+        .unwrap()
 }
 
 async fn serve(state: Arc<Mutex<ApiState>>, mut handle: tower_test::mock::Handle<Request<Body>, Response<Body>>) {
@@ -206,7 +248,12 @@ async fn serve(state: Arc<Mutex<ApiState>>, mut handle: tower_test::mock::Handle
                     s.events.push(ev.clone());
                     ok(&ev)
                 }
-                (m, p) => panic!("unexpected Kubernetes API request {m} {p}"),
+                (m, p) => {
+                    // Answer rather than panic, so the reconcile ends; the
+                    // harness fails the test on Drop.
+                    s.unexpected.push(format!("{m} {p}"));
+                    status_response(500, "InternalError", "unexpected request in this scenario")
+                }
             }
         };
         send.send_response(response);
@@ -222,6 +269,7 @@ fn harness(spec: Value) -> Harness {
         secrets: HashMap::new(),
         status_writes: Vec::new(),
         events: Vec::new(),
+        unexpected: Vec::new(),
     }));
     let server = tokio::spawn(serve(state.clone(), handle));
     let dts = Arc::new(FakeDts::default());
@@ -234,14 +282,30 @@ fn harness(spec: Value) -> Harness {
     let client_dts = DtsClient::with_transport(config, dts.clone());
     let ctx = Arc::new(Context {
         client: client.clone(),
-        dts: DtsCaller::new(client_dts, std::num::NonZeroU32::new(1000).unwrap(), 16, metrics.clone()),
+        dts: DtsCaller::new(
+            client_dts,
+            std::num::NonZeroU32::new(1000).unwrap(),
+            16,
+            metrics.clone(),
+        ),
         default_credentials: Some(Credentials::new("LTAIdefault", "default-secret-value")),
-        recorder: Recorder::new(client, Reporter { controller: "dts-operator".into(), instance: None }),
+        recorder: Recorder::new(
+            client,
+            Reporter {
+                controller: "dts-operator".into(),
+                instance: None,
+            },
+        ),
         backoff: Backoff::new(Duration::from_millis(10), Duration::from_millis(100)),
         metrics,
         may_act: Arc::new(|| true),
     });
-    Harness { ctx, dts, api: state, server }
+    Harness {
+        ctx,
+        dts,
+        api: state,
+        server,
+    }
 }
 
 impl Harness {
@@ -252,7 +316,14 @@ impl Harness {
         self.job().status.unwrap_or_default()
     }
     async fn reconcile(&self) -> kube::runtime::controller::Action {
-        reconcile(Arc::new(self.job()), self.ctx.clone()).await.expect("reconcile succeeds")
+        // A bounded wait: a reconcile stuck on the mock fails instead of hanging.
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            reconcile(Arc::new(self.job()), self.ctx.clone()),
+        )
+        .await
+        .expect("reconcile finishes")
+        .expect("reconcile succeeds")
     }
     fn set_spec(&self, f: impl FnOnce(&mut Value)) {
         let mut s = self.api.lock().unwrap();
@@ -270,7 +341,11 @@ impl Harness {
         self.api.lock().unwrap().events.clone()
     }
     fn direction(&self, d: &str) -> crate::crd::DirectionStatus {
-        self.status().directions.into_iter().find(|r| r.direction.as_str() == d).expect("direction recorded")
+        self.status()
+            .directions
+            .into_iter()
+            .find(|r| r.direction.as_str() == d)
+            .expect("direction recorded")
     }
 }
 
@@ -287,7 +362,10 @@ async fn stop_is_sent_once_per_direction_with_the_job_parameters() {
     h.reconcile().await;
     let stops = h.dts.calls("StopDtsJob");
     assert_eq!(stops.len(), 2, "one StopDtsJob per listed direction");
-    let dirs: Vec<_> = stops.iter().map(|c| c.params["SynchronizationDirection"].clone()).collect();
+    let dirs: Vec<_> = stops
+        .iter()
+        .map(|c| c.params["SynchronizationDirection"].clone())
+        .collect();
     assert_eq!(dirs, ["Forward", "Reverse"]);
     for c in &stops {
         assert_eq!(c.params["DtsJobId"], "dtsjob2way");
@@ -302,16 +380,27 @@ async fn stop_is_sent_once_per_direction_with_the_job_parameters() {
         assert_eq!(r.state, DirectionState::Stopped);
         assert_eq!(r.attempts, 1);
         assert_eq!(r.http_status_code, Some(200));
-        assert_eq!(r.request_id.as_deref(), Some(format!("REQ-{:04}", call_index + 1).as_str()));
+        assert_eq!(
+            r.request_id.as_deref(),
+            Some(format!("REQ-{:04}", call_index + 1).as_str())
+        );
     }
     let ready = s.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
-    assert_eq!((ready.status.as_str(), ready.reason.as_str(), ready.observed_generation), ("True", "Stopped", Some(1)));
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str(), ready.observed_generation),
+        ("True", "Stopped", Some(1))
+    );
     // Stopping was written first, conditional on the resourceVersion read.
-    let first = &h.api.lock().unwrap().status_writes[0];
+    let first = h.api.lock().unwrap().status_writes[0].clone();
     assert_eq!(first["metadata"]["resourceVersion"], "1");
     assert_eq!(first["status"]["directions"][0]["state"], "Stopping");
     let events = h.events();
-    assert!(events.iter().any(|e| e["reason"] == "Stopped" && e["note"].as_str().unwrap().contains("REQ-0001")), "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["reason"] == "Stopped" && e["note"].as_str().unwrap().contains("REQ-0001")),
+        "{events:?}"
+    );
 }
 
 #[tokio::test]
@@ -323,7 +412,10 @@ async fn no_call_when_desired_state_is_running_or_unset() {
         }
         let h = harness(spec);
         h.reconcile().await;
-        assert!(h.dts.calls.lock().unwrap().is_empty(), "no DTS call for desiredState {desired:?}");
+        assert!(
+            h.dts.calls.lock().unwrap().is_empty(),
+            "no DTS call for desiredState {desired:?}"
+        );
         let s = h.status();
         assert_eq!(s.observed_generation, Some(1));
         let ready = s.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
@@ -343,7 +435,11 @@ async fn no_second_call_after_success() {
     let writes = h.writes();
     h.reconcile().await;
     h.reconcile().await;
-    assert_eq!(h.dts.calls("StopDtsJob").len(), 2, "a stopped direction is never called again");
+    assert_eq!(
+        h.dts.calls("StopDtsJob").len(),
+        2,
+        "a stopped direction is never called again"
+    );
     assert!(h.dts.calls("DescribeDtsJobDetail").is_empty());
     assert_eq!(h.writes(), writes, "nothing changed, nothing written");
 }
@@ -353,7 +449,11 @@ async fn retry_then_success() {
     let h = harness(json!({"jobId": "j1", "regionId": "cn-hangzhou", "desiredState": "Stopped"}));
     h.dts.script("StopDtsJob", vec![throttled(), throttled()]);
     let first = h.reconcile().await;
-    assert_ne!(first, kube::runtime::controller::Action::await_change(), "a retry is scheduled");
+    assert_ne!(
+        first,
+        kube::runtime::controller::Action::await_change(),
+        "a retry is scheduled"
+    );
     let r = h.direction("Forward");
     assert_eq!(r.state, DirectionState::Pending);
     assert_eq!(r.error_code.as_deref(), Some("Throttling.User"));
@@ -385,7 +485,14 @@ async fn a_retry_is_not_sent_before_its_backoff() {
 #[tokio::test]
 async fn terminal_error_is_not_retried_until_the_spec_changes() {
     let h = harness(json!({"jobId": "j1", "regionId": "cn-hangzhou", "desiredState": "Stopped"}));
-    h.dts.script("StopDtsJob", vec![business_error("Forbidden.InstanceNotFound", "The instance %s is not found.", "j1")]);
+    h.dts.script(
+        "StopDtsJob",
+        vec![business_error(
+            "Forbidden.InstanceNotFound",
+            "The instance %s is not found.",
+            "j1",
+        )],
+    );
     h.dts.script("DescribeDtsJobDetail", vec![Reply::Status("NotStarted")]);
     let action = h.reconcile().await;
     assert_eq!(action, kube::runtime::controller::Action::await_change());
@@ -394,10 +501,25 @@ async fn terminal_error_is_not_retried_until_the_spec_changes() {
     assert_eq!(r.error_message.as_deref(), Some("The instance j1 is not found."));
     h.reconcile().await;
     h.reconcile().await;
-    assert_eq!(h.dts.calls("StopDtsJob").len(), 1, "terminal: no retry while inputs are unchanged");
-    let stalled = h.status().conditions.into_iter().find(|c| c.type_ == "Stalled").unwrap();
-    assert_eq!((stalled.status.as_str(), stalled.reason.as_str()), ("True", "JobNotFound"));
-    assert!(h.events().iter().any(|e| e["type"] == "Warning" && e["reason"] == "StopFailed"));
+    assert_eq!(
+        h.dts.calls("StopDtsJob").len(),
+        1,
+        "terminal: no retry while inputs are unchanged"
+    );
+    let stalled = h
+        .status()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Stalled")
+        .unwrap();
+    assert_eq!(
+        (stalled.status.as_str(), stalled.reason.as_str()),
+        ("True", "JobNotFound")
+    );
+    assert!(h
+        .events()
+        .iter()
+        .any(|e| e["type"] == "Warning" && e["reason"] == "StopFailed"));
 
     h.set_spec(|s| s["instanceId"] = json!("dtsinst1"));
     h.reconcile().await;
@@ -407,16 +529,25 @@ async fn terminal_error_is_not_retried_until_the_spec_changes() {
 
 #[tokio::test]
 async fn reverse_on_one_way_job_records_rendered_error() {
-    let h = harness(json!({"jobId": "j1", "regionId": "cn-hangzhou", "directions": ["Reverse"], "desiredState": "Stopped"}));
+    let h = harness(
+        json!({"jobId": "j1", "regionId": "cn-hangzhou", "directions": ["Reverse"], "desiredState": "Stopped"}),
+    );
     h.dts.script(
         "StopDtsJob",
-        vec![business_error("InvalidParameter", "The Value of Input Parameter %s is not valid.", "SynchronizationDirection")],
+        vec![business_error(
+            "InvalidParameter",
+            "The Value of Input Parameter %s is not valid.",
+            "SynchronizationDirection",
+        )],
     );
     h.reconcile().await;
     let r = h.direction("Reverse");
     assert_eq!(r.state, DirectionState::Failed);
     assert_eq!(r.error_code.as_deref(), Some("InvalidParameter"));
-    assert_eq!(r.error_message.as_deref(), Some("The Value of Input Parameter SynchronizationDirection is not valid."));
+    assert_eq!(
+        r.error_message.as_deref(),
+        Some("The Value of Input Parameter SynchronizationDirection is not valid.")
+    );
     assert_eq!(r.dynamic_message.as_deref(), Some("SynchronizationDirection"));
     assert_eq!(r.http_status_code, Some(200));
     let s = h.status();
@@ -435,10 +566,15 @@ async fn reverse_on_one_way_job_records_rendered_error() {
 #[tokio::test]
 async fn ambiguous_failure_leads_to_a_describe_not_a_second_stop() {
     let h = harness(json!({"jobId": "j1", "regionId": "cn-hangzhou", "desiredState": "Stopped"}));
-    h.dts.script("StopDtsJob", vec![Reply::Transport(|| TransportError::Timeout)]);
+    h.dts
+        .script("StopDtsJob", vec![Reply::Transport(|| TransportError::Timeout)]);
     h.dts.script("DescribeDtsJobDetail", vec![Reply::Status("Finished")]);
     h.reconcile().await;
-    assert_eq!(h.direction("Forward").state, DirectionState::Stopping, "outcome unknown: stays Stopping");
+    assert_eq!(
+        h.direction("Forward").state,
+        DirectionState::Stopping,
+        "outcome unknown: stays Stopping"
+    );
     while let Some(wait) = h.ctx.backoff.remaining("ns/orders") {
         tokio::time::sleep(wait).await;
     }
@@ -455,18 +591,23 @@ async fn ambiguous_failure_leads_to_a_describe_not_a_second_stop() {
 #[tokio::test]
 async fn stopping_direction_is_described_before_any_new_call() {
     // As after a crash between the call and the status write.
-    let h = harness(json!({"jobId": "j1", "instanceId": "inst1", "regionId": "cn-hangzhou", "desiredState": "Stopped"}));
+    let h =
+        harness(json!({"jobId": "j1", "instanceId": "inst1", "regionId": "cn-hangzhou", "desiredState": "Stopped"}));
     {
         let mut s = h.api.lock().unwrap();
         s.job["status"] = json!({"observedGeneration": 1, "directions": [
             {"direction": "Forward", "state": "Stopping", "jobId": "j1", "attempts": 1}]});
     }
-    h.dts.script("DescribeDtsJobDetail", vec![Reply::Status("Synchronizing")]);
+    h.dts
+        .script("DescribeDtsJobDetail", vec![Reply::Status("Synchronizing")]);
     h.reconcile().await;
     {
         let calls = h.dts.calls.lock().unwrap();
         assert_eq!(calls[0].action, "DescribeDtsJobDetail", "look before calling again");
-        assert_eq!(calls[0].params["DtsInstanceID"], "inst1", "DescribeDtsJobDetail spells it DtsInstanceID");
+        assert_eq!(
+            calls[0].params["DtsInstanceID"], "inst1",
+            "DescribeDtsJobDetail spells it DtsInstanceID"
+        );
         assert_eq!(calls.len(), 1, "no stop in the same pass: it is marked Stopping first");
     }
     h.reconcile().await;
@@ -486,13 +627,18 @@ async fn a_conflicting_write_prevents_the_call() {
     stale.metadata.resource_version = Some("1".into());
     // The fresh GET returns resourceVersion "1" in the body but the server is at 2.
     reconcile(Arc::new(stale), h.ctx.clone()).await.unwrap();
-    assert!(h.dts.calls("StopDtsJob").is_empty(), "no call unless Stopping was recorded first");
+    assert!(
+        h.dts.calls("StopDtsJob").is_empty(),
+        "no call unless Stopping was recorded first"
+    );
 }
 
 #[tokio::test]
 async fn missing_secret_is_a_clear_condition_and_no_call() {
-    let h = harness(json!({"jobId": "j1", "regionId": "cn-hangzhou", "desiredState": "Stopped",
-                           "credentialsSecretRef": {"name": "aliyun"}}));
+    let h = harness(
+        json!({"jobId": "j1", "regionId": "cn-hangzhou", "desiredState": "Stopped",
+                           "credentialsSecretRef": {"name": "aliyun"}}),
+    );
     h.reconcile().await;
     assert!(h.dts.calls.lock().unwrap().is_empty());
     let s = h.status();
@@ -502,8 +648,10 @@ async fn missing_secret_is_a_clear_condition_and_no_call() {
     assert!(stalled.message.contains("aliyun"));
 
     // Fixing the Secret lets the stop through, signed with its credentials.
-    let secret: Secret = serde_json::from_value(json!({"metadata": {"name": "aliyun", "namespace": "ns", "resourceVersion": "77"},
-        "data": {"accessKeyId": "TFRBSXNlY3JldA==", "accessKeySecret": "c3VwZXItc2VjcmV0LXZhbHVl"}}))
+    let secret: Secret = serde_json::from_value(
+        json!({"metadata": {"name": "aliyun", "namespace": "ns", "resourceVersion": "77"},
+        "data": {"accessKeyId": "TFRBSXNlY3JldA==", "accessKeySecret": "c3VwZXItc2VjcmV0LXZhbHVl"}}),
+    )
     .unwrap();
     h.api.lock().unwrap().secrets.insert("aliyun".into(), secret);
     h.reconcile().await;
@@ -511,6 +659,7 @@ async fn missing_secret_is_a_clear_condition_and_no_call() {
     assert_eq!(stops.len(), 1);
     assert_eq!(stops[0].params["AccessKeyId"], "LTAIsecret");
     // The secret value appears nowhere in status or Events.
-    let all = format!("{}{:?}", h.api.lock().unwrap().job, h.events());
+    let job = h.api.lock().unwrap().job.clone();
+    let all = format!("{job}{:?}", h.events());
     assert!(!all.contains("super-secret-value"));
 }
