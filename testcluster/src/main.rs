@@ -153,7 +153,7 @@ fn up(dir: &Path, bin_dir: Option<PathBuf>, crds: &Path, timeout: Duration) -> R
         "control plane ready in {:.1} s: kube-apiserver https://127.0.0.1:{api_port}, etcd http://127.0.0.1:{etcd_port}\n\
          logs: {dir}/etcd.log {dir}/kube-apiserver.log\n\n\
          Use it with:\n  source {dir}/env    # or: export KUBECONFIG={kc}\n  kubectl get crd\n\n\
-         Stop it with:\n  make cluster-down   # or: testcluster down --dir {dir}",
+         Stop it with:\n  cargo run -q -p testcluster -- down --dir {dir}    # make cluster-down for target/cluster",
         started.elapsed().as_secs_f64(),
         dir = dir.display(),
         kc = kubeconfig.display(),
