@@ -81,7 +81,10 @@ fn main() {
             crds,
             timeout,
         } => up(&dir, bin_dir, &crds, Duration::from_secs(timeout)),
-        Cmd::Down { dir, grace } => process::stop_all(&dir, Duration::from_secs(grace)),
+        Cmd::Down { dir, grace } => {
+            let pids = process::recorded_pids(&dir);
+            process::stop_all(&dir, Duration::from_secs(grace)).map(|()| process::wait_reaped(&pids))
+        }
     };
     if let Err(e) = result {
         eprintln!("testcluster: error: {e}");
@@ -386,4 +389,95 @@ fn default_bin_dir() -> Result<PathBuf> {
         return Err(format!("{} --print-dir failed; pass --bin-dir", script.display()).into());
     }
     Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn fake_bin(dir: &Path, name: &str, script: &str) {
+        let path = dir.join(name);
+        fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    /// A start that fails must say why (with the log) and leave nothing
+    /// running: here kube-apiserver dies at once while etcd keeps running.
+    #[test]
+    fn failed_start_reports_the_log_and_stops_what_it_started() {
+        let bin = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let etcd_pid = bin.path().join("etcd.pid");
+        fake_bin(
+            bin.path(),
+            "etcd",
+            &format!("echo $$ > {}; exec sleep 600", etcd_pid.display()),
+        );
+        fake_bin(bin.path(), "kube-apiserver", "echo 'boom: unknown flag' >&2; exit 1");
+        fake_bin(bin.path(), "kubectl", "exit 0");
+
+        let err = up(
+            dir.path(),
+            Some(bin.path().into()),
+            Path::new(REPO),
+            Duration::from_secs(20),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("kube-apiserver exited"), "{err}");
+        assert!(err.contains("boom: unknown flag"), "{err}");
+        assert!(!dir.path().join(process::PIDS).exists());
+        let pid = fs::read_to_string(etcd_pid).unwrap();
+        assert!(
+            !Path::new(&format!("/proc/{}", pid.trim())).exists(),
+            "etcd (pid {pid}) left running"
+        );
+    }
+
+    #[test]
+    fn missing_binaries_point_at_the_build_script() {
+        let bin = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let err = up(
+            dir.path(),
+            Some(bin.path().into()),
+            Path::new(REPO),
+            Duration::from_secs(1),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("hack/build-tools.sh"), "{err}");
+    }
+
+    #[test]
+    fn down_without_a_cluster_is_a_no_op() {
+        let dir = tempfile::tempdir().unwrap();
+        process::stop_all(dir.path(), Duration::from_secs(1)).unwrap();
+        process::stop_all(dir.path(), Duration::from_secs(1)).unwrap();
+    }
+
+    /// A PID from the pids file is signalled only if the start time matches,
+    /// so a reused PID (here: this test process itself) is left alone.
+    #[test]
+    fn down_stops_recorded_processes_but_not_a_reused_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = process::spawn_detached(
+            dir.path(),
+            "sleep",
+            Path::new("/bin/sleep"),
+            &["600".to_string()],
+            &dir.path().join("sleep.log"),
+        )
+        .unwrap();
+        let mut pids = fs::read_to_string(dir.path().join(process::PIDS)).unwrap();
+        pids.push_str(&format!("impostor {} 1\n", std::process::id()));
+        fs::write(dir.path().join(process::PIDS), pids).unwrap();
+        assert!(process::any_running(dir.path()));
+
+        process::stop_all(dir.path(), Duration::from_secs(5)).unwrap();
+        let status = child.wait().unwrap();
+        assert!(!status.success(), "sleep was stopped by a signal: {status:?}");
+        assert!(!process::any_running(dir.path()));
+    }
 }

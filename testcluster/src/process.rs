@@ -39,71 +39,95 @@ pub fn spawn_detached(dir: &Path, name: &str, program: &Path, args: &[String], l
     let child = cmd
         .spawn()
         .map_err(|e| format!("starting {}: {e}", program.display()))?;
+    let pid = child.id() as i32;
+    let start = start_time(pid).ok_or_else(|| format!("{name} (pid {pid}) vanished right after start"))?;
     let mut pids = fs::read_to_string(dir.join(PIDS)).unwrap_or_default();
-    pids.push_str(&format!("{name} {}\n", child.id()));
+    pids.push_str(&format!("{name} {pid} {start}\n"));
     fs::write(dir.join(PIDS), pids)?;
     Ok(child)
+}
+
+/// A process recorded in `DIR/pids`: the PID plus its start time, which
+/// together identify it even if the PID is later reused by another process.
+struct Recorded {
+    name: String,
+    pid: i32,
+    start: u64,
+}
+
+fn recorded(dir: &Path) -> Vec<Recorded> {
+    fs::read_to_string(dir.join(PIDS))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            Some(Recorded {
+                name: f.next()?.to_string(),
+                pid: f.next()?.parse().ok()?,
+                start: f.next()?.parse().ok()?,
+            })
+        })
+        .collect()
 }
 
 /// Stops every process listed in `DIR/pids`, last started first (the API
 /// server before its etcd), with SIGTERM and, after `grace`, SIGKILL. A
 /// missing pids file means nothing is running, so `down` is idempotent.
 pub fn stop_all(dir: &Path, grace: Duration) -> Result<()> {
-    let pids_path = dir.join(PIDS);
-    let Ok(pids) = fs::read_to_string(&pids_path) else {
-        return Ok(());
-    };
-    let mut entries: Vec<(String, i32)> = pids
-        .lines()
-        .filter_map(|l| {
-            let (name, pid) = l.split_once(' ')?;
-            Some((name.to_string(), pid.trim().parse().ok()?))
-        })
-        .collect();
+    let mut entries = recorded(dir);
     entries.reverse();
-    for (name, pid) in &entries {
-        stop(name, *pid, grace)?;
+    for p in &entries {
+        stop(p, grace)?;
     }
-    fs::remove_file(&pids_path)?;
-    // A stopped process stays a zombie until its new parent (init) reaps it;
-    // give a slow reaper a moment so `pgrep` right after `down` is clean.
-    // Best effort: a zombie holds no port, file or memory.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while entries
-        .iter()
-        .any(|(_, pid)| Path::new(&format!("/proc/{pid}")).exists())
-        && Instant::now() < deadline
-    {
-        thread::sleep(Duration::from_millis(100));
+    match fs::remove_file(dir.join(PIDS)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
-fn stop(name: &str, pid: i32, grace: Duration) -> Result<()> {
-    if !is_ours(name, pid) {
+/// Waits (best effort, up to 5 s) until the stopped processes are reaped by
+/// their new parent (init), so that `pgrep` right after `down` is clean; a
+/// zombie holds no port, file or memory, so this is only cosmetic.
+pub fn wait_reaped(pids: &[i32]) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pids.iter().any(|pid| Path::new(&format!("/proc/{pid}")).exists()) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// PIDs recorded in `DIR/pids` (for [`wait_reaped`] after [`stop_all`]).
+pub fn recorded_pids(dir: &Path) -> Vec<i32> {
+    recorded(dir).iter().map(|p| p.pid).collect()
+}
+
+fn stop(p: &Recorded, grace: Duration) -> Result<()> {
+    let Recorded { name, pid, .. } = p;
+    if !alive(p) {
         return Ok(());
     }
     let started = Instant::now();
-    signal(pid, libc::SIGTERM);
-    if wait_gone(name, pid, grace) {
-        eprintln!("stopped {name} (pid {pid}) in {:.1} s", started.elapsed().as_secs_f64());
-        return Ok(());
+    signal(*pid, libc::SIGTERM);
+    if !wait_gone(p, grace) {
+        eprintln!(
+            "{name} (pid {pid}) ignored SIGTERM for {} s; sending SIGKILL",
+            grace.as_secs()
+        );
+        signal(*pid, libc::SIGKILL);
+        if !wait_gone(p, Duration::from_secs(10)) {
+            return Err(format!("{name} (pid {pid}) survived SIGKILL").into());
+        }
     }
-    eprintln!(
-        "{name} (pid {pid}) ignored SIGTERM for {} s; sending SIGKILL",
-        grace.as_secs()
-    );
-    signal(pid, libc::SIGKILL);
-    if wait_gone(name, pid, Duration::from_secs(10)) {
-        Ok(())
-    } else {
-        Err(format!("{name} (pid {pid}) survived SIGKILL").into())
-    }
+    // Anything the process left in its group (a wrapper's child, say) goes
+    // too. The kernel does not reuse a PID while it names a live process
+    // group, so this reaches only stragglers of ours.
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    unsafe { libc::kill(-*pid, libc::SIGKILL) };
+    eprintln!("stopped {name} (pid {pid}) in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
 }
 
-/// Signals the whole process group (the child is its session and group
-/// leader, so helpers it may have forked go too), then the process itself in
-/// case it was not a group leader.
+/// Signals the process group first (the child leads its own session and
+/// group), then the process itself in case it is no longer the leader.
 fn signal(pid: i32, sig: i32) {
     // SAFETY: kill(2) has no memory-safety preconditions.
     unsafe {
@@ -112,45 +136,39 @@ fn signal(pid: i32, sig: i32) {
     }
 }
 
-fn wait_gone(name: &str, pid: i32, timeout: Duration) -> bool {
+fn wait_gone(p: &Recorded, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        if !is_ours(name, pid) {
+        if !alive(p) {
             return true;
         }
-        thread::sleep(Duration::from_millis(100));
+        thread::sleep(Duration::from_millis(50));
     }
-    !is_ours(name, pid)
+    !alive(p)
 }
 
-/// Whether `pid` is still a live (not zombie) process running the binary
-/// `name`. Checking the command guards against signalling an unrelated
-/// process that reused the PID after a reboot or a crash; zombies count as
-/// gone because once `up` has exited they are not our children to reap.
-pub fn is_ours(name: &str, pid: i32) -> bool {
-    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // The state letter follows the parenthesised command name, which itself
-    // may contain spaces and parentheses.
-    let state = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().next());
-    if matches!(state, Some("Z") | Some("X") | None) {
-        return false;
-    }
-    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
-    Path::new(std::str::from_utf8(argv0).unwrap_or_default())
-        .file_name()
-        .is_some_and(|f| f == name)
+/// Whether the recorded process still runs: same PID *and* same start time,
+/// so an unrelated process that reused the PID is never signalled. Zombies
+/// count as gone: once `up` has exited they are not ours to reap.
+fn alive(p: &Recorded) -> bool {
+    stat_fields(p.pid).is_some_and(|f| !matches!(f[0].as_str(), "Z" | "X") && f[19].parse() == Ok(p.start))
+}
+
+/// The process start time (clock ticks since boot, field 22 of
+/// /proc/PID/stat).
+fn start_time(pid: i32) -> Option<u64> {
+    stat_fields(pid)?[19].parse().ok()
+}
+
+/// Fields 3.. of /proc/PID/stat (state first). They follow the parenthesised
+/// command name, which may itself contain spaces and parentheses.
+fn stat_fields(pid: i32) -> Option<Vec<String>> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<String> = stat.rsplit_once(')')?.1.split_whitespace().map(String::from).collect();
+    (fields.len() > 19).then_some(fields)
 }
 
 /// Whether any process recorded in `DIR/pids` is still running.
 pub fn any_running(dir: &Path) -> bool {
-    fs::read_to_string(dir.join(PIDS))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split_once(' '))
-        .any(|(name, pid)| pid.trim().parse().is_ok_and(|pid| is_ours(name, pid)))
+    recorded(dir).iter().any(alive)
 }
