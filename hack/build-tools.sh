@@ -10,9 +10,18 @@ ETCD_VERSION=v3.6.4
 HELM_VERSION=v3.19.5
 cache=${DTS_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dts-operator/bin}
 out="$cache/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION"
+# `--print-dir` only names the cache directory (testcluster uses it to find the
+# binaries without duplicating the version pins above).
+if [ "${1:-}" = --print-dir ]; then echo "$out"; exit 0; fi
+if ! command -v go >/dev/null; then
+  echo "build-tools.sh: the Go toolchain (go >= 1.24) is needed to build etcd, kube-apiserver, kubectl and helm" >&2
+  exit 1
+fi
 mkdir -p "$out"
 export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="-trimpath -mod=mod"
 
+built_any=0
+total_start=$SECONDS
 build() { # name module-dir package ldflags
   local name=$1 dir=$2 pkg=$3 ld=$4
   if [ -x "$out/$name" ]; then return 0; fi
@@ -21,6 +30,7 @@ build() { # name module-dir package ldflags
   (cd "$here/$dir" && go build -ldflags "$ld" -o "$out/$name.tmp" "$pkg")
   mv "$out/$name.tmp" "$out/$name"
   echo "built $name in $((SECONDS - start)) s" >&2
+  built_any=1
 }
 
 date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
@@ -36,4 +46,5 @@ hld="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/
 hld="$hld -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor"
 hld="$hld -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor"
 build helm helm helm.sh/helm/v3/cmd/helm "$hld"
+if [ "$built_any" = 1 ]; then echo "tools built in $((SECONDS - total_start)) s" >&2; fi
 echo "$out"

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Runs a command (normally `cargo test ...`) with ONE throw-away control plane
+# for the whole run: Rust test binaries are separate processes, so the cluster
+# is started here, its KUBECONFIG exported to every test, and stopped at the
+# end by the trap, also when the tests fail or the run is interrupted. The
+# command's exit code is propagated.
+#
+#   scripts/test-e2e-env.sh cargo test --workspace
+#
+# The cluster directory (certificates, etcd data, logs) is deleted after a
+# successful run and kept after a failure for diagnosis.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+if [ $# -eq 0 ]; then
+  echo "usage: $0 COMMAND [ARGS...]" >&2
+  exit 2
+fi
+
+# Builds the Go tools on a fresh machine; only prints the cache dir otherwise.
+bin_dir=$("$root/hack/build-tools.sh")
+cargo build -q --manifest-path "$root/Cargo.toml" -p testcluster
+testcluster="${CARGO_TARGET_DIR:-$root/target}/debug/testcluster"
+dir=$(mktemp -d "${TMPDIR:-/tmp}/dts-e2e.XXXXXX")
+
+rc=0
+cleanup() {
+  "$testcluster" down --dir "$dir" || { [ "$rc" -ne 0 ] || rc=1; }
+  if [ "$rc" -eq 0 ]; then
+    rm -rf "$dir"
+  else
+    echo "test-e2e-env: exit code $rc; control-plane logs kept in $dir" >&2
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+# An interrupted run still goes through cleanup (bash runs EXIT on `exit`).
+trap 'rc=130; exit 130' INT
+trap 'rc=143; exit 143' TERM
+
+"$testcluster" up --dir "$dir" --bin-dir "$bin_dir" || { rc=$?; exit "$rc"; }
+export KUBECONFIG="$dir/kubeconfig" DTS_TEST_BIN_DIR="$bin_dir"
+set +e
+"$@"
+rc=$?
+set -e
+exit "$rc"
