@@ -106,7 +106,8 @@ impl LeaseConfig {
 const JITTER_FACTOR: f64 = 1.2;
 const ACQUIRE_JITTER: f64 = 0.2;
 
-/// Errors of leader election. API errors while electing are retried, not returned.
+/// Errors of leader election: only a bad config. API errors while electing
+/// are logged and retried, never returned.
 #[derive(Debug, thiserror::Error)]
 pub enum LeaderError {
     #[error("invalid leader election config: {0}")]
@@ -297,7 +298,7 @@ impl LeaderElector {
     /// Resolve `shutdown` only after in-flight DTS calls have finished: the
     /// Lease stays renewed until then, so no other replica can start calling
     /// while this one still has calls on the wire.
-    pub async fn run(mut self, shutdown: impl Future<Output = ()> + Send) -> Result<(), LeaderError> {
+    pub async fn run(mut self, shutdown: impl Future<Output = ()> + Send) {
         tokio::pin!(shutdown);
         let cfg = self.config.clone();
         loop {
@@ -305,7 +306,7 @@ impl LeaderElector {
             let mut renewed_at = loop {
                 let started = Instant::now();
                 let attempt = tokio::select! {
-                    _ = &mut shutdown => return Ok(()),
+                    _ = &mut shutdown => return,
                     a = tokio::time::timeout(cfg.renew_deadline, self.try_acquire_or_renew()) => a,
                 };
                 if let Ok(Ok(Attempt::Held)) = attempt {
@@ -316,7 +317,7 @@ impl LeaderElector {
                 }
                 let pause = cfg.retry_period.mul_f64(1.0 + rand::random::<f64>() * ACQUIRE_JITTER);
                 tokio::select! {
-                    _ = &mut shutdown => return Ok(()),
+                    _ = &mut shutdown => return,
                     _ = tokio::time::sleep(pause) => {}
                 }
             };
@@ -330,7 +331,7 @@ impl LeaderElector {
                     _ = &mut shutdown => {
                         self.set_leader(None);
                         self.release().await;
-                        return Ok(());
+                        return;
                     }
                     // Wake no later than the deadline, so the flag flips on time.
                     _ = tokio::time::sleep_until(
@@ -343,7 +344,7 @@ impl LeaderElector {
                     _ = &mut shutdown => {
                         self.set_leader(None);
                         self.release().await;
-                        return Ok(());
+                        return;
                     }
                     a = tokio::time::timeout_at(deadline, self.try_acquire_or_renew()) => a,
                 };
