@@ -6,8 +6,11 @@
 //! * [`dts`]: the DTS API client: signing, requests, response parsing and
 //!   error classification;
 //! * [`controller`]: the reconcile pipeline (resolve → validate → plan → act → status);
-//! * [`run`]: wiring of watches, client, limits and controller for `dts-operator run`;
-//! * [`metrics`], [`telemetry`]: Prometheus metrics and logging;
+//! * [`run`]: wiring of watches, client, limits, leader election and controller
+//!   for `dts-operator run`;
+//! * [`leader`]: leader election on a coordination.k8s.io Lease;
+//! * [`http`], [`metrics`], [`telemetry`]: `/metrics`, `/livez`, `/readyz`,
+//!   Prometheus metrics and logging;
 //! * [`emulator`]: a local DTS API for tests, demos and offline rehearsals.
 
 pub mod cli;
@@ -15,6 +18,8 @@ pub mod controller;
 pub mod crd;
 pub mod dts;
 pub mod emulator;
+pub mod http;
+pub mod leader;
 pub mod metrics;
 pub mod run;
 pub mod telemetry;
