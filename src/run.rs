@@ -1,7 +1,12 @@
-//! `dts-operator run`: wires the watches, the DTS client and the controller.
+//! `dts-operator run`: wires the watches, the DTS client, leader election,
+//! the metrics/health server and the controller.
+//!
+//! Shutdown order matters: on SIGTERM the controller stops taking new work
+//! and finishes in-flight reconciles (and so their DTS calls); only then is
+//! the Lease released, so a standby can never call DTS while this replica
+//! still has a call on the wire.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
@@ -12,6 +17,7 @@ use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
 use prometheus_client::registry::Registry;
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::cli::RunArgs;
@@ -20,7 +26,11 @@ use crate::controller::backoff::Backoff;
 use crate::controller::{self, credentials, Context};
 use crate::crd::{DtsJob, RECONCILE_REQUESTED_AT};
 use crate::dts::{ClientConfig, DtsClient};
+use crate::http::{HttpServer, ReadySignal};
+use crate::leader::{LeaderElector, LeaderState, LeaseConfig};
 use crate::metrics::Metrics;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What triggers a reconcile: a new generation, a new
 /// reconcile-requested-at annotation, deletion or finalizer changes. The
@@ -40,11 +50,66 @@ fn trigger_hash(job: &DtsJob) -> Option<u64> {
     Some(h.finish())
 }
 
+fn identity(args: &RunArgs) -> String {
+    args.identity
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_owned())
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| format!("dts-operator-{}", uuid::Uuid::new_v4().simple()))
+}
+
 /// Runs the operator until SIGTERM or SIGINT.
-pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+pub async fn run(args: RunArgs) -> Result<(), BoxError> {
     let client = Client::try_default().await?;
     let mut registry = Registry::default();
     let metrics = Arc::new(Metrics::new(&mut registry));
+    let registry = Arc::new(registry);
+    let ready = ReadySignal::new();
+    let identity = identity(&args);
+
+    // One shutdown flag, observed by every part in its own time.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+
+    let http = HttpServer::bind(args.metrics_addr)
+        .await
+        .map_err(|e| format!("binding {}: {e}", args.metrics_addr))?;
+    info!(addr = %http.local_addr()?, "serving /metrics, /livez and /readyz");
+    let (http_stop_tx, http_stop_rx) = watch::channel(false);
+    let http_task = tokio::spawn(http.serve(registry.clone(), ready.clone(), stopped(http_stop_rx)));
+
+    // Leader election: the Lease is released only after the controller has
+    // drained (see module docs).
+    let (controller_done_tx, controller_done_rx) = watch::channel(false);
+    let (leader, elector_task) = if args.leader_elect {
+        let namespace = args
+            .lease_namespace
+            .clone()
+            .ok_or("--leader-elect needs --lease-namespace (or POD_NAMESPACE)")?;
+        let config = LeaseConfig {
+            lease_duration: args.lease_duration,
+            renew_deadline: args.lease_renew_deadline,
+            retry_period: args.lease_retry_period,
+            ..LeaseConfig::new(&args.lease_name, namespace, &identity)
+        };
+        let elector = LeaderElector::new(client.clone(), config)?;
+        let state = elector.state();
+        info!(identity = %identity, lease = %args.lease_name, "leader election enabled; waiting for the Lease");
+        (state, Some(tokio::spawn(elector.run(stopped(controller_done_rx)))))
+    } else {
+        (LeaderState::always_leader(), None)
+    };
 
     let dts = DtsClient::new(ClientConfig {
         endpoint_override: args.dts_endpoint.clone(),
@@ -55,23 +120,28 @@ pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error + Send +
     info!(
         namespace = args.namespace.as_deref().unwrap_or("<all>"),
         endpoint = args.dts_endpoint.as_ref().map(|u| u.as_str()).unwrap_or("<by region>"),
-        signature_version = ?args.signature_version,
+        signature_version = %args.signature_version,
+        rate_limit = args.dts_rate_limit.get(),
+        max_concurrency = args.dts_max_concurrency,
         default_credentials = default_credentials.is_some(),
         "starting dts-operator"
     );
 
-    let reporter = Reporter {
-        controller: "dts-operator".into(),
-        instance: args.identity.clone(),
-    };
+    let gate = leader.clone();
     let ctx = Arc::new(Context {
         client: client.clone(),
         dts: DtsCaller::new(dts, args.dts_rate_limit, args.dts_max_concurrency, metrics.clone()),
         default_credentials,
-        recorder: Recorder::new(client.clone(), reporter),
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "dts-operator".into(),
+                instance: Some(identity),
+            },
+        ),
         backoff: Backoff::new(args.retry_base_delay, args.retry_max_delay),
         metrics: metrics.clone(),
-        may_act: Arc::new(|| true),
+        may_act: Arc::new(move || gate.is_leader()),
     });
 
     // Secrets are read by metadata only: no secret value is cached.
@@ -91,6 +161,35 @@ pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error + Send +
         .touched_objects();
     let store = reader.clone();
 
+    // Ready once the first DtsJob list has synced, leader or not.
+    let sync_reader = reader.clone();
+    let ready_flag = ready.clone();
+    tokio::spawn(async move {
+        if sync_reader.wait_until_ready().await.is_ok() {
+            ready_flag.set_ready();
+            info!("DtsJob watch synced; ready");
+        }
+    });
+
+    // Gaining the Lease re-reconciles everything: work skipped while standby
+    // (or left pending by a leader that died) is picked up at once.
+    let mut leadership = leader.subscribe();
+    let became_leader = async_stream(move |tx| async move {
+        loop {
+            if leadership.wait_for(|held| *held).await.is_err() {
+                return;
+            }
+            info!("holding the Lease: reconciling all DtsJobs");
+            if tx.send(()).await.is_err() {
+                return;
+            }
+            if leadership.wait_for(|held| !*held).await.is_err() {
+                return;
+            }
+            warn!("lost the Lease: no more DTS calls or status writes until it is regained");
+        }
+    });
+
     let controller = Controller::for_stream(jobs, reader)
         .watches_stream(secrets, move |secret| {
             let ns = secret.namespace();
@@ -104,7 +203,8 @@ pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error + Send +
                 .map(|j| ObjectRef::from_obj(&*j))
                 .collect::<Vec<_>>()
         })
-        .graceful_shutdown_on(shutdown_signal());
+        .reconcile_all_on(became_leader)
+        .graceful_shutdown_on(stopped(stop_rx));
 
     controller
         .run(controller::reconcile, controller::error_policy, ctx)
@@ -114,9 +214,28 @@ pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error + Send +
             }
         })
         .await;
+    info!("controller drained; no DTS call in flight");
+    let _ = controller_done_tx.send(true);
+    if let Some(task) = elector_task {
+        let _ = task.await;
+        info!("Lease released");
+    }
+    let _ = http_stop_tx.send(true);
+    let _ = http_task.await;
     info!("stopped");
-    tokio::time::sleep(Duration::from_millis(10)).await;
     Ok(())
+}
+
+/// A stream fed by a task through a small channel (a stand-in for
+/// `async-stream`, which the project does not otherwise need).
+fn async_stream<F, Fut>(f: F) -> impl futures::Stream<Item = ()> + Send
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<()>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(f(tx));
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -23,7 +23,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
 use crate::crd::{DtsJob, DtsJobStatus, RECONCILE_REQUESTED_AT};
 use crate::dts::sign::Credentials;
@@ -77,18 +77,27 @@ fn now() -> Time {
     Time(jiff::Timestamp::from_second(secs).unwrap_or_else(|_| jiff::Timestamp::now()))
 }
 
-/// One reconcile of one DtsJob.
+/// One reconcile of one DtsJob, inside the `reconcile` span.
 pub async fn reconcile(job: Arc<DtsJob>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let span = tracing::info_span!(
+        "reconcile",
+        namespace = %job.namespace().unwrap_or_default(),
+        name = %job.name_any(),
+        generation = job.metadata.generation.unwrap_or(0)
+    );
+    reconcile_inner(job, ctx).instrument(span).await
+}
+
+async fn reconcile_inner(job: Arc<DtsJob>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = job.namespace().ok_or(Error::NoNamespace)?;
     let name = job.name_any();
     let generation = job.metadata.generation.unwrap_or(0);
-    let span = tracing::info_span!("reconcile", namespace = %ns, name = %name, generation);
-    let _enter = span.enter();
-    ctx.metrics.reconciled();
     if !(ctx.may_act)() {
         debug!("not the leader: not acting");
         return Ok(Action::await_change());
     }
+    ctx.metrics.reconciled();
+    debug!("reconciling");
     let api: Api<DtsJob> = Api::namespaced(ctx.client.clone(), &ns);
     let old = job.status.clone().unwrap_or_default();
     let key = format!("{ns}/{name}");
@@ -178,13 +187,16 @@ pub async fn reconcile(job: Arc<DtsJob>, ctx: Arc<Context>) -> Result<Action, Er
             act::mark_stopping(&mut directions, &fresh.spec, *d, &when);
         }
     }
+    // What the server holds once the Stopping mark is written: the base the
+    // final status is compared with (and condition transition times kept from).
+    let mut base = old.clone();
     if pending.iter().any(|(_, s)| *s == Step::Stop) {
         let marked = status::summarize(&fresh.spec, &p, directions.clone(), None, generation, &old, &when);
         if !(ctx.may_act)() {
             return Ok(Action::await_change());
         }
         match write_status(&api, &name, &marked, fresh.metadata.resource_version.clone()).await {
-            Ok(()) => {}
+            Ok(()) => base = marked,
             Err(kube::Error::Api(s)) if s.code == 409 => {
                 info!("DtsJob changed while planning; deciding again");
                 return Ok(Action::requeue(Duration::from_millis(500)));
@@ -198,13 +210,13 @@ pub async fn reconcile(job: Arc<DtsJob>, ctx: Arc<Context>) -> Result<Action, Er
         &fresh.spec,
         &DtsJobStatus {
             directions: directions.clone(),
-            ..old.clone()
+            ..base.clone()
         },
         &fp,
     );
-    let new = status::summarize(&fresh.spec, &final_plan, directions, None, generation, &old, &now());
+    let new = status::summarize(&fresh.spec, &final_plan, directions, None, generation, &base, &now());
     if (ctx.may_act)() {
-        write_status_if_changed(&api, &name, &old, &new, None).await?;
+        write_status_if_changed(&api, &name, &base, &new, None).await?;
     }
     for ev in outcome.events {
         publish(&ctx, &fresh, ev.0, ev.1, ev.2).await;
