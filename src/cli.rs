@@ -84,27 +84,41 @@ pub struct RunArgs {
     pub lease_retry_period: Duration,
 }
 
-/// Parses `500ms`, `10s`, `5m`, `1h`, or a bare number of seconds.
+/// Parses Go-style durations as Kubernetes users write them: `500ms`,
+/// `10s`, `5m`, `1m30s`, `1h`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 500ms, 10s, 5m"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("invalid duration unit in {s:?}: use ms, s, m or h")),
-    };
-    if !secs.is_finite() || secs < 0.0 || secs > 86_400.0 * 365.0 {
+    let invalid = || format!("invalid duration {s:?}: expected e.g. 500ms, 10s, 1m30s");
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s.parse::<u64>().map(Duration::from_secs).map_err(|_| invalid());
+    }
+    let mut total = 0.0f64;
+    let mut rest = s;
+    if rest.is_empty() {
+        return Err(invalid());
+    }
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .ok_or_else(invalid)?;
+        let unit_len = rest[num_len..]
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len() - num_len);
+        let n: f64 = rest[..num_len].parse().map_err(|_| invalid())?;
+        let scale = match &rest[num_len..num_len + unit_len] {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(format!("invalid duration unit in {s:?}: use ms, s, m or h")),
+        };
+        total += n * scale;
+        rest = &rest[num_len + unit_len..];
+    }
+    if !(0.0..=86_400.0 * 365.0).contains(&total) {
         return Err(format!("duration {s:?} out of range"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(Duration::from_secs_f64(total))
 }
 
 #[cfg(test)]
@@ -117,6 +131,9 @@ mod tests {
         assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("s").is_err());
         assert!(parse_duration("ten").is_err());
         assert!(parse_duration("5d").is_err());
     }
