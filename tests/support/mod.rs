@@ -12,6 +12,8 @@
 //! Not every test file uses every helper, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod stack;
+
 use std::{
     ffi::OsStr,
     fs,

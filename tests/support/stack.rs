@@ -1,0 +1,259 @@
+//! The product's own parts as a test runs them: the real `dts-emulator` and
+//! `dts-operator` binaries as subprocesses, with helpers to read the
+//! emulator's journal and inject faults, and to read the operator's metrics.
+//!
+//! Secrets used by tests are the constants below; a test that checks for
+//! leaks searches for them.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::{command, wait_for, ChildProcess, TestNamespace};
+
+/// The emulator account every test uses.
+pub const ACCESS_KEY_ID: &str = "LTAIe2eTestAccessKey";
+/// Its secret: must never appear in logs, status or Events.
+pub const ACCESS_KEY_SECRET: &str = "e2e-secret-value-Zq8vX2";
+
+/// The emulator account, as the config's `accounts` entry.
+pub fn account() -> Value {
+    json!({"accessKeyId": ACCESS_KEY_ID, "accessKeySecret": ACCESS_KEY_SECRET})
+}
+
+/// A job entry of the emulator config.
+pub fn job(job_id: &str, instance_id: Option<&str>, two_way: bool) -> Value {
+    let mut j = json!({"jobId": job_id, "regionId": "cn-hangzhou", "twoWay": two_way, "status": "Synchronizing"});
+    if let Some(i) = instance_id {
+        j["instanceId"] = json!(i);
+    }
+    j
+}
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A running `dts-emulator` subprocess.
+pub struct Emulator {
+    pub process: ChildProcess,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    http: reqwest::Client,
+}
+
+impl Emulator {
+    /// Starts the real binary with `config` (JSON is accepted as YAML).
+    pub async fn start(ns: &TestNamespace, name: &str, config: Value) -> Emulator {
+        let path = ns.log_dir().join(format!("{name}-config.json"));
+        std::fs::write(&path, serde_json::to_vec_pretty(&config).expect("config serializes")).expect("write config");
+        let port = free_port();
+        let cmd = command(
+            env!("CARGO_BIN_EXE_dts-emulator"),
+            [
+                "--listen".to_owned(),
+                format!("127.0.0.1:{port}"),
+                "--config".to_owned(),
+                path.display().to_string(),
+            ],
+        );
+        let process = ns.spawn(name, cmd);
+        let url = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("http client");
+        let emu = Emulator { process, url, http };
+        wait_for(
+            "the emulator to listen",
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            || async {
+                emu.http
+                    .get(format!("{}/_emulator/jobs", emu.url))
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+            },
+        )
+        .await;
+        emu
+    }
+
+    /// Every call received so far.
+    pub async fn journal(&self) -> Vec<Value> {
+        let resp = self
+            .http
+            .get(format!("{}/_emulator/journal", self.url))
+            .send()
+            .await
+            .expect("journal");
+        serde_json::from_slice(&resp.bytes().await.expect("journal body")).expect("journal is JSON")
+    }
+
+    /// Journal entries for `action`.
+    pub async fn calls(&self, action: &str) -> Vec<Value> {
+        self.journal()
+            .await
+            .into_iter()
+            .filter(|e| e["action"] == action)
+            .collect()
+    }
+
+    /// StopDtsJob entries for `job_id` and `direction`.
+    pub async fn stops(&self, job_id: &str, direction: &str) -> Vec<Value> {
+        self.calls("StopDtsJob")
+            .await
+            .into_iter()
+            .filter(|e| {
+                e["params"]["DtsJobId"] == job_id
+                    && e["params"]["SynchronizationDirection"].as_str().unwrap_or("Forward") == direction
+            })
+            .collect()
+    }
+
+    /// Sets faults (`POST /_emulator/faults`).
+    pub async fn faults(&self, faults: Value) {
+        let resp = self
+            .http
+            .post(format!("{}/_emulator/faults", self.url))
+            .header("content-type", "application/json")
+            .body(faults.to_string())
+            .send()
+            .await
+            .expect("faults");
+        assert!(resp.status().is_success(), "setting faults {faults}: {}", resp.status());
+    }
+
+    /// Job states (`GET /_emulator/jobs`).
+    pub async fn jobs(&self) -> Vec<Value> {
+        let resp = self
+            .http
+            .get(format!("{}/_emulator/jobs", self.url))
+            .send()
+            .await
+            .expect("jobs");
+        serde_json::from_slice(&resp.bytes().await.expect("jobs body")).expect("jobs are JSON")
+    }
+}
+
+/// Options of one operator process.
+pub struct OperatorOptions {
+    pub extra_args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// Watch only the test's namespace (the default), so tests running in
+    /// parallel never see each other's DtsJobs.
+    pub namespace_scoped: bool,
+}
+
+impl Default for OperatorOptions {
+    fn default() -> Self {
+        Self {
+            extra_args: Vec::new(),
+            env: Vec::new(),
+            namespace_scoped: true,
+        }
+    }
+}
+
+/// A running `dts-operator run` subprocess.
+pub struct Operator {
+    pub process: ChildProcess,
+    pub metrics_url: String,
+}
+
+impl Operator {
+    /// Starts the real operator against `dts_endpoint` at debug log level
+    /// (so a secret leak would show in its log).
+    pub fn start(ns: &TestNamespace, name: &str, dts_endpoint: &str, opts: OperatorOptions) -> Operator {
+        let port = free_port();
+        let mut args = vec![
+            "run".to_owned(),
+            "--dts-endpoint".to_owned(),
+            dts_endpoint.to_owned(),
+            "--metrics-addr".to_owned(),
+            format!("127.0.0.1:{port}"),
+            "--log-level".to_owned(),
+            "debug,hyper=info,rustls=info,tower=info,kube_client=info".to_owned(),
+            "--retry-base-delay".to_owned(),
+            "500ms".to_owned(),
+            "--retry-max-delay".to_owned(),
+            "5s".to_owned(),
+        ];
+        if opts.namespace_scoped {
+            args.extend(["--namespace".to_owned(), ns.name.clone()]);
+        }
+        args.extend(opts.extra_args);
+        let mut cmd: Command = command(env!("CARGO_BIN_EXE_dts-operator"), args);
+        // No default credentials unless the test gives them.
+        cmd.env_remove("ALIBABA_CLOUD_ACCESS_KEY_ID")
+            .env_remove("ALIBABA_CLOUD_ACCESS_KEY_SECRET");
+        cmd.env_remove("ALIBABA_CLOUD_SECURITY_TOKEN")
+            .env("RUST_LOG_STYLE", "never")
+            .env("NO_COLOR", "1");
+        for (k, v) in opts.env {
+            cmd.env(k, v);
+        }
+        let process = ns.spawn(name, cmd);
+        Operator {
+            process,
+            metrics_url: format!("http://127.0.0.1:{port}/metrics"),
+        }
+    }
+
+    /// The `/metrics` text, once the server answers.
+    pub async fn metrics(&self) -> String {
+        let http = reqwest::Client::new();
+        wait_for(
+            "the operator's /metrics",
+            Duration::from_secs(30),
+            Duration::from_millis(200),
+            || async {
+                let r = http.get(&self.metrics_url).send().await.ok()?;
+                r.status().is_success().then_some(())?;
+                r.text().await.ok()
+            },
+        )
+        .await
+    }
+
+    /// The value of one sample (`name{labels}`), summed over samples that
+    /// contain every given label pair; 0 when absent.
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let text = self.metrics().await;
+        sum_samples(&text, name, labels)
+    }
+}
+
+/// Sums the samples of `name` whose label set contains every `labels` pair.
+pub fn sum_samples(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (metric, label_text) = match series.split_once('{') {
+                Some((m, rest)) => (m, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            (metric == name).then_some(())?;
+            labels
+                .iter()
+                .all(|(k, v)| label_text.contains(&format!("{k}=\"{v}\"")))
+                .then_some(())?;
+            value.parse::<f64>().ok()
+        })
+        .sum()
+}
+
+/// The content of `path`, or empty.
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
