@@ -586,7 +586,7 @@ async fn terminal_failure_is_retried_only_after_reconcile_requested_at_changes()
         "message": "User not authorized to operate on the specified resource."
     }}))
     .await;
-    let op = start_operator(&ns, &emu);
+    let mut op = start_operator(&ns, &emu);
     create_job(&ns, &["Forward"], Some("Stopped")).await;
 
     let job = wait_job(&ns, "Stalled=True after the refusal", |j| {
@@ -612,6 +612,31 @@ async fn terminal_failure_is_retried_only_after_reconcile_requested_at_changes()
         )
         .await,
         1.0
+    );
+
+    // Nor after a restart: the refusal is remembered in status, not memory.
+    let exit = op.process.sigterm(Duration::from_secs(30));
+    assert!(exit.success(), "the operator exits cleanly on SIGTERM: {exit:?}");
+    let rv_before = resource_version(&get_job(&ns).await);
+    let op = start_operator(&ns, &emu);
+    wait_for(
+        "the new operator to reconcile the DtsJob (dts_operator_reconciles_total >= 1)",
+        WAIT,
+        Duration::from_millis(200),
+        || async { (op.metric("dts_operator_reconciles_total", &[]).await >= 1.0).then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(SETTLE).await;
+    assert_eq!(
+        emu.journal().await.len(),
+        1,
+        "the restarted operator retried a terminal failure: {:#?}",
+        emu.journal().await
+    );
+    assert_eq!(
+        resource_version(&get_job(&ns).await),
+        rv_before,
+        "the restart rewrote the status"
     );
 
     merge_patch(
