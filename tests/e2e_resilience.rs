@@ -403,7 +403,7 @@ async fn wrong_secret_fails_one_stop_then_recovers_when_fixed() {
         test: "wrong-secret",
         initial: Some(&[("accessKeyId", stack::ACCESS_KEY_ID), ("accessKeySecret", WRONG_SECRET)]),
         stalled_reason: "AuthenticationFailed",
-        message_names: &["Forward", "signature"],
+        message_names: &["Forward", "signature", "accessKeySecret", SECRET],
         refused_stops: 1,
         warning_reason: "StopFailed",
     })
