@@ -439,7 +439,13 @@ async fn sigkill_between_stop_and_status_write_is_not_followed_by_a_second_stop(
         || async {
             let journaled = !emu.stops(JOB_ID, "Forward").await.is_empty();
             let job = ns.api::<DtsJob>().get(JOB).await.ok()?;
-            (journaled && direction_state(&job, "Forward") == Some(DirectionState::Stopping)).then_some(())
+            let state = direction_state(&job, "Forward");
+            assert_ne!(
+                state,
+                Some(DirectionState::Stopped),
+                "the outcome was written before the kill; the window was missed"
+            );
+            (journaled && state == Some(DirectionState::Stopping)).then_some(())
         },
     )
     .await;
