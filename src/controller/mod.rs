@@ -115,6 +115,7 @@ async fn reconcile_inner(job: Arc<DtsJob>, ctx: Arc<Context>) -> Result<Action, 
             &now(),
         );
         let changed = write_status_if_changed(&api, &name, &old, &new, None).await?;
+        ctx.metrics.observe_phase(&key, new.phase);
         if changed && observe_plan == Plan::RestartNotSupported {
             publish(
                 &ctx,
@@ -145,6 +146,7 @@ async fn reconcile_inner(job: Arc<DtsJob>, ctx: Arc<Context>) -> Result<Action, 
                 &old,
                 &now(),
             );
+            ctx.metrics.observe_phase(&key, new.phase);
             if write_status_if_changed(&api, &name, &old, &new, None).await? {
                 warn!(reason = blocker.reason, "{}", blocker.message);
                 publish(&ctx, &job, EventType::Warning, blocker.reason, blocker.message.clone()).await;
@@ -157,6 +159,7 @@ async fn reconcile_inner(job: Arc<DtsJob>, ctx: Arc<Context>) -> Result<Action, 
         let p = plan::plan(&job.spec, &old, &fp);
         let new = status::summarize(&job.spec, &p, old.directions.clone(), None, generation, &old, &now());
         write_status_if_changed(&api, &name, &old, &new, None).await?;
+        ctx.metrics.observe_phase(&key, new.phase);
         return Ok(Action::await_change());
     }
     if let Some(wait) = ctx.backoff.remaining(&key) {
