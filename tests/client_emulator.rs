@@ -201,10 +201,7 @@ async fn reverse_on_one_way_job_is_terminal_invalid_parameter_with_rendered_mess
             "{scheme_label}: {entry:#}"
         );
     }
-    assert_eq!(
-        emu.job_status("dtsjob1way").await["Forward"],
-        "Synchronizing"
-    );
+    assert_eq!(emu.job_status("dtsjob1way").await["Forward"], "Synchronizing");
     emu.stop().await;
 }
 
@@ -213,13 +210,25 @@ async fn throttled_call_is_retryable_with_the_servers_retry_after() {
     let emu = emulator_support::start().await;
     for (scheme, scheme_label) in SCHEMES {
         let dts = client(&emu, scheme, Duration::from_secs(10));
-        let jr = job("dtsjob2way", None, if scheme == SignatureVersion::HmacSha1 { "Forward" } else { "Reverse" });
+        let jr = job(
+            "dtsjob2way",
+            None,
+            if scheme == SignatureVersion::HmacSha1 {
+                "Forward"
+            } else {
+                "Reverse"
+            },
+        );
         faults(&emu, json!({"throttleNext": 1, "retryAfterMs": 1234})).await;
         let err = dts.stop_dts_job(&creds(), &jr).await.expect_err("throttled");
         assert_eq!(err.class, ErrorClass::Retryable, "{scheme_label}: {err:?}");
         assert_eq!(err.code.as_deref(), Some("Throttling.User"), "{scheme_label}: {err:?}");
         assert_eq!(err.reason(), "Throttled", "{scheme_label}");
-        assert_eq!(err.retry_after, Some(Duration::from_millis(1234)), "{scheme_label}: {err:?}");
+        assert_eq!(
+            err.retry_after,
+            Some(Duration::from_millis(1234)),
+            "{scheme_label}: {err:?}"
+        );
         let d = jr.direction.as_deref().unwrap();
         assert_eq!(
             emu.job_status("dtsjob2way").await[d],
@@ -259,7 +268,10 @@ async fn answer_later_than_the_client_timeout_is_ambiguous_and_the_stop_took_eff
         assert_eq!(err.reason(), "Timeout", "{scheme_label}");
         // The client gave up on its own timeout, not on the answer (a wide
         // margin: only "well before 5 s" matters).
-        assert!(waited < Duration::from_millis(4000), "{scheme_label}: waited {waited:?}");
+        assert!(
+            waited < Duration::from_millis(4000),
+            "{scheme_label}: waited {waited:?}"
+        );
         // The call was executed all the same, as on a real service.
         let stops = calls(&emu, "StopDtsJob", &job_id).await;
         assert_eq!(stops.len(), 1, "{scheme_label}: {stops:#?}");

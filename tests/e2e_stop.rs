@@ -144,12 +144,14 @@ fn phase(job: &DtsJob) -> Option<Phase> {
 /// True when the status describes the current generation, conditions included.
 fn observed(job: &DtsJob) -> bool {
     let generation = job.metadata.generation;
-    let Some(status) = job.status.as_ref() else { return false };
+    let Some(status) = job.status.as_ref() else {
+        return false;
+    };
     generation.is_some()
         && status.observed_generation == generation
-        && ["Ready", "Reconciling", "Stalled"].iter().all(|t| {
-            condition(job, t).is_some_and(|c| c.observed_generation == generation)
-        })
+        && ["Ready", "Reconciling", "Stalled"]
+            .iter()
+            .all(|t| condition(job, t).is_some_and(|c| c.observed_generation == generation))
 }
 
 /// Asserts a condition's status and reason, with the whole status on failure.
@@ -219,7 +221,11 @@ async fn assert_no_secret_leak(ns: &TestNamespace, op: &Operator, secrets: &[&st
         .list(&ListParams::default())
         .await
         .expect("listing core/v1 Events");
-    let events = ns.api::<Event>().list(&ListParams::default()).await.expect("listing Events");
+    let events = ns
+        .api::<Event>()
+        .list(&ListParams::default())
+        .await
+        .expect("listing Events");
     assert!(!events.items.is_empty(), "the flow recorded no Event at all");
     let events_text = serde_json::to_string(&events).expect("Events serialize")
         + &serde_json::to_string(&core_events).expect("Events serialize");
@@ -237,10 +243,7 @@ async fn assert_no_secret_leak(ns: &TestNamespace, op: &Operator, secrets: &[&st
                 "a secret ({form:?}) appears in the operator log {}",
                 op.process.log_path().display()
             );
-            assert!(
-                !events_text.contains(&form),
-                "a secret ({form:?}) appears in an Event"
-            );
+            assert!(!events_text.contains(&form), "a secret ({form:?}) appears in an Event");
             assert!(
                 !jobs_yaml.contains(&form),
                 "a secret ({form:?}) appears in a DtsJob:\n{jobs_yaml}"
@@ -282,8 +285,7 @@ async fn running_job_gets_no_dts_calls_after_it_is_observed() {
     let mut versions = Vec::new();
     for name in ["running", "unset"] {
         let job = wait_job(&ns, name, "observed with Ready=True ObserveOnly", |j| {
-            observed(j)
-                && condition(j, "Ready").is_some_and(|c| c.status == "True" && c.reason == "ObserveOnly")
+            observed(j) && condition(j, "Ready").is_some_and(|c| c.status == "True" && c.reason == "ObserveOnly")
         })
         .await;
         assert_eq!(phase(&job), Some(Phase::Running), "{:#?}", job.status);
@@ -294,7 +296,11 @@ async fn running_job_gets_no_dts_calls_after_it_is_observed() {
     }
 
     // Observed: from here on nothing may reach DTS, and nothing is written.
-    assert_eq!(emu.journal().await, Vec::<Value>::new(), "DTS calls for observe-only jobs");
+    assert_eq!(
+        emu.journal().await,
+        Vec::<Value>::new(),
+        "DTS calls for observe-only jobs"
+    );
     tokio::time::sleep(SETTLE).await;
     assert_eq!(
         emu.journal().await,
@@ -309,7 +315,10 @@ async fn running_job_gets_no_dts_calls_after_it_is_observed() {
         );
     }
     let metrics = op.metrics().await;
-    assert!(stack::sum_samples(&metrics, "dts_operator_reconciles_total", &[]) >= 2.0, "{metrics}");
+    assert!(
+        stack::sum_samples(&metrics, "dts_operator_reconciles_total", &[]) >= 2.0,
+        "{metrics}"
+    );
     assert_eq!(
         stack::sum_samples(&metrics, "dts_operator_dts_calls_total", &[]),
         0.0,
@@ -321,13 +330,7 @@ async fn running_job_gets_no_dts_calls_after_it_is_observed() {
 /// (the default).
 #[tokio::test]
 async fn two_way_stop_sends_one_signed_stop_per_direction_hmac_sha1() {
-    two_way_stop(
-        "two-way-stop-hmac-sha1",
-        "hmac-sha1",
-        "HMAC-SHA1",
-        Creds::Secret,
-    )
-    .await;
+    two_way_stop("two-way-stop-hmac-sha1", "hmac-sha1", "HMAC-SHA1", Creds::Secret).await;
 }
 
 /// Case 9: case 2 signed ACS3-HMAC-SHA256.
@@ -529,7 +532,11 @@ async fn reverse_on_one_way_job_records_rendered_error_and_is_not_retried() {
     let calls = emu.stops("dtsjob1way", "Reverse").await;
     assert_eq!(calls.len(), 1, "the terminal failure was retried: {calls:#?}");
     assert_eq!(emu.calls("StopDtsJob").await.len(), 1);
-    assert_eq!(get_job(&ns, "one-way").await.metadata.resource_version, rv, "written at rest");
+    assert_eq!(
+        get_job(&ns, "one-way").await.metadata.resource_version,
+        rv,
+        "written at rest"
+    );
     let jobs = emu.jobs().await;
     assert_eq!(jobs[0]["status"]["Forward"], "Synchronizing", "{jobs:#?}");
 }
@@ -676,12 +683,7 @@ async fn secrets_never_appear_in_operator_log_events_or_status() {
     assert_eq!(sts_calls[0]["authOk"], false);
     assert_eq!(sts_calls[0]["errorCode"], "SignatureDoesNotMatch");
 
-    assert_no_secret_leak(
-        &ns,
-        &op,
-        &[ACCESS_KEY_SECRET, WRONG_SECRET, STS_SECRET, STS_TOKEN],
-    )
-    .await;
+    assert_no_secret_leak(&ns, &op, &[ACCESS_KEY_SECRET, WRONG_SECRET, STS_SECRET, STS_TOKEN]).await;
 }
 
 /// Events name every direction's stop RequestId even when the directions
@@ -724,10 +726,7 @@ async fn every_direction_stop_request_id_is_in_an_event_when_directions_stop_in_
     assert!(entry_time(&reverse[0]) < entry_time(&forward[1]));
     for (d, call) in [("Forward", &forward[1]), ("Reverse", &reverse[0])] {
         let request_id = call["requestId"].as_str().unwrap();
-        assert_eq!(
-            direction(&job, d).unwrap().request_id.as_deref(),
-            Some(request_id)
-        );
+        assert_eq!(direction(&job, d).unwrap().request_id.as_deref(), Some(request_id));
         wait_event(&ns, "split", "Normal", "Stopped", request_id).await;
     }
 }
