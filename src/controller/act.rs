@@ -81,7 +81,8 @@ fn class_label(c: ErrorClass) -> &'static str {
 /// What one reconcile's calls produced besides the direction records.
 #[derive(Default)]
 pub struct Outcome {
-    pub events: Vec<(EventType, &'static str, String)>,
+    /// (type, reason, direction, note).
+    pub events: Vec<(EventType, &'static str, Direction, String)>,
     /// Set when a retry is due later (backoff, honouring x-acs-retry-after).
     pub retry_after: Option<Duration>,
     /// Set when the next step is known and may run at once (a describe
@@ -199,7 +200,7 @@ pub async fn run_steps(
                         &detail.request_id,
                     );
                     info!(direction = %d, request_id = ?detail.request_id, "stop confirmed by DescribeDtsJobDetail");
-                    out.events.push((EventType::Normal, "Stopped", note));
+                    out.events.push((EventType::Normal, "Stopped", *d, note));
                 }
                 Ok(detail) => {
                     // The earlier call did not take effect: a stop is next,
@@ -226,7 +227,7 @@ pub async fn run_steps(
                     record_success(r, ok.request_id.clone(), ok.http_status);
                     info!(direction = %d, request_id = ?ok.request_id, "StopDtsJob succeeded");
                     let note = with_request_id(format!("{d}: StopDtsJob succeeded"), &ok.request_id);
-                    out.events.push((EventType::Normal, "Stopped", note));
+                    out.events.push((EventType::Normal, "Stopped", *d, note));
                 }
                 Err(e) => match e.class {
                     ErrorClass::Retryable => {
@@ -237,7 +238,7 @@ pub async fn run_steps(
                         server_retry_after = server_retry_after.max(e.retry_after);
                         retry = true;
                         let note = with_request_id(format!("{d}: {e}; retrying"), &None);
-                        out.events.push((EventType::Warning, "RetryScheduled", note));
+                        out.events.push((EventType::Warning, "RetryScheduled", *d, note));
                     }
                     ErrorClass::Ambiguous => {
                         let r = entry(directions, &job.spec, *d);
@@ -246,7 +247,7 @@ pub async fn run_steps(
                         warn!(direction = %d, error = %e, "StopDtsJob outcome unknown; will describe before any new call");
                         retry = true;
                         let note = format!("{d}: {e}; the job will be described before any new call");
-                        out.events.push((EventType::Warning, "StopOutcomeUnknown", note));
+                        out.events.push((EventType::Warning, "StopOutcomeUnknown", *d, note));
                     }
                     ErrorClass::Terminal => {
                         if describe_after_terminal(&e) {
@@ -261,7 +262,7 @@ pub async fn run_steps(
                                         &e.request_id,
                                     );
                                     info!(direction = %d, "job already finished");
-                                    out.events.push((EventType::Normal, "AlreadyStopped", note));
+                                    out.events.push((EventType::Normal, "AlreadyStopped", *d, note));
                                     continue;
                                 }
                             }
@@ -292,5 +293,6 @@ fn fail(
     record_error(r, e);
     r.failed_for = Some(fingerprint.to_owned());
     warn!(direction = %d, error = %e, "DTS refused the stop; not retrying until the spec, the Secret or the reconcile-requested-at annotation changes");
-    out.events.push((EventType::Warning, "StopFailed", format!("{d}: {e}")));
+    out.events
+        .push((EventType::Warning, "StopFailed", d, format!("{d}: {e}")));
 }

@@ -25,7 +25,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tracing::{debug, info, warn, Instrument};
 
-use crate::crd::{DtsJob, DtsJobStatus, RECONCILE_REQUESTED_AT};
+use crate::crd::{Direction, DtsJob, DtsJobStatus, RECONCILE_REQUESTED_AT};
 use crate::dts::sign::Credentials;
 use crate::metrics::Metrics;
 use act::DtsCaller;
@@ -122,6 +122,7 @@ async fn reconcile_inner(job: Arc<DtsJob>, ctx: Arc<Context>) -> Result<Action, 
                 &job,
                 EventType::Warning,
                 "RestartNotSupported",
+                "Reconcile",
                 status_message(&new, status::STALLED),
             )
             .await;
@@ -149,7 +150,15 @@ async fn reconcile_inner(job: Arc<DtsJob>, ctx: Arc<Context>) -> Result<Action, 
             ctx.metrics.observe_phase(&key, new.phase);
             if write_status_if_changed(&api, &name, &old, &new, None).await? {
                 warn!(reason = blocker.reason, "{}", blocker.message);
-                publish(&ctx, &job, EventType::Warning, blocker.reason, blocker.message.clone()).await;
+                publish(
+                    &ctx,
+                    &job,
+                    EventType::Warning,
+                    blocker.reason,
+                    "Reconcile",
+                    blocker.message.clone(),
+                )
+                .await;
             }
             return Ok(Action::await_change());
         }
@@ -221,8 +230,8 @@ async fn reconcile_inner(job: Arc<DtsJob>, ctx: Arc<Context>) -> Result<Action, 
     if (ctx.may_act)() {
         write_status_if_changed(&api, &name, &base, &new, None).await?;
     }
-    for (type_, reason, note) in group_events(outcome.events) {
-        publish(&ctx, &fresh, type_, reason, note).await;
+    for (type_, reason, action, note) in group_events(outcome.events) {
+        publish(&ctx, &fresh, type_, reason, &action, note).await;
     }
     ctx.metrics.observe_phase(&key, new.phase);
     match outcome.retry_after {
@@ -300,12 +309,12 @@ async fn write_status(
     Ok(())
 }
 
-async fn publish(ctx: &Context, job: &DtsJob, type_: EventType, reason: &str, note: String) {
+async fn publish(ctx: &Context, job: &DtsJob, type_: EventType, reason: &str, action: &str, note: String) {
     let ev = Event {
         type_,
         reason: reason.to_owned(),
         note: Some(truncate(note, 1000)),
-        action: "Reconcile".into(),
+        action: action.to_owned(),
         secondary: None,
     };
     if let Err(e) = ctx.recorder.publish(&ev, &job.object_ref(&())).await {
@@ -314,20 +323,35 @@ async fn publish(ctx: &Context, job: &DtsJob, type_: EventType, reason: &str, no
 }
 
 /// One Event per (type, reason) per reconcile, naming every direction and
-/// RequestId: the event recorder folds Events with the same reason into one
-/// series, which would hide the second direction's RequestId.
-fn group_events(events: Vec<(EventType, &'static str, String)>) -> Vec<(EventType, &'static str, String)> {
-    let mut out: Vec<(EventType, &'static str, String)> = Vec::new();
-    for (type_, reason, note) in events {
-        match out.iter_mut().find(|(t, r, _)| *t == type_ && *r == reason) {
-            Some((_, _, existing)) => {
+/// RequestId, with the directions in its `action` (`StopForward`,
+/// `StopForwardReverse`): the event recorder folds Events with the same
+/// (type, action, reason) into one series that keeps the first note, so
+/// without the directions in the action a direction stopped in a later
+/// reconcile (after a retry) would never show its RequestId.
+fn group_events(
+    events: Vec<(EventType, &'static str, Direction, String)>,
+) -> Vec<(EventType, &'static str, String, String)> {
+    let mut grouped: Vec<(EventType, &'static str, Vec<Direction>, String)> = Vec::new();
+    for (type_, reason, direction, note) in events {
+        match grouped.iter_mut().find(|(t, r, _, _)| *t == type_ && *r == reason) {
+            Some((_, _, directions, existing)) => {
+                if !directions.contains(&direction) {
+                    directions.push(direction);
+                }
                 existing.push_str("; ");
                 existing.push_str(&note);
             }
-            None => out.push((type_, reason, note)),
+            None => grouped.push((type_, reason, vec![direction], note)),
         }
     }
-    out
+    grouped
+        .into_iter()
+        .map(|(type_, reason, mut directions, note)| {
+            directions.sort();
+            let action = directions.iter().fold("Stop".to_owned(), |acc, d| acc + d.as_str());
+            (type_, reason, action, note)
+        })
+        .collect()
 }
 
 fn truncate(mut s: String, max: usize) -> String {

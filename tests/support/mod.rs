@@ -312,7 +312,7 @@ impl ChildProcess {
             .unwrap_or_else(|e| panic!("opening {}: {e}", log.display()));
         let log_offset = file.seek(SeekFrom::End(0)).unwrap_or(0);
         use std::io::Write;
-        let _ = writeln!(file, "===== {name}: {cmd:?} =====");
+        let _ = writeln!(file, "===== {name}: {} =====", describe(&cmd));
         let err = file.try_clone().expect("cloning log file handle");
         cmd.stdin(Stdio::null()).stdout(file).stderr(err);
         // SAFETY: prctl is async-signal-safe and touches no parent memory.
@@ -394,6 +394,28 @@ impl ChildProcess {
             self.log.display()
         );
     }
+}
+
+/// The command line for the log header: program, arguments and the *names*
+/// of environment variables set. Not `{cmd:?}`, which prints their values,
+/// and tests pass secrets (ALIBABA_CLOUD_ACCESS_KEY_SECRET) that way.
+fn describe(cmd: &Command) -> String {
+    let mut out = String::new();
+    let envs: Vec<String> = cmd
+        .get_envs()
+        .map(|(k, v)| match v {
+            Some(_) => format!("{}=…", k.to_string_lossy()),
+            None => format!("-u {}", k.to_string_lossy()),
+        })
+        .collect();
+    if !envs.is_empty() {
+        out += &format!("env {} ", envs.join(" "));
+    }
+    out += &format!("{:?}", cmd.get_program());
+    for arg in cmd.get_args() {
+        out += &format!(" {arg:?}");
+    }
+    out
 }
 
 impl Drop for ChildProcess {
