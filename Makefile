@@ -1,5 +1,5 @@
 # dts-operator. The two commands are `make demo` and `make test` (README.md).
-.PHONY: demo test lint unit-tests e2e-tests sdk-tests deploy-check bench crd tools cluster cluster-down image
+.PHONY: demo test lint deploy-check image-test bench crd tools cluster cluster-down image
 
 # The throw-away control plane of `make cluster` (see testcluster/).
 CLUSTER_DIR ?= target/cluster
@@ -11,9 +11,9 @@ demo:
 
 # Everything: lint, unit tests, the end-to-end tests on a real
 # kube-apiserver (one control plane for the whole run, always stopped),
-# chart/manifest checks, and the SDK compatibility test with Alibaba's
+# chart/manifest checks, the image build, and the SDK compatibility test with Alibaba's
 # official Python SDKs (mandatory: fails if its virtualenv can't be built).
-test: lint tools deploy-check
+test: lint tools deploy-check image-test
 	scripts/test-e2e-env.sh cargo test --workspace
 	hack/test-sdk.sh
 
@@ -45,6 +45,12 @@ cluster: tools
 cluster-down:
 	cargo run -q -p testcluster -- down --dir $(CLUSTER_DIR)
 
-# A FROM scratch image with a static musl binary (needs buildah, musl-tools).
+# A FROM scratch image with a static musl binary (needs buildah, musl-tools
+# and the musl Rust target; .ci/run installs them).
 image:
 	hack/build-image.sh
+
+# Builds the image's final stage from ./Dockerfile with a static (debug) binary
+# and runs it as uid 65532: fails if the binary is not static or does not start.
+image-test:
+	BUILD_PROFILE=dev hack/build-image.sh dts-operator:test
