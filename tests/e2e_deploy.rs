@@ -64,7 +64,8 @@ async fn run_tool(ns: &TestNamespace, name: &str, args: &[&str], stdin: Option<&
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     std::fs::write(
-        ns.log_dir().join(format!("{name}-{}.log", uuid::Uuid::new_v4().simple())),
+        ns.log_dir()
+            .join(format!("{name}-{}.log", uuid::Uuid::new_v4().simple())),
         format!("{name} {args:?}\n--- stdout\n{stdout}\n--- stderr\n{stderr}"),
     )
     .ok();
@@ -276,11 +277,11 @@ async fn helm_install_creates_the_charts_objects() {
         .await
         .expect("the leader-election RoleBinding exists");
     // ...and nothing cluster-wide.
-    let cluster_role = Api::<ClusterRole>::all(client.clone()).get_opt(name).await.expect("get");
-    assert!(
-        cluster_role.is_none(),
-        "watchNamespace set: no ClusterRole expected"
-    );
+    let cluster_role = Api::<ClusterRole>::all(client.clone())
+        .get_opt(name)
+        .await
+        .expect("get");
+    assert!(cluster_role.is_none(), "watchNamespace set: no ClusterRole expected");
 }
 
 /// The operator binary, with only the chart's RBAC (a TokenRequest token of
@@ -357,9 +358,7 @@ async fn operator_with_the_charts_service_account_completes_the_stop_flow() {
         Duration::from_millis(200),
         || async {
             let list = ns.api::<Event>().list(&ListParams::default()).await.ok()?;
-            list.items
-                .into_iter()
-                .find(|e| e.reason.as_deref() == Some("Stopped"))
+            list.items.into_iter().find(|e| e.reason.as_deref() == Some("Stopped"))
         },
     )
     .await;
@@ -367,8 +366,17 @@ async fn operator_with_the_charts_service_account_completes_the_stop_flow() {
     // And nothing the operator tried was refused.
     let log = op.process.log();
     assert!(log.contains("became leader"), "{log}");
-    for refused in ["Forbidden", "forbidden", "403", "could not record Event", "cannot read or write the Lease"] {
-        assert!(!log.contains(refused), "operator log shows a refused request ({refused:?}):\n{log}");
+    for refused in [
+        "Forbidden",
+        "forbidden",
+        "403",
+        "could not record Event",
+        "cannot read or write the Lease",
+    ] {
+        assert!(
+            !log.contains(refused),
+            "operator log shows a refused request ({refused:?}):\n{log}"
+        );
     }
 }
 
@@ -437,7 +445,9 @@ async fn charts_service_account_is_denied_what_the_operator_must_not_do() {
     let helm_release_secret = format!("sh.helm.release.v1.{}.v1", install.release);
     assert_forbidden(
         "get the Helm release Secret",
-        Api::<Secret>::namespaced(sa.clone(), &rel).get(&helm_release_secret).await,
+        Api::<Secret>::namespaced(sa.clone(), &rel)
+            .get(&helm_release_secret)
+            .await,
     );
     assert_forbidden(
         "list Secrets in all namespaces",
@@ -569,7 +579,10 @@ async fn chart_and_manifests_are_in_sync_and_accepted_by_the_api_server() {
     );
 
     let watch_value = format!("watchNamespace={}", ns.name);
-    let shapes: [&[&str]; 2] = [&[], &["--set", &watch_value, "--set", "defaultCredentials.secretName=creds"]];
+    let shapes: [&[&str]; 2] = [
+        &[],
+        &["--set", &watch_value, "--set", "defaultCredentials.secretName=creds"],
+    ];
     for extra in shapes {
         let mut args = vec!["template", "dryrun", CHART, "--namespace", &ns.name, "--include-crds"];
         args.extend_from_slice(extra);
@@ -604,10 +617,7 @@ async fn chart_and_manifests_are_in_sync_and_accepted_by_the_api_server() {
     let built = run_tool(
         &ns,
         "kubectl",
-        &[
-            "kustomize",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/manifests"),
-        ],
+        &["kustomize", concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/manifests")],
         None,
     )
     .await;
@@ -713,7 +723,10 @@ async fn metrics_dts_call_counters_match_the_emulator_journal() {
     // The run covered every shape it claims to.
     let codes: Vec<&str> = from_journal.keys().map(|k| k.2.as_str()).collect();
     for code in ["", "ServiceUnavailable", "InvalidParameter"] {
-        assert!(codes.contains(&code), "journal has a call with code {code:?}: {from_journal:?}");
+        assert!(
+            codes.contains(&code),
+            "journal has a call with code {code:?}: {from_journal:?}"
+        );
     }
     assert!(
         codes.iter().any(|c| c.starts_with("Throttling")),
@@ -853,10 +866,7 @@ async fn dts_rate_limit_holds_while_fifty_jobs_stop_at_once() {
     // 833 ms here) or bursting.
     const JITTER_MS: i64 = 50;
     for (i, start) in times.iter().enumerate() {
-        let in_window = times[i..]
-            .iter()
-            .take_while(|t| **t - start < 1000 - JITTER_MS)
-            .count();
+        let in_window = times[i..].iter().take_while(|t| **t - start < 1000 - JITTER_MS).count();
         assert!(
             in_window <= RATE,
             "{in_window} calls within {} ms from t={start}: {:?}",
@@ -870,7 +880,10 @@ async fn dts_rate_limit_holds_while_fifty_jobs_stop_at_once() {
         .map(|w| w[RATE] - w[0])
         .min()
         .unwrap_or(i64::MAX);
-    eprintln!("calls per second: {per_second:?}; tightest span of {} calls: {tightest} ms", RATE + 1);
+    eprintln!(
+        "calls per second: {per_second:?}; tightest span of {} calls: {tightest} ms",
+        RATE + 1
+    );
 
     // Lower bound: N calls at R/s need at least (N-1)/R seconds.
     let span = times.last().unwrap() - times.first().unwrap();

@@ -282,7 +282,9 @@ pub fn send_sigterm(process: &mut ChildProcess) {
 
 /// A journal entry's arrival `time` in milliseconds since the Unix epoch.
 pub fn journal_time_ms(entry: &Value) -> i64 {
-    let time = entry["time"].as_str().unwrap_or_else(|| panic!("journal entry without time: {entry}"));
+    let time = entry["time"]
+        .as_str()
+        .unwrap_or_else(|| panic!("journal entry without time: {entry}"));
     let ts: jiff::Timestamp = time
         .parse()
         .unwrap_or_else(|e| panic!("journal time {time:?} is not RFC 3339: {e}"));
