@@ -369,7 +369,6 @@ async fn operator_with_the_charts_service_account_completes_the_stop_flow() {
     for refused in [
         "Forbidden",
         "forbidden",
-        "403",
         "could not record Event",
         "cannot read or write the Lease",
     ] {
@@ -687,7 +686,28 @@ async fn metrics_dts_call_counters_match_the_emulator_journal() {
     .await
     .expect("create");
     wait_phase(&jobs, "two-way", Phase::Stopped, Duration::from_secs(90)).await;
-    wait_phase(&jobs, "one-way", Phase::Failed, Duration::from_secs(90)).await;
+    // Failed as soon as Reverse is refused, possibly while Forward still
+    // waits for its retry: wait for both directions' final states.
+    wait_for(
+        "one-way: Forward Stopped, Reverse Failed",
+        Duration::from_secs(90),
+        Duration::from_millis(200),
+        || async {
+            let status = jobs.get("one-way").await.ok()?.status?;
+            let state = |d: &str| {
+                status
+                    .directions
+                    .iter()
+                    .find(|r| format!("{:?}", r.direction) == d)
+                    .map(|r| r.state)
+            };
+            (status.phase == Some(Phase::Failed)
+                && state("Forward") == Some(DirectionState::Stopped)
+                && state("Reverse") == Some(DirectionState::Failed))
+            .then_some(())
+        },
+    )
+    .await;
 
     let journal = emu.journal().await;
     let text = op.metrics().await;
