@@ -1,17 +1,34 @@
-# dts-operator: the two commands are `make demo` and `make test` (README.md).
-.PHONY: test lint crd tools cluster cluster-down
+# dts-operator. The two commands are `make demo` and `make test` (README.md).
+.PHONY: demo test lint unit-tests e2e-tests sdk-tests deploy-check bench crd tools cluster cluster-down image
 
 # The throw-away control plane of `make cluster` (see testcluster/).
 CLUSTER_DIR ?= target/cluster
 
-# Unit and end-to-end tests; the e2e tests get one local control plane for
-# the whole run from scripts/test-e2e-env.sh, which always stops it.
-test: lint tools
+# Local control plane + DTS emulator + operator; applies examples/, stops
+# the jobs, prints the result and tears everything down.
+demo:
+	scripts/demo.sh
+
+# Everything: lint, unit tests, the end-to-end tests on a real
+# kube-apiserver (one control plane for the whole run, always stopped),
+# chart/manifest checks, and the SDK compatibility test with Alibaba's
+# official Python SDKs (mandatory: fails if its virtualenv can't be built).
+test: lint tools deploy-check
 	scripts/test-e2e-env.sh cargo test --workspace
+	hack/test-sdk.sh
 
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+
+# The chart's CRD equals crds/dtsjob.yaml, deploy/manifests is in sync with
+# the chart, and helm lint is clean.
+deploy-check: tools
+	hack/check-deploy.sh --check
+
+# Prints ns/op of signing, request building, response parsing and planning.
+bench:
+	cargo bench --bench dts
 
 crd:
 	cargo run -q --bin dts-operator -- crd > crds/dtsjob.yaml
@@ -27,3 +44,7 @@ cluster: tools
 
 cluster-down:
 	cargo run -q -p testcluster -- down --dir $(CLUSTER_DIR)
+
+# A FROM scratch image with a static musl binary (needs buildah, musl-tools).
+image:
+	hack/build-image.sh

@@ -218,8 +218,8 @@ async fn reconcile_inner(job: Arc<DtsJob>, ctx: Arc<Context>) -> Result<Action, 
     if (ctx.may_act)() {
         write_status_if_changed(&api, &name, &base, &new, None).await?;
     }
-    for ev in outcome.events {
-        publish(&ctx, &fresh, ev.0, ev.1, ev.2).await;
+    for (type_, reason, note) in group_events(outcome.events) {
+        publish(&ctx, &fresh, type_, reason, note).await;
     }
     ctx.metrics.observe_phase(&key, new.phase);
     match outcome.retry_after {
@@ -308,6 +308,23 @@ async fn publish(ctx: &Context, job: &DtsJob, type_: EventType, reason: &str, no
     if let Err(e) = ctx.recorder.publish(&ev, &job.object_ref(&())).await {
         warn!(error = %e, reason, "could not record Event");
     }
+}
+
+/// One Event per (type, reason) per reconcile, naming every direction and
+/// RequestId: the event recorder folds Events with the same reason into one
+/// series, which would hide the second direction's RequestId.
+fn group_events(events: Vec<(EventType, &'static str, String)>) -> Vec<(EventType, &'static str, String)> {
+    let mut out: Vec<(EventType, &'static str, String)> = Vec::new();
+    for (type_, reason, note) in events {
+        match out.iter_mut().find(|(t, r, _)| *t == type_ && *r == reason) {
+            Some((_, _, existing)) => {
+                existing.push_str("; ");
+                existing.push_str(&note);
+            }
+            None => out.push((type_, reason, note)),
+        }
+    }
+    out
 }
 
 fn truncate(mut s: String, max: usize) -> String {

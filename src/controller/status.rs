@@ -151,7 +151,10 @@ fn stop_summary(spec: &DtsJobSpec, listed: &[&DirectionStatus]) -> Summary {
             .as_deref()
             .map(stalled_reason)
             .unwrap_or("StopFailed");
-        let message = failed.iter().map(|r| failure_line(r)).collect::<Vec<_>>().join("; ");
+        let mut message = failed.iter().map(|r| failure_line(r)).collect::<Vec<_>>().join("; ");
+        if reason == "AuthenticationFailed" {
+            message.push_str(&credentials_hint(spec));
+        }
         return Summary {
             phase: Phase::Failed,
             ready: ("False", "StopFailed", message.clone()),
@@ -187,6 +190,20 @@ fn stop_summary(spec: &DtsJobSpec, listed: &[&DirectionStatus]) -> Summary {
         ready: ("Unknown", reason, message),
         reconciling,
         stalled: None,
+    }
+}
+
+/// Where the refused credentials came from: DTS's own message (a signature
+/// mismatch) does not say which Secret or key to fix.
+fn credentials_hint(spec: &DtsJobSpec) -> String {
+    match &spec.credentials_secret_ref {
+        Some(r) => format!(
+            "; check accessKeyId and accessKeySecret (and securityToken, if set) in Secret {}",
+            r.name
+        ),
+        None => "; check the operator's default credentials (ALIBABA_CLOUD_ACCESS_KEY_ID, \
+                 ALIBABA_CLOUD_ACCESS_KEY_SECRET, ALIBABA_CLOUD_SECURITY_TOKEN)"
+            .to_owned(),
     }
 }
 
@@ -353,6 +370,31 @@ mod tests {
             stalled.message,
             "Reverse: The Value of Input Parameter SynchronizationDirection is not valid. (RequestId 7C1A)"
         );
+    }
+
+    #[test]
+    fn refused_credentials_name_the_secret_to_fix() {
+        let mut sp = spec(Some(DesiredState::Stopped), &[Direction::Forward]);
+        sp.credentials_secret_ref = Some(crate::crd::SecretReference {
+            name: "dts-creds".into(),
+        });
+        let mut r = rec(Direction::Forward, DirectionState::Failed);
+        r.error_code = Some("SignatureDoesNotMatch".into());
+        r.error_message = Some("Specified signature is not matched with our calculation.".into());
+        let p = Plan::Stop(vec![(Direction::Forward, Step::Done)]);
+        let s = summarize(&sp, &p, vec![r.clone()], None, 1, &DtsJobStatus::default(), &now());
+        let stalled = cond(&s, STALLED);
+        assert_eq!(stalled.reason, "AuthenticationFailed");
+        assert!(
+            stalled
+                .message
+                .starts_with("Forward: Specified signature is not matched"),
+            "{stalled:?}"
+        );
+        assert!(stalled.message.ends_with("in Secret dts-creds"), "{stalled:?}");
+        sp.credentials_secret_ref = None;
+        let s = summarize(&sp, &p, vec![r], None, 1, &DtsJobStatus::default(), &now());
+        assert!(cond(&s, STALLED).message.contains("ALIBABA_CLOUD_ACCESS_KEY_SECRET"));
     }
 
     #[test]
