@@ -150,26 +150,28 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
 
+    // Ready once the first DtsJob list has synced into the store, leader or
+    // not. Taken from the stream itself: a second `Store::wait_until_ready`
+    // waiter beside the controller's is never woken in kube-runtime 5 (its
+    // DelayedInit polls a oneshot that keeps only the last waker), which
+    // left /readyz at 503 for good.
+    let ready_flag = ready.clone();
     let (reader, writer) = reflector::store();
     let jobs = watcher(jobs_api, watcher::Config::default())
         .default_backoff()
         .reflect(writer)
+        .inspect(move |event| {
+            if matches!(event, Ok(watcher::Event::InitDone)) && !ready_flag.is_ready() {
+                ready_flag.set_ready();
+                info!("DtsJob watch synced; ready");
+            }
+        })
         .applied_objects()
         .predicate_filter(trigger_hash, Default::default());
     let secrets = watcher(secrets_api, watcher::Config::default())
         .default_backoff()
         .touched_objects();
     let store = reader.clone();
-
-    // Ready once the first DtsJob list has synced, leader or not.
-    let sync_reader = reader.clone();
-    let ready_flag = ready.clone();
-    tokio::spawn(async move {
-        if sync_reader.wait_until_ready().await.is_ok() {
-            ready_flag.set_ready();
-            info!("DtsJob watch synced; ready");
-        }
-    });
 
     // Gaining the Lease re-reconciles everything: work skipped while standby
     // (or left pending by a leader that died) is picked up at once.

@@ -257,3 +257,109 @@ pub fn sum_samples(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
+
+// ----- Helpers of the deploy and leader-election tests (e2e_deploy, e2e_leader) -----
+
+impl Operator {
+    /// The HTTP status of `/readyz` (on the metrics port), or `None` while
+    /// the server does not answer.
+    pub async fn readyz(&self) -> Option<u16> {
+        let url = self.metrics_url.replace("/metrics", "/readyz");
+        let resp = reqwest::Client::new().get(url).send().await.ok()?;
+        Some(resp.status().as_u16())
+    }
+}
+
+/// Sends SIGTERM and returns at once (unlike [`ChildProcess::sigterm`]), so a
+/// test can watch the graceful shutdown; poll `try_status` for the exit.
+pub fn send_sigterm(process: &mut ChildProcess) {
+    // Only an unreaped child: its PID cannot have been reused.
+    if process.try_status().is_none() {
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        unsafe { libc::kill(process.id() as libc::pid_t, libc::SIGTERM) };
+    }
+}
+
+/// A journal entry's arrival `time` in milliseconds since the Unix epoch.
+pub fn journal_time_ms(entry: &Value) -> i64 {
+    let time = entry["time"]
+        .as_str()
+        .unwrap_or_else(|| panic!("journal entry without time: {entry}"));
+    let ts: jiff::Timestamp = time
+        .parse()
+        .unwrap_or_else(|e| panic!("journal time {time:?} is not RFC 3339: {e}"));
+    ts.as_millisecond()
+}
+
+/// Milliseconds since the Unix epoch now (the clock the emulator's journal uses).
+pub fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+/// A token of ServiceAccount `namespace/name`, obtained with TokenRequest
+/// (what the kubelet mounts into a Pod), valid for an hour.
+pub async fn service_account_token(client: &kube::Client, namespace: &str, name: &str) -> String {
+    use k8s_openapi::api::authentication::v1::TokenRequest;
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let request: TokenRequest = serde_json::from_value(json!({
+        "spec": { "audiences": [], "expirationSeconds": 3600 }
+    }))
+    .expect("TokenRequest");
+    let api: kube::Api<ServiceAccount> = kube::Api::namespaced(client.clone(), namespace);
+    let answer = api
+        .create_token_request(name, &Default::default(), &request)
+        .await
+        .unwrap_or_else(|e| panic!("TokenRequest for ServiceAccount {namespace}/{name}: {e}"));
+    answer.status.expect("TokenRequest status").token
+}
+
+/// Writes a kubeconfig that reaches the test control plane (server and CA of
+/// `KUBECONFIG`) with `token` as its only credential. The context keeps the
+/// test cluster's name, so [`super::client`]'s guard accepts it.
+pub fn write_token_kubeconfig(path: &Path, token: &str) {
+    let source = std::env::var_os("KUBECONFIG").expect("KUBECONFIG is set");
+    let text = std::fs::read_to_string(&source).expect("reading KUBECONFIG");
+    let config: Value = serde_yaml::from_str(&text).expect("KUBECONFIG is YAML");
+    let cluster = config["clusters"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == super::TEST_CONTEXT).or(c.first()))
+        .expect("KUBECONFIG has a cluster")["cluster"]
+        .clone();
+    let out = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{ "name": super::TEST_CONTEXT, "cluster": {
+            "server": cluster["server"],
+            "certificate-authority-data": cluster["certificate-authority-data"],
+        }}],
+        "users": [{ "name": "token", "user": { "token": token } }],
+        "contexts": [{ "name": super::TEST_CONTEXT, "context": {
+            "cluster": super::TEST_CONTEXT, "user": "token", "namespace": "default",
+        }}],
+        "current-context": super::TEST_CONTEXT,
+    });
+    std::fs::write(path, serde_json::to_vec_pretty(&out).expect("kubeconfig serializes"))
+        .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+}
+
+/// A client for the kubeconfig at `path` (e.g. from [`write_token_kubeconfig`]).
+pub async fn client_from_kubeconfig(path: &Path) -> kube::Client {
+    let kubeconfig = kube::config::Kubeconfig::read_from(path).expect("reading the kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("client config");
+    kube::Client::try_from(config).expect("kube client")
+}
+
+/// The `spec.holderIdentity` of Lease `namespace/name` (`None` when the Lease
+/// does not exist or has no holder; an empty holder counts as none).
+pub async fn lease_holder(client: &kube::Client, namespace: &str, name: &str) -> Option<String> {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let api: kube::Api<Lease> = kube::Api::namespaced(client.clone(), namespace);
+    api.get_opt(name)
+        .await
+        .unwrap_or_else(|e| panic!("reading Lease {namespace}/{name}: {e}"))
+        .and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity)
+        .filter(|h| !h.is_empty())
+}
