@@ -201,6 +201,26 @@ pub struct DirectionStatus {
     pub failed_for: Option<String>,
 }
 
+impl DirectionStatus {
+    /// A record for `direction` of `job_id` before any call: Pending, no attempts.
+    pub fn new(direction: Direction, job_id: &str) -> Self {
+        Self {
+            direction,
+            state: DirectionState::Pending,
+            job_id: Some(job_id.to_owned()),
+            request_id: None,
+            http_status_code: None,
+            error_code: None,
+            error_message: None,
+            dynamic_code: None,
+            dynamic_message: None,
+            attempts: 0,
+            last_attempt_time: None,
+            failed_for: None,
+        }
+    }
+}
+
 /// The CRD as YAML, exactly as committed in `crds/dtsjob.yaml`.
 pub fn crd_yaml() -> String {
     use kube::CustomResourceExt;

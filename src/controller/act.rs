@@ -100,20 +100,7 @@ fn job_ref(spec: &DtsJobSpec, d: Direction) -> JobRef {
 }
 
 fn entry<'a>(directions: &'a mut Vec<DirectionStatus>, spec: &DtsJobSpec, d: Direction) -> &'a mut DirectionStatus {
-    let fresh = |d| DirectionStatus {
-        direction: d,
-        state: DirectionState::Pending,
-        job_id: Some(spec.job_id.clone()),
-        request_id: None,
-        http_status_code: None,
-        error_code: None,
-        error_message: None,
-        dynamic_code: None,
-        dynamic_message: None,
-        attempts: 0,
-        last_attempt_time: None,
-        failed_for: None,
-    };
+    let fresh = |d| DirectionStatus::new(d, &spec.job_id);
     match directions.iter().position(|r| r.direction == d) {
         Some(i) => {
             if directions[i].job_id.as_deref().is_some_and(|id| id != spec.job_id) {

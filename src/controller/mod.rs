@@ -367,3 +367,30 @@ fn truncate(mut s: String, max: usize) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// Small builders shared by the controller's unit tests.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use crate::crd::{DesiredState, Direction, DirectionState, DirectionStatus, DtsJobSpec};
+
+    /// A spec for job `job1` in cn-hangzhou.
+    pub fn spec(desired: Option<DesiredState>, directions: &[Direction]) -> DtsJobSpec {
+        DtsJobSpec {
+            job_id: "job1".into(),
+            instance_id: None,
+            region_id: "cn-hangzhou".into(),
+            directions: directions.to_vec(),
+            desired_state: desired,
+            credentials_secret_ref: None,
+        }
+    }
+
+    /// A record of `job1` after one attempt.
+    pub fn record(direction: Direction, state: DirectionState) -> DirectionStatus {
+        DirectionStatus {
+            state,
+            attempts: 1,
+            ..DirectionStatus::new(direction, "job1")
+        }
+    }
+}

@@ -108,33 +108,14 @@ pub fn fingerprint(generation: i64, secret_version: Option<&str>, requested_at: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{DirectionState::*, DtsJobSpec};
+    use crate::crd::DirectionState::*;
 
-    fn spec(desired: Option<DesiredState>, directions: &[Direction]) -> DtsJobSpec {
-        DtsJobSpec {
-            job_id: "job1".into(),
-            instance_id: None,
-            region_id: "cn-hangzhou".into(),
-            directions: directions.to_vec(),
-            desired_state: desired,
-            credentials_secret_ref: None,
-        }
-    }
+    use crate::controller::fixtures::{record, spec};
 
     fn rec(direction: Direction, state: DirectionState, failed_for: Option<&str>) -> DirectionStatus {
         DirectionStatus {
-            direction,
-            state,
-            job_id: Some("job1".into()),
-            request_id: None,
-            http_status_code: None,
-            error_code: None,
-            error_message: None,
-            dynamic_code: None,
-            dynamic_message: None,
-            attempts: 1,
-            last_attempt_time: None,
             failed_for: failed_for.map(Into::into),
+            ..record(direction, state)
         }
     }
 

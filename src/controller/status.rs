@@ -286,31 +286,13 @@ mod tests {
     use crate::controller::plan::{plan, Step};
     use crate::crd::{DesiredState, Direction};
 
-    fn spec(desired: Option<DesiredState>, directions: &[Direction]) -> DtsJobSpec {
-        DtsJobSpec {
-            job_id: "job1".into(),
-            instance_id: None,
-            region_id: "cn-hangzhou".into(),
-            directions: directions.to_vec(),
-            desired_state: desired,
-            credentials_secret_ref: None,
-        }
-    }
+    use crate::controller::fixtures::spec;
 
     fn rec(direction: Direction, state: DirectionState) -> DirectionStatus {
         DirectionStatus {
-            direction,
-            state,
-            job_id: Some("job1".into()),
             request_id: Some("REQ-1".into()),
             http_status_code: Some(200),
-            error_code: None,
-            error_message: None,
-            dynamic_code: None,
-            dynamic_message: None,
-            attempts: 1,
-            last_attempt_time: None,
-            failed_for: None,
+            ..crate::controller::fixtures::record(direction, state)
         }
     }
 
