@@ -3,9 +3,11 @@
 //! Labels are fixed vocabularies (actions, outcomes, reasons, DTS error
 //! codes, phases), never text derived from `Debug` output.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
+
+use kube::runtime::reflector::Store;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -14,7 +16,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::crd::Phase;
+use crate::crd::{DtsJob, Phase};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
@@ -44,8 +46,6 @@ pub struct Metrics {
     failures: Family<ReasonLabels, Counter>,
     dts_calls: Family<CallLabels, Counter>,
     dts_latency: Family<ActionLabels, Histogram>,
-    jobs_by_phase: Family<PhaseLabels, Gauge>,
-    phases: Mutex<HashMap<String, Phase>>,
 }
 
 impl Metrics {
@@ -56,8 +56,6 @@ impl Metrics {
             failures: Family::default(),
             dts_calls: Family::default(),
             dts_latency: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.005, 2.0, 14))),
-            jobs_by_phase: Family::default(),
-            phases: Mutex::new(HashMap::new()),
         };
         let r = registry.sub_registry_with_prefix("dts_operator");
         r.register("reconciles", "DtsJob reconciles started", m.reconciles.clone());
@@ -75,11 +73,6 @@ impl Metrics {
             "dts_call_duration_seconds",
             "DTS API call latency",
             m.dts_latency.clone(),
-        );
-        r.register(
-            "dtsjobs",
-            "DtsJobs by phase, as last reconciled by this replica",
-            m.jobs_by_phase.clone(),
         );
         m
     }
@@ -114,24 +107,34 @@ impl Metrics {
             })
             .observe(elapsed.as_secs_f64());
     }
+}
 
-    /// Counts of DTS calls so far, by (action, outcome): for tests and tools.
-    pub fn dts_call_count(&self, action: &str, outcome: &str, error_code: &str) -> u64 {
-        let labels = CallLabels {
-            action: action.to_owned(),
-            outcome: outcome.to_owned(),
-            error_code: error_code.to_owned(),
-        };
-        self.dts_calls.get_or_create(&labels).get()
+/// `dts_operator_dtsjobs{phase}`: DtsJobs by `status.phase`, counted from the
+/// watch cache at scrape time, so deleted objects drop out and nothing needs
+/// bookkeeping in the reconcile path. Objects without a phase yet count as
+/// `Unknown`.
+pub struct PhaseCollector {
+    store: Store<DtsJob>,
+}
+
+impl PhaseCollector {
+    /// Registers the collector under the `dts_operator` prefix.
+    pub fn register(registry: &mut Registry, store: Store<DtsJob>) {
+        registry
+            .sub_registry_with_prefix("dts_operator")
+            .register_collector(Box::new(PhaseCollector { store }));
     }
+}
 
-    /// Records the phase of object `key` and refreshes the by-phase gauge.
-    pub fn observe_phase(&self, key: &str, phase: Option<Phase>) {
-        let mut phases = self.phases.lock().unwrap_or_else(|e| e.into_inner());
-        match phase {
-            Some(p) => phases.insert(key.to_owned(), p),
-            None => phases.remove(key),
-        };
+impl std::fmt::Debug for PhaseCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PhaseCollector").finish_non_exhaustive()
+    }
+}
+
+impl Collector for PhaseCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let family = Family::<PhaseLabels, Gauge>::default();
         for p in [
             Phase::Pending,
             Phase::Running,
@@ -139,17 +142,70 @@ impl Metrics {
             Phase::Stopped,
             Phase::Failed,
         ] {
-            let n = phases.values().filter(|v| **v == p).count();
-            self.jobs_by_phase
-                .get_or_create(&PhaseLabels {
-                    phase: format!("{p:?}"),
-                })
-                .set(n as i64);
+            // Every phase is exported, with 0 when no DtsJob is in it.
+            let _ = family.get_or_create(&PhaseLabels {
+                phase: format!("{p:?}"),
+            });
         }
+        for job in self.store.state() {
+            let phase = job.status.as_ref().and_then(|s| s.phase).map(|p| format!("{p:?}"));
+            family
+                .get_or_create(&PhaseLabels {
+                    phase: phase.unwrap_or_else(|| "Unknown".into()),
+                })
+                .inc();
+        }
+        let metric = encoder.encode_descriptor("dtsjobs", "DtsJobs by phase", None, family.metric_type())?;
+        family.encode(metric)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::watcher;
+    use prometheus_client::encoding::text::encode;
+
+    fn job(name: &str, phase: Option<Phase>) -> DtsJob {
+        let mut j: DtsJob = serde_json::from_value(serde_json::json!({
+            "apiVersion": "kubedts.io/v1alpha1", "kind": "DtsJob",
+            "metadata": {"name": name, "namespace": "ns"},
+            "spec": {"jobId": "j", "regionId": "cn-hangzhou"}
+        }))
+        .unwrap();
+        j.status = phase.map(|p| crate::crd::DtsJobStatus {
+            phase: Some(p),
+            ..Default::default()
+        });
+        j
     }
 
-    /// Forgets a deleted object.
-    pub fn forget(&self, key: &str) {
-        self.observe_phase(key, None);
+    #[test]
+    fn jobs_are_counted_by_phase_from_the_cache() {
+        let (reader, mut writer) = kube::runtime::reflector::store::<DtsJob>();
+        for (n, p) in [
+            ("a", Some(Phase::Stopped)),
+            ("b", Some(Phase::Stopped)),
+            ("c", Some(Phase::Failed)),
+            ("d", None),
+        ] {
+            writer.apply_watcher_event(&watcher::Event::Apply(job(n, p)));
+        }
+        let mut registry = Registry::default();
+        PhaseCollector::register(&mut registry, reader);
+        let mut text = String::new();
+        encode(&mut text, &registry).unwrap();
+        assert!(text.contains("dts_operator_dtsjobs{phase=\"Stopped\"} 2"), "{text}");
+        assert!(text.contains("dts_operator_dtsjobs{phase=\"Failed\"} 1"), "{text}");
+        assert!(text.contains("dts_operator_dtsjobs{phase=\"Running\"} 0"), "{text}");
+        assert!(text.contains("dts_operator_dtsjobs{phase=\"Unknown\"} 1"), "{text}");
+
+        writer.apply_watcher_event(&watcher::Event::Delete(job("c", Some(Phase::Failed))));
+        let mut text = String::new();
+        encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains("dts_operator_dtsjobs{phase=\"Failed\"} 0"),
+            "a deleted job drops out: {text}"
+        );
     }
 }

@@ -28,7 +28,7 @@ use crate::crd::{DtsJob, RECONCILE_REQUESTED_AT};
 use crate::dts::{ClientConfig, DtsClient};
 use crate::http::{HttpServer, ReadySignal};
 use crate::leader::{LeaderElector, LeaderState, LeaseConfig};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, PhaseCollector};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -68,6 +68,10 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
     let client = Client::try_default().await?;
     let mut registry = Registry::default();
     let metrics = Arc::new(Metrics::new(&mut registry));
+    // The DtsJob watch cache: the controller's store, and the source of the
+    // by-phase gauge.
+    let (reader, writer) = reflector::store();
+    PhaseCollector::register(&mut registry, reader.clone());
     let registry = Arc::new(registry);
     let ready = ReadySignal::new();
     let identity = identity(&args);
@@ -156,7 +160,6 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
     // DelayedInit polls a oneshot that keeps only the last waker), which
     // left /readyz at 503 for good.
     let ready_flag = ready.clone();
-    let (reader, writer) = reflector::store();
     let jobs = watcher(jobs_api, watcher::Config::default())
         .default_backoff()
         .reflect(writer)

@@ -324,6 +324,11 @@ async fn running_job_gets_no_dts_calls_after_it_is_observed() {
         0.0,
         "{metrics}"
     );
+    assert_eq!(
+        stack::sum_samples(&metrics, "dts_operator_dtsjobs", &[("phase", "Running")]),
+        2.0,
+        "{metrics}"
+    );
 }
 
 /// Case 2 with the operator's credentials in a Secret, signed HMAC-SHA1
@@ -465,6 +470,11 @@ async fn two_way_stop(test: &str, flag: &str, journal_scheme: &str, creds: Creds
         ),
         2.0,
         "{metrics}"
+    );
+    assert_eq!(
+        stack::sum_samples(&metrics, "dts_operator_dtsjobs", &[("phase", "Stopped")]),
+        1.0,
+        "the by-phase gauge counts the stopped job: {metrics}"
     );
     assert_no_secret_leak(&ns, &op, &[ACCESS_KEY_SECRET]).await;
 }

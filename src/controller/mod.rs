@@ -115,7 +115,6 @@ async fn reconcile_inner(job: Arc<DtsJob>, ctx: Arc<Context>) -> Result<Action, 
             &now(),
         );
         let changed = write_status_if_changed(&api, &name, &old, &new, None).await?;
-        ctx.metrics.observe_phase(&key, new.phase);
         if changed && observe_plan == Plan::RestartNotSupported {
             publish(
                 &ctx,
@@ -147,7 +146,6 @@ async fn reconcile_inner(job: Arc<DtsJob>, ctx: Arc<Context>) -> Result<Action, 
                 &old,
                 &now(),
             );
-            ctx.metrics.observe_phase(&key, new.phase);
             if write_status_if_changed(&api, &name, &old, &new, None).await? {
                 warn!(reason = blocker.reason, "{}", blocker.message);
                 publish(
@@ -168,7 +166,6 @@ async fn reconcile_inner(job: Arc<DtsJob>, ctx: Arc<Context>) -> Result<Action, 
         let p = plan::plan(&job.spec, &old, &fp);
         let new = status::summarize(&job.spec, &p, old.directions.clone(), None, generation, &old, &now());
         write_status_if_changed(&api, &name, &old, &new, None).await?;
-        ctx.metrics.observe_phase(&key, new.phase);
         return Ok(Action::await_change());
     }
     if let Some(wait) = ctx.backoff.remaining(&key) {
@@ -233,7 +230,6 @@ async fn reconcile_inner(job: Arc<DtsJob>, ctx: Arc<Context>) -> Result<Action, 
     for (type_, reason, action, note) in group_events(outcome.events) {
         publish(&ctx, &fresh, type_, reason, &action, note).await;
     }
-    ctx.metrics.observe_phase(&key, new.phase);
     match outcome.retry_after {
         Some(wait) => {
             ctx.backoff.schedule(&key, wait);
