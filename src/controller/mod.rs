@@ -162,8 +162,9 @@ async fn reconcile_inner(job: Arc<DtsJob>, ctx: Arc<Context>) -> Result<Action, 
         }
     };
     let fp = plan::fingerprint(generation, resolved.secret_version.as_deref(), requested_at(&job));
-    if plan::plan(&job.spec, &old, &fp).pending().is_empty() {
-        let p = plan::plan(&job.spec, &old, &fp);
+    let cached_plan = plan::plan(&job.spec, &old, &fp);
+    if cached_plan.pending().is_empty() {
+        let p = cached_plan;
         let new = status::summarize(&job.spec, &p, old.directions.clone(), None, generation, &old, &now());
         write_status_if_changed(&api, &name, &old, &new, None).await?;
         return Ok(Action::await_change());
