@@ -153,20 +153,6 @@ fn lease(name: &str) -> Lease {
     .expect("Lease")
 }
 
-/// Waits until DtsJob `name` reports `phase`.
-async fn wait_phase(api: &Api<DtsJob>, name: &str, phase: Phase, timeout: Duration) -> DtsJob {
-    wait_for(
-        &format!("DtsJob {name} to reach phase {phase:?}"),
-        timeout,
-        Duration::from_millis(200),
-        || async {
-            let job = api.get(name).await.ok()?;
-            (job.status.as_ref()?.phase == Some(phase)).then_some(job)
-        },
-    )
-    .await
-}
-
 /// Asserts that `result` is the API server's 403 Forbidden.
 fn assert_forbidden<T: std::fmt::Debug>(what: &str, result: Result<T, kube::Error>) {
     match result {
@@ -316,7 +302,7 @@ async fn operator_with_the_charts_service_account_completes_the_stop_flow() {
     )
     .await
     .expect("creating the DtsJob");
-    wait_phase(&jobs, "two-way", Phase::Running, Duration::from_secs(60)).await;
+    support::stack::wait_phase(&jobs, "two-way", Phase::Running, Duration::from_secs(60)).await;
     assert!(emu.journal().await.is_empty(), "desiredState Running makes no DTS call");
 
     jobs.patch(
@@ -326,7 +312,7 @@ async fn operator_with_the_charts_service_account_completes_the_stop_flow() {
     )
     .await
     .expect("flipping to Stopped");
-    let done = wait_phase(&jobs, "two-way", Phase::Stopped, Duration::from_secs(60)).await;
+    let done = support::stack::wait_phase(&jobs, "two-way", Phase::Stopped, Duration::from_secs(60)).await;
 
     for direction in ["Forward", "Reverse"] {
         let stops = emu.stops("rbacTwoWay01", direction).await;
@@ -685,7 +671,7 @@ async fn metrics_dts_call_counters_match_the_emulator_journal() {
     )
     .await
     .expect("create");
-    wait_phase(&jobs, "two-way", Phase::Stopped, Duration::from_secs(90)).await;
+    support::stack::wait_phase(&jobs, "two-way", Phase::Stopped, Duration::from_secs(90)).await;
     // Failed as soon as Reverse is refused, possibly while Forward still
     // waits for its retry: wait for both directions' final states.
     wait_for(

@@ -80,19 +80,6 @@ fn dtsjob(name: &str, job_id: &str, directions: &[&str], desired: &str) -> DtsJo
     .expect("DtsJob")
 }
 
-async fn wait_phase(api: &Api<DtsJob>, name: &str, phase: Phase, timeout: Duration) -> DtsJob {
-    wait_for(
-        &format!("DtsJob {name} to reach phase {phase:?}"),
-        timeout,
-        Duration::from_millis(100),
-        || async {
-            let job = api.get(name).await.ok()?;
-            (job.status.as_ref()?.phase == Some(phase)).then_some(job)
-        },
-    )
-    .await
-}
-
 async fn wait_log(op: &Operator, what: &str, needle: &str, timeout: Duration) {
     wait_for(what, timeout, Duration::from_millis(100), || async {
         op.process.log().contains(needle).then_some(())
@@ -168,8 +155,8 @@ async fn only_the_leader_calls_dts_and_the_standby_takes_over_after_sigkill() {
     )
     .await
     .expect("create");
-    wait_phase(&jobs, "two-way", Phase::Stopped, Duration::from_secs(60)).await;
-    wait_phase(&jobs, "late", Phase::Running, Duration::from_secs(60)).await;
+    support::stack::wait_phase(&jobs, "two-way", Phase::Stopped, Duration::from_secs(60)).await;
+    support::stack::wait_phase(&jobs, "late", Phase::Running, Duration::from_secs(60)).await;
 
     for direction in ["Forward", "Reverse"] {
         let stops = emu.stops("ldTwoWay01", direction).await;
@@ -196,7 +183,7 @@ async fn only_the_leader_calls_dts_and_the_standby_takes_over_after_sigkill() {
     .expect("flipping late to Stopped");
     // Wide upper bound: 3 × the lease duration after the kill, plus slack.
     let bound = timing.lease_duration * 3 + Duration::from_secs(10);
-    let done = wait_phase(&jobs, "late", Phase::Stopped, bound).await;
+    let done = support::stack::wait_phase(&jobs, "late", Phase::Stopped, bound).await;
 
     let log = b.process.log();
     assert!(log.contains("became leader"), "standby log:\n{log}");
@@ -322,7 +309,7 @@ async fn sigterm_releases_the_lease_only_after_the_in_flight_call_finished() {
         exited_at - arrived
     );
 
-    let done = wait_phase(&jobs, "slow", Phase::Stopped, Duration::from_secs(30)).await;
+    let done = support::stack::wait_phase(&jobs, "slow", Phase::Stopped, Duration::from_secs(30)).await;
     let record = &done.status.as_ref().unwrap().directions[0];
     assert_eq!(record.state, DirectionState::Stopped);
     assert_eq!(

@@ -363,3 +363,22 @@ pub async fn lease_holder(client: &kube::Client, namespace: &str, name: &str) ->
         .and_then(|s| s.holder_identity)
         .filter(|h| !h.is_empty())
 }
+
+/// Waits until DtsJob `name` reports `phase`, and returns it.
+pub async fn wait_phase(
+    api: &kube::Api<dts_operator::crd::DtsJob>,
+    name: &str,
+    phase: dts_operator::crd::Phase,
+    timeout: Duration,
+) -> dts_operator::crd::DtsJob {
+    wait_for(
+        &format!("DtsJob {name} to reach phase {phase:?}"),
+        timeout,
+        Duration::from_millis(100),
+        || async {
+            let job = api.get(name).await.ok()?;
+            (job.status.as_ref()?.phase == Some(phase)).then_some(job)
+        },
+    )
+    .await
+}
