@@ -54,3 +54,4 @@ image:
 # and runs it as uid 65532: fails if the binary is not static or does not start.
 image-test:
 	BUILD_PROFILE=dev hack/build-image.sh dts-operator:test
+	buildah --storage-driver vfs rmi dts-operator:test >/dev/null
