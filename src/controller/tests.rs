@@ -261,6 +261,11 @@ async fn serve(state: Arc<Mutex<ApiState>>, mut handle: tower_test::mock::Handle
 }
 
 fn harness(spec: Value) -> Harness {
+    harness_with_gate(spec, Arc::new(|| true))
+}
+
+/// A harness whose "holds the Lease" gate is `gate`.
+fn harness_with_gate(spec: Value, gate: Arc<dyn Fn() -> bool + Send + Sync>) -> Harness {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
     let state = Arc::new(Mutex::new(ApiState {
@@ -298,7 +303,7 @@ fn harness(spec: Value) -> Harness {
         ),
         backoff: Backoff::new(Duration::from_millis(10), Duration::from_millis(100)),
         metrics,
-        may_act: Arc::new(|| true),
+        may_act: gate,
     });
     Harness {
         ctx,
@@ -662,4 +667,41 @@ async fn missing_secret_is_a_clear_condition_and_no_call() {
     let job = h.api.lock().unwrap().job.clone();
     let all = format!("{job}{:?}", h.events());
     assert!(!all.contains("super-secret-value"));
+}
+
+#[tokio::test]
+async fn a_replica_without_the_lease_neither_calls_nor_writes() {
+    let h = harness_with_gate(two_way_stopped(), Arc::new(|| false));
+    h.reconcile().await;
+    assert!(h.dts.calls.lock().unwrap().is_empty(), "no DTS call without the Lease");
+    assert_eq!(h.writes(), 0, "no status write without the Lease");
+    assert!(h.events().is_empty());
+}
+
+#[tokio::test]
+async fn losing_the_lease_after_the_stopping_mark_stops_before_the_call() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // The gate is asked on entry and before the Stopping write; the Lease is
+    // lost right after that, before any DTS call.
+    let checks = Arc::new(AtomicUsize::new(0));
+    let gate = {
+        let checks = checks.clone();
+        Arc::new(move || checks.fetch_add(1, Ordering::SeqCst) < 2)
+    };
+    let h = harness_with_gate(two_way_stopped(), gate);
+    h.reconcile().await;
+    assert!(
+        checks.load(Ordering::SeqCst) >= 3,
+        "the gate was asked again before calling"
+    );
+    assert!(
+        h.dts.calls.lock().unwrap().is_empty(),
+        "no DTS call once the Lease is lost"
+    );
+    assert_eq!(h.writes(), 1, "only the Stopping mark was written");
+    assert_eq!(
+        h.direction("Forward").state,
+        DirectionState::Stopping,
+        "the next leader describes first"
+    );
 }
