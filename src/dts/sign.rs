@@ -35,11 +35,14 @@ pub fn percent_encode(s: &str) -> String {
 /// An AccessKey pair, optionally with an STS security token.
 ///
 /// `Debug` never prints the secret or the token, so a credential can sit in a
-/// struct that is logged without leaking.
-#[derive(Clone, PartialEq, Eq)]
+/// struct that is logged without leaking. It deserializes from the
+/// camelCase shape the emulator's config file uses for an account.
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Credentials {
     pub access_key_id: String,
     pub access_key_secret: String,
+    #[serde(default)]
     pub security_token: Option<String>,
 }
 

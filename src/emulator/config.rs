@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 /// The whole file.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
@@ -21,30 +21,10 @@ pub struct Config {
     pub jobs: Vec<JobSpec>,
 }
 
-/// An AccessKey that the emulator accepts. With `securityToken` it is an STS
-/// credential: every call must then carry and sign that exact token.
-#[derive(Clone, Deserialize, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Account {
-    pub access_key_id: String,
-    pub access_key_secret: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub security_token: Option<String>,
-}
-
-impl fmt::Debug for Account {
-    // The secret and token must never reach a log line.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Account")
-            .field("access_key_id", &self.access_key_id)
-            .field("access_key_secret", &"** REDACTED **")
-            .field(
-                "security_token",
-                &self.security_token.as_ref().map(|_| "** REDACTED **"),
-            )
-            .finish()
-    }
-}
+/// An AccessKey that the emulator accepts: the client's own credential type
+/// (whose `Debug` redacts the secret and token). With `securityToken` it is
+/// an STS credential: every call must then carry and sign that exact token.
+pub type Account = crate::dts::sign::Credentials;
 
 /// A DTS job as declared in the file or posted to `/_emulator/jobs`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
