@@ -66,25 +66,11 @@ fn err(
     }
 }
 
-fn with_retry_after(e: Expect, ms: u64) -> Expect {
-    match e {
-        Expect::Err {
-            class,
-            code,
-            status,
-            message,
-            reason,
-            ..
-        } => Expect::Err {
-            class,
-            code,
-            status,
-            message,
-            reason,
-            retry_after_ms: Some(ms),
-        },
-        ok => ok,
+fn with_retry_after(mut e: Expect, ms: u64) -> Expect {
+    if let Expect::Err { retry_after_ms, .. } = &mut e {
+        *retry_after_ms = Some(ms);
     }
+    e
 }
 
 /// The expectations per scenario (the name after the client-flavour prefix),

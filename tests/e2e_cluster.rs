@@ -8,17 +8,7 @@ use std::time::Duration;
 
 use kube::api::{DynamicObject, PostParams};
 use serde_json::json;
-use support::{wait_for, TestNamespace};
-
-fn dtsjob(name: &str, spec: serde_json::Value) -> DynamicObject {
-    serde_json::from_value(json!({
-        "apiVersion": "kubedts.io/v1alpha1",
-        "kind": "DtsJob",
-        "metadata": { "name": name },
-        "spec": spec,
-    }))
-    .expect("DtsJob object")
-}
+use support::{dtsjob_object, wait_for, TestNamespace};
 
 /// Creates the object and returns the API server's rejection message, failing
 /// the test if it is accepted or rejected for another reason than validation.
@@ -40,7 +30,7 @@ async fn api_server_rejects_invalid_dtsjob_specs_with_readable_messages() {
 
     let msg = rejection(
         &ns,
-        dtsjob(
+        dtsjob_object(
             "unknown-direction",
             json!({"jobId": "j1", "regionId": "cn-hangzhou", "directions": ["Sideways"]}),
         ),
@@ -53,7 +43,7 @@ async fn api_server_rejects_invalid_dtsjob_specs_with_readable_messages() {
 
     let msg = rejection(
         &ns,
-        dtsjob("empty-job-id", json!({"jobId": "", "regionId": "cn-hangzhou"})),
+        dtsjob_object("empty-job-id", json!({"jobId": "", "regionId": "cn-hangzhou"})),
     )
     .await;
     assert!(
@@ -63,7 +53,7 @@ async fn api_server_rejects_invalid_dtsjob_specs_with_readable_messages() {
 
     let msg = rejection(
         &ns,
-        dtsjob(
+        dtsjob_object(
             "duplicate-directions",
             json!({"jobId": "j1", "regionId": "cn-hangzhou", "directions": ["Forward", "Forward"]}),
         ),
@@ -79,7 +69,7 @@ async fn api_server_rejects_invalid_dtsjob_specs_with_readable_messages() {
         .dynamic_dtsjobs()
         .create(
             &PostParams::default(),
-            &dtsjob("valid", json!({"jobId": "j1", "regionId": "cn-hangzhou"})),
+            &dtsjob_object("valid", json!({"jobId": "j1", "regionId": "cn-hangzhou"})),
         )
         .await
         .expect("a valid DtsJob is accepted");

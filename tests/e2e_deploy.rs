@@ -27,7 +27,7 @@ use kube::{Api, Client};
 use serde_json::{json, Value};
 use support::stack::{
     self, account, client_from_kubeconfig, job, journal_time_ms, service_account_token, write_token_kubeconfig,
-    Emulator, Operator, OperatorOptions, ACCESS_KEY_ID, ACCESS_KEY_SECRET,
+    Emulator, LeaseTiming, Operator, OperatorOptions, ACCESS_KEY_ID, ACCESS_KEY_SECRET,
 };
 use support::{tool, wait_for, TestNamespace};
 
@@ -128,13 +128,7 @@ fn dtsjob(name: &str, job_id: &str, directions: &[&str], desired: &str, secret: 
     if let Some(s) = secret {
         spec["credentialsSecretRef"] = json!({ "name": s });
     }
-    serde_json::from_value(json!({
-        "apiVersion": "kubedts.io/v1alpha1",
-        "kind": "DtsJob",
-        "metadata": { "name": name },
-        "spec": spec,
-    }))
-    .expect("DtsJob")
+    support::dtsjob_object(name, spec)
 }
 
 fn credentials_secret(name: &str) -> Secret {
@@ -174,26 +168,43 @@ async fn start_as_service_account(install: &Install, emu: &Emulator) -> (Operato
         "operator",
         &emu.url,
         OperatorOptions {
-            extra_args: vec![
-                "--leader-elect".into(),
-                "--lease-name".into(),
-                LEASE_NAME.into(),
-                "--lease-namespace".into(),
-                install.release_ns.name.clone(),
-                "--identity".into(),
-                "sa-replica".into(),
-                "--lease-duration".into(),
-                "4s".into(),
-                "--lease-renew-deadline".into(),
-                "3s".into(),
-                "--lease-retry-period".into(),
-                "500ms".into(),
-            ],
+            extra_args: LeaseTiming {
+                lease_duration: Duration::from_secs(4),
+                renew_deadline: Duration::from_secs(3),
+                retry_period: Duration::from_millis(500),
+            }
+            .args(LEASE_NAME, &install.release_ns.name, "sa-replica"),
             env: vec![("KUBECONFIG".into(), kubeconfig.display().to_string())],
             namespace_scoped: true,
         },
     );
     (op, kubeconfig)
+}
+
+/// Server-side dry-run of `yaml` with strict validation into `ns`: every
+/// object in it (counted by its `kind:` line) must be accepted.
+async fn assert_server_accepts_all(ns: &TestNamespace, yaml: &str, what: &str) {
+    let kinds = yaml.lines().filter(|l| l.starts_with("kind: ")).count();
+    let applied = run_tool(
+        ns,
+        "kubectl",
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=dts-e2e-dry-run",
+            "--dry-run=server",
+            "--validate=strict",
+            "-n",
+            &ns.name,
+            "-f",
+            "-",
+        ],
+        Some(yaml),
+    )
+    .await;
+    let accepted = applied.lines().filter(|l| l.contains("(server dry run)")).count();
+    assert_eq!(accepted, kinds, "{what}:\n{applied}");
 }
 
 // ----- tests -----
@@ -574,26 +585,7 @@ async fn chart_and_manifests_are_in_sync_and_accepted_by_the_api_server() {
         let rendered = run_tool(&ns, "helm", &args, None).await;
         let kinds = rendered.lines().filter(|l| l.starts_with("kind: ")).count();
         assert!(kinds >= 7, "helm template rendered only {kinds} objects:\n{rendered}");
-        let applied = run_tool(
-            &ns,
-            "kubectl",
-            &[
-                "apply",
-                "--server-side",
-                "--force-conflicts",
-                "--field-manager=dts-e2e-dry-run",
-                "--dry-run=server",
-                "--validate=strict",
-                "-n",
-                &ns.name,
-                "-f",
-                "-",
-            ],
-            Some(&rendered),
-        )
-        .await;
-        let accepted = applied.lines().filter(|l| l.contains("(server dry run)")).count();
-        assert_eq!(accepted, kinds, "every rendered object accepted:\n{applied}");
+        assert_server_accepts_all(&ns, &rendered, "every rendered object accepted").await;
     }
 
     // The plain manifests (kustomize) install into their own dts-system
@@ -608,25 +600,7 @@ async fn chart_and_manifests_are_in_sync_and_accepted_by_the_api_server() {
     .await;
     assert!(built.contains("namespace: dts-system"), "{built}");
     let built = built.replace("dts-system", &ns.name);
-    let kinds = built.lines().filter(|l| l.starts_with("kind: ")).count();
-    let applied = run_tool(
-        &ns,
-        "kubectl",
-        &[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "--field-manager=dts-e2e-dry-run",
-            "--dry-run=server",
-            "--validate=strict",
-            "-f",
-            "-",
-        ],
-        Some(&built),
-    )
-    .await;
-    let accepted = applied.lines().filter(|l| l.contains("(server dry run)")).count();
-    assert_eq!(accepted, kinds, "every manifest accepted:\n{applied}");
+    assert_server_accepts_all(&ns, &built, "every manifest accepted").await;
 }
 
 /// The DTS call counters on /metrics equal what the emulator received, per

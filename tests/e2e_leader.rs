@@ -17,8 +17,8 @@ use kube::api::{Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::Api;
 use serde_json::json;
 use support::stack::{
-    account, job, journal_time_ms, lease_holder, now_ms, send_sigterm, Emulator, Operator, OperatorOptions,
-    ACCESS_KEY_ID, ACCESS_KEY_SECRET,
+    account, job, journal_time_ms, lease_holder, now_ms, send_sigterm, Emulator, LeaseTiming, Operator,
+    OperatorOptions, ACCESS_KEY_ID, ACCESS_KEY_SECRET,
 };
 use support::{wait_for, TestNamespace};
 
@@ -27,40 +27,15 @@ const LEASE_NAME: &str = "dts-operator-leader";
 /// A Lease change as a watch delivered it: when (ms since the epoch) and the holder.
 type LeaseSeen = (i64, Option<String>);
 
-/// Lease timing of one test, as the operator's flags take it.
-struct Timing {
-    lease_duration: Duration,
-    renew_deadline: Duration,
-    retry_period: Duration,
-}
-
-fn flag(d: Duration) -> String {
-    format!("{}ms", d.as_millis())
-}
-
 /// Starts replica `identity` with leader election on the test namespace's
 /// Lease and the emulator account as default credentials.
-fn start_replica(ns: &TestNamespace, emu: &Emulator, identity: &str, timing: &Timing) -> Operator {
+fn start_replica(ns: &TestNamespace, emu: &Emulator, identity: &str, timing: &LeaseTiming) -> Operator {
     Operator::start(
         ns,
         identity,
         &emu.url,
         OperatorOptions {
-            extra_args: vec![
-                "--leader-elect".into(),
-                "--lease-name".into(),
-                LEASE_NAME.into(),
-                "--lease-namespace".into(),
-                ns.name.clone(),
-                "--identity".into(),
-                identity.into(),
-                "--lease-duration".into(),
-                flag(timing.lease_duration),
-                "--lease-renew-deadline".into(),
-                flag(timing.renew_deadline),
-                "--lease-retry-period".into(),
-                flag(timing.retry_period),
-            ],
+            extra_args: timing.args(LEASE_NAME, &ns.name, identity),
             env: vec![
                 ("ALIBABA_CLOUD_ACCESS_KEY_ID".into(), ACCESS_KEY_ID.into()),
                 ("ALIBABA_CLOUD_ACCESS_KEY_SECRET".into(), ACCESS_KEY_SECRET.into()),
@@ -71,13 +46,10 @@ fn start_replica(ns: &TestNamespace, emu: &Emulator, identity: &str, timing: &Ti
 }
 
 fn dtsjob(name: &str, job_id: &str, directions: &[&str], desired: &str) -> DtsJob {
-    serde_json::from_value(json!({
-        "apiVersion": "kubedts.io/v1alpha1",
-        "kind": "DtsJob",
-        "metadata": { "name": name },
-        "spec": { "jobId": job_id, "regionId": "cn-hangzhou", "directions": directions, "desiredState": desired },
-    }))
-    .expect("DtsJob")
+    support::dtsjob_object(
+        name,
+        json!({ "jobId": job_id, "regionId": "cn-hangzhou", "directions": directions, "desiredState": desired }),
+    )
 }
 
 async fn wait_log(op: &Operator, what: &str, needle: &str, timeout: Duration) {
@@ -125,7 +97,7 @@ async fn dts_calls(op: &Operator) -> f64 {
 /// expires and finishes the work that arrived meanwhile.
 #[tokio::test]
 async fn only_the_leader_calls_dts_and_the_standby_takes_over_after_sigkill() {
-    let timing = Timing {
+    let timing = LeaseTiming {
         lease_duration: Duration::from_secs(4),
         renew_deadline: Duration::from_secs(3),
         retry_period: Duration::from_millis(500),
@@ -222,7 +194,7 @@ async fn only_the_leader_calls_dts_and_the_standby_takes_over_after_sigkill() {
 #[tokio::test]
 async fn sigterm_releases_the_lease_only_after_the_in_flight_call_finished() {
     // A long lease, so a takeover by release is clearly faster than one by expiry.
-    let timing = Timing {
+    let timing = LeaseTiming {
         lease_duration: Duration::from_secs(10),
         renew_deadline: Duration::from_secs(7),
         retry_period: Duration::from_millis(500),

@@ -55,6 +55,20 @@ fn start_operator(ns: &TestNamespace, emu: &Emulator) -> Operator {
 
 /// Creates or updates the credentials Secret with exactly these keys' values
 /// (server-side apply of `stringData`).
+/// The positive signal a "nothing happened" check needs: waits until a
+/// freshly started operator has reconciled (its reconcile counter moved), then
+/// lets the settle window pass.
+async fn await_first_reconcile_and_settle(op: &Operator) {
+    wait_for(
+        "the new operator to reconcile the DtsJob (dts_operator_reconciles_total >= 1)",
+        WAIT,
+        Duration::from_millis(200),
+        || async { (op.metric("dts_operator_reconciles_total", &[]).await >= 1.0).then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(SETTLE).await;
+}
+
 async fn apply_secret(ns: &TestNamespace, pairs: &[(&str, &str)]) {
     let string_data: serde_json::Map<String, Value> = pairs.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
     let body = json!({
@@ -91,13 +105,7 @@ async fn create_job(ns: &TestNamespace, directions: &[&str], desired: Option<&st
     if let Some(d) = desired {
         spec["desiredState"] = json!(d);
     }
-    let job: DtsJob = serde_json::from_value(json!({
-        "apiVersion": "kubedts.io/v1alpha1",
-        "kind": "DtsJob",
-        "metadata": { "name": JOB },
-        "spec": spec,
-    }))
-    .expect("DtsJob object");
+    let job: DtsJob = support::dtsjob_object(JOB, spec);
     ns.api::<DtsJob>()
         .create(&PostParams::default(), &job)
         .await
@@ -255,14 +263,7 @@ async fn restarted_operator_observes_stopped_job_without_calls_or_writes() {
     let events_before = events(&ns).await.len();
 
     let mut op = start_operator(&ns, &emu);
-    wait_for(
-        "the new operator to reconcile the DtsJob (dts_operator_reconciles_total >= 1)",
-        WAIT,
-        Duration::from_millis(200),
-        || async { (op.metric("dts_operator_reconciles_total", &[]).await >= 1.0).then_some(()) },
-    )
-    .await;
-    tokio::time::sleep(SETTLE).await;
+    await_first_reconcile_and_settle(&op).await;
 
     let journal = emu.journal().await;
     assert_eq!(
@@ -625,14 +626,7 @@ async fn terminal_failure_is_retried_only_after_reconcile_requested_at_changes()
     assert!(exit.success(), "the operator exits cleanly on SIGTERM: {exit:?}");
     let rv_before = resource_version(&get_job(&ns).await);
     let op = start_operator(&ns, &emu);
-    wait_for(
-        "the new operator to reconcile the DtsJob (dts_operator_reconciles_total >= 1)",
-        WAIT,
-        Duration::from_millis(200),
-        || async { (op.metric("dts_operator_reconciles_total", &[]).await >= 1.0).then_some(()) },
-    )
-    .await;
-    tokio::time::sleep(SETTLE).await;
+    await_first_reconcile_and_settle(&op).await;
     assert_eq!(
         emu.journal().await.len(),
         1,

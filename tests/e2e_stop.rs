@@ -82,13 +82,7 @@ async fn create_secret(ns: &TestNamespace, name: &str, key_id: &str, key_secret:
 async fn create_job(ns: &TestNamespace, name: &str, spec: Value) -> DtsJob {
     let mut spec = spec;
     spec["regionId"] = json!("cn-hangzhou");
-    let job: DtsJob = serde_json::from_value(json!({
-        "apiVersion": "kubedts.io/v1alpha1",
-        "kind": "DtsJob",
-        "metadata": {"name": name},
-        "spec": spec,
-    }))
-    .expect("DtsJob object");
+    let job: DtsJob = support::dtsjob_object(name, spec);
     ns.api::<DtsJob>()
         .create(&PostParams::default(), &job)
         .await

@@ -65,17 +65,8 @@ async fn latency_delays_the_answer_after_the_stop_took_effect() {
         .timeout(Duration::from_millis(300))
         .build()
         .unwrap();
-    let c = creds();
-    let p = dts_operator::dts::sign::rpc_v1::signed_parameters(
-        "StopDtsJob",
-        "2020-01-01",
-        &params(&STOP),
-        &c,
-        &now(),
-        &nonce(),
-    );
-    let q = dts_operator::dts::sign::rpc_v1::signed_query("POST", &p, &c.access_key_secret);
-    let err = impatient.post(format!("{}/?{q}", emu.url())).send().await.unwrap_err();
+    let url = emu.v1_url("StopDtsJob", &STOP, &creds());
+    let err = impatient.post(url).send().await.unwrap_err();
     assert!(err.is_timeout(), "{err}");
     // The client gave up, yet the job is stopped and the call journaled.
     assert_eq!(emu.job_status("dtsjob2way").await["Forward"], "Finished");
@@ -92,24 +83,17 @@ async fn latency_delays_the_answer_after_the_stop_took_effect() {
 async fn reset_next_closes_the_connection_after_the_stop_took_effect() {
     let emu = start().await;
     emu.admin_post("faults", json!({"resetNext": 1})).await;
-    let c = creds();
-    let p = dts_operator::dts::sign::rpc_v1::signed_parameters(
-        "StopDtsJob",
-        "2020-01-01",
-        &params(&STOP),
-        &c,
-        &now(),
-        &nonce(),
-    );
-    let q = dts_operator::dts::sign::rpc_v1::signed_query("POST", &p, &c.access_key_secret);
-    let err = emu.http.post(format!("{}/?{q}", emu.url())).send().await.unwrap_err();
+    let url = emu.v1_url("StopDtsJob", &STOP, &creds());
+    let err = emu.http.post(url).send().await.unwrap_err();
     assert!(!err.is_timeout() && err.status().is_none(), "{err:?}");
     assert_eq!(emu.job_status("dtsjob2way").await["Forward"], "Finished");
     let e = emu.last_entry().await;
     assert_eq!(e["fault"], "reset");
     assert_eq!(e["httpStatus"], serde_json::Value::Null);
     // The next call is answered normally (on a new connection).
-    let r = emu.v3("DescribeDtsJobDetail", &[("DtsJobId", "dtsjob2way")], &c).await;
+    let r = emu
+        .v3("DescribeDtsJobDetail", &[("DtsJobId", "dtsjob2way")], &creds())
+        .await;
     assert_eq!(r.json["Status"], "Finished");
     emu.stop().await;
 }

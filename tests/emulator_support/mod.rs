@@ -148,6 +148,17 @@ impl Emu {
         self.v1_with(action, api, c, &now(), &nonce(), |_| {}).await
     }
 
+    /// The URL of a signed HMAC-SHA1 call, for tests that send it with their
+    /// own HTTP client.
+    pub fn v1_url(&self, action: &str, api: &[(&str, &str)], c: &Credentials) -> String {
+        let p = rpc_v1::signed_parameters(action, "2020-01-01", &params(api), c, &now(), &nonce());
+        format!(
+            "{}/?{}",
+            self.url(),
+            rpc_v1::signed_query("POST", &p, &c.access_key_secret)
+        )
+    }
+
     /// HMAC-SHA1 call whose signed map can be edited before signing.
     pub async fn v1_with(
         &self,

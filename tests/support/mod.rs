@@ -129,6 +129,18 @@ pub fn dtsjob_resource() -> ApiResource {
     ApiResource::erase::<DtsJob>(&())
 }
 
+/// A DtsJob named `name` with `spec`, as `kubectl apply` would send it: typed
+/// as `DtsJob`, or as `DynamicObject` for specs the Rust type cannot express.
+pub fn dtsjob_object<T: serde::de::DeserializeOwned>(name: &str, spec: serde_json::Value) -> T {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "kubedts.io/v1alpha1",
+        "kind": "DtsJob",
+        "metadata": { "name": name },
+        "spec": spec,
+    }))
+    .unwrap_or_else(|e| panic!("DtsJob {name}: {e}"))
+}
+
 /// A fresh namespace for one test, plus the failure dump.
 ///
 /// Declare it *before* the [`ChildProcess`]es of the test: locals drop in

@@ -164,6 +164,38 @@ impl Default for OperatorOptions {
     }
 }
 
+/// Leader election as the operator's flags take it: which Lease, who is
+/// asking, and the timing (client-go's lease duration, renew deadline and
+/// retry period).
+pub struct LeaseTiming {
+    pub lease_duration: Duration,
+    pub renew_deadline: Duration,
+    pub retry_period: Duration,
+}
+
+impl LeaseTiming {
+    /// The `--leader-elect` flags for replica `identity` on Lease
+    /// `namespace/name`.
+    pub fn args(&self, name: &str, namespace: &str, identity: &str) -> Vec<String> {
+        let ms = |d: Duration| format!("{}ms", d.as_millis());
+        vec![
+            "--leader-elect".into(),
+            "--lease-name".into(),
+            name.into(),
+            "--lease-namespace".into(),
+            namespace.into(),
+            "--identity".into(),
+            identity.into(),
+            "--lease-duration".into(),
+            ms(self.lease_duration),
+            "--lease-renew-deadline".into(),
+            ms(self.renew_deadline),
+            "--lease-retry-period".into(),
+            ms(self.retry_period),
+        ]
+    }
+}
+
 /// A running `dts-operator run` subprocess.
 pub struct Operator {
     pub process: ChildProcess,
