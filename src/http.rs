@@ -115,18 +115,6 @@ impl HttpServer {
     }
 }
 
-/// Binds `addr`, logs the bound address and serves until `shutdown`.
-pub async fn serve(
-    addr: SocketAddr,
-    registry: Arc<Registry>,
-    ready: ReadySignal,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> io::Result<()> {
-    let server = HttpServer::bind(addr).await?;
-    tracing::info!(addr = %server.local_addr()?, "serving /metrics, /livez and /readyz");
-    server.serve(registry, ready, shutdown).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

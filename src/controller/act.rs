@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::events::EventType;
-use kube::ResourceExt;
 use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
@@ -224,7 +223,7 @@ pub async fn run_steps(
                         warn!(direction = %d, error = %e, "StopDtsJob not executed; retrying");
                         server_retry_after = server_retry_after.max(e.retry_after);
                         retry = true;
-                        let note = with_request_id(format!("{d}: {e}; retrying"), &None);
+                        let note = format!("{d}: {e}; retrying");
                         out.events.push((EventType::Warning, "RetryScheduled", *d, note));
                     }
                     ErrorClass::Ambiguous => {
@@ -261,8 +260,7 @@ pub async fn run_steps(
         }
     }
     if retry {
-        let key = format!("{}/{}", job.namespace().unwrap_or_default(), job.name_any());
-        out.retry_after = Some(ctx.backoff.failed(&key, server_retry_after));
+        out.retry_after = Some(ctx.backoff.failed(&super::backoff_key(job), server_retry_after));
     }
     out
 }

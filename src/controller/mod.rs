@@ -100,11 +100,14 @@ async fn reconcile_inner(job: Arc<DtsJob>, ctx: Arc<Context>) -> Result<Action, 
     debug!("reconciling");
     let api: Api<DtsJob> = Api::namespaced(ctx.client.clone(), &ns);
     let old = job.status.clone().unwrap_or_default();
-    let key = format!("{ns}/{name}");
+    let key = backoff_key(&job);
 
-    // Observe-only and restart requests need no credentials and no call.
+    // Observe-only and restart requests, and jobs whose every direction DTS
+    // confirmed stopped, need no call, so no credentials: no Secret read at
+    // rest. (The empty fingerprint matches no terminal failure, so a Failed
+    // direction is still pending here.)
     let observe_plan = plan::plan(&job.spec, &old, "");
-    if matches!(observe_plan, Plan::Observe | Plan::RestartNotSupported) {
+    if observe_plan.pending().is_empty() {
         let new = status::summarize(
             &job.spec,
             &observe_plan,
@@ -135,11 +138,9 @@ async fn reconcile_inner(job: Arc<DtsJob>, ctx: Arc<Context>) -> Result<Action, 
         Err(e) if e.is_transient() => return Err(e.into()),
         Err(e) => {
             let blocker = e.blocker();
-            let fp = plan::fingerprint(generation, None, requested_at(&job));
-            let p = plan::plan(&job.spec, &old, &fp);
             let new = status::summarize(
                 &job.spec,
-                &p,
+                &observe_plan,
                 old.directions.clone(),
                 Some(&blocker),
                 generation,
@@ -164,8 +165,16 @@ async fn reconcile_inner(job: Arc<DtsJob>, ctx: Arc<Context>) -> Result<Action, 
     let fp = plan::fingerprint(generation, resolved.secret_version.as_deref(), requested_at(&job));
     let cached_plan = plan::plan(&job.spec, &old, &fp);
     if cached_plan.pending().is_empty() {
-        let p = cached_plan;
-        let new = status::summarize(&job.spec, &p, old.directions.clone(), None, generation, &old, &now());
+        // Every direction left is a terminal failure for these inputs.
+        let new = status::summarize(
+            &job.spec,
+            &cached_plan,
+            old.directions.clone(),
+            None,
+            generation,
+            &old,
+            &now(),
+        );
         write_status_if_changed(&api, &name, &old, &new, None).await?;
         return Ok(Action::await_change());
     }
@@ -216,15 +225,8 @@ async fn reconcile_inner(job: Arc<DtsJob>, ctx: Arc<Context>) -> Result<Action, 
     }
 
     let outcome = act::run_steps(&ctx, &fresh, &pending, &mut directions, &resolved.credentials, &fp).await;
-    let final_plan = plan::plan(
-        &fresh.spec,
-        &DtsJobStatus {
-            directions: directions.clone(),
-            ..base.clone()
-        },
-        &fp,
-    );
-    let new = status::summarize(&fresh.spec, &final_plan, directions, None, generation, &base, &now());
+    // `summarize` reads only the kind of plan, which the calls did not change.
+    let new = status::summarize(&fresh.spec, &p, directions, None, generation, &base, &now());
     if (ctx.may_act)() {
         write_status_if_changed(&api, &name, &base, &new, None).await?;
     }
@@ -249,11 +251,16 @@ async fn reconcile_inner(job: Arc<DtsJob>, ctx: Arc<Context>) -> Result<Action, 
 
 /// Requeue policy for reconcile errors: per-object backoff, never a hot loop.
 pub fn error_policy(job: Arc<DtsJob>, err: &Error, ctx: Arc<Context>) -> Action {
-    let key = format!("{}/{}", job.namespace().unwrap_or_default(), job.name_any());
+    let key = backoff_key(&job);
     ctx.metrics.reconcile_failed(err.reason());
     let wait = ctx.backoff.failed(&key, None);
     warn!(namespace = %job.namespace().unwrap_or_default(), name = %job.name_any(), reason = err.reason(), error = %err, ?wait, "reconcile failed");
     Action::requeue(wait)
+}
+
+/// The per-object key of [`Backoff`]: `namespace/name`.
+fn backoff_key(job: &DtsJob) -> String {
+    format!("{}/{}", job.namespace().unwrap_or_default(), job.name_any())
 }
 
 fn requested_at(job: &DtsJob) -> Option<&str> {

@@ -45,9 +45,12 @@ impl Plan {
 /// The record of `direction` for the spec's current job, if any. A record
 /// written for another jobId (the spec was retargeted while not Stopped) is
 /// ignored rather than trusted.
-pub fn record<'a>(spec: &DtsJobSpec, status: &'a DtsJobStatus, direction: Direction) -> Option<&'a DirectionStatus> {
-    status
-        .directions
+pub fn record<'a>(
+    spec: &DtsJobSpec,
+    records: &'a [DirectionStatus],
+    direction: Direction,
+) -> Option<&'a DirectionStatus> {
+    records
         .iter()
         .find(|d| d.direction == direction && d.job_id.as_deref().is_none_or(|id| id == spec.job_id))
 }
@@ -69,7 +72,7 @@ pub fn plan(spec: &DtsJobSpec, status: &DtsJobStatus, fingerprint: &str) -> Plan
     if spec.desired_state != Some(DesiredState::Stopped) {
         let any_stopped = listed_directions(spec)
             .into_iter()
-            .any(|d| record(spec, status, d).is_some_and(|r| r.state == DirectionState::Stopped));
+            .any(|d| record(spec, &status.directions, d).is_some_and(|r| r.state == DirectionState::Stopped));
         return match (spec.desired_state, any_stopped) {
             (Some(DesiredState::Running), true) => Plan::RestartNotSupported,
             _ => Plan::Observe,
@@ -78,7 +81,7 @@ pub fn plan(spec: &DtsJobSpec, status: &DtsJobStatus, fingerprint: &str) -> Plan
     let steps = listed_directions(spec)
         .into_iter()
         .map(|d| {
-            let step = match record(spec, status, d) {
+            let step = match record(spec, &status.directions, d) {
                 None => Step::Stop,
                 Some(r) => match r.state {
                     DirectionState::Stopped => Step::Done,

@@ -42,16 +42,9 @@ pub fn summarize(
     old: &DtsJobStatus,
     now: &Time,
 ) -> DtsJobStatus {
-    let current = DtsJobStatus {
-        directions: directions.clone(),
-        ..Default::default()
-    };
-    let listed: Vec<&DirectionStatus> = listed_directions(spec)
-        .into_iter()
-        .filter_map(|d| record(spec, &current, d))
-        .collect();
-    let all_stopped =
-        listed.len() == listed_directions(spec).len() && listed.iter().all(|r| r.state == DirectionState::Stopped);
+    let wanted = listed_directions(spec);
+    let listed: Vec<&DirectionStatus> = wanted.iter().filter_map(|d| record(spec, &directions, *d)).collect();
+    let all_stopped = listed.len() == wanted.len() && listed.iter().all(|r| r.state == DirectionState::Stopped);
     let summary = match (plan, blocker) {
         (Plan::Observe, _) => Summary {
             phase: Phase::Running,

@@ -97,6 +97,23 @@ pub struct JobRef {
     pub direction: Option<String>,
 }
 
+impl JobRef {
+    /// The API parameters naming this job and direction. `instance_key` is
+    /// the operation's spelling of the instance parameter (`DtsInstanceId`,
+    /// or `DtsInstanceID` for DescribeDtsJobDetail).
+    fn params(&self, instance_key: &str) -> BTreeMap<String, String> {
+        let mut params = BTreeMap::new();
+        params.insert("DtsJobId".to_owned(), self.job_id.clone());
+        if let Some(instance) = &self.instance_id {
+            params.insert(instance_key.to_owned(), instance.clone());
+        }
+        if let Some(direction) = &self.direction {
+            params.insert("SynchronizationDirection".to_owned(), direction.clone());
+        }
+        params
+    }
+}
+
 /// A call DTS answered with success.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiSuccess {
@@ -151,35 +168,17 @@ impl DtsClient {
         Self { config, transport }
     }
 
-    pub fn config(&self) -> &ClientConfig {
-        &self.config
-    }
-
     /// `StopDtsJob` for one direction of a job. Not idempotent from the
     /// caller's point of view: after an ambiguous failure, describe first.
     pub async fn stop_dts_job(&self, creds: &Credentials, job: &JobRef) -> Result<ApiSuccess, DtsError> {
-        let mut params = BTreeMap::new();
-        params.insert("DtsJobId".to_owned(), job.job_id.clone());
-        if let Some(instance) = &job.instance_id {
-            params.insert("DtsInstanceId".to_owned(), instance.clone());
-        }
-        if let Some(direction) = &job.direction {
-            params.insert("SynchronizationDirection".to_owned(), direction.clone());
-        }
+        let params = job.params("DtsInstanceId");
         self.call(creds, &job.region_id, "StopDtsJob", params).await
     }
 
     /// `DescribeDtsJobDetail` for one direction of a job. Note the
     /// `DtsInstanceID` spelling this operation (alone) uses.
     pub async fn describe_dts_job_detail(&self, creds: &Credentials, job: &JobRef) -> Result<JobDetail, DtsError> {
-        let mut params = BTreeMap::new();
-        params.insert("DtsJobId".to_owned(), job.job_id.clone());
-        if let Some(instance) = &job.instance_id {
-            params.insert("DtsInstanceID".to_owned(), instance.clone());
-        }
-        if let Some(direction) = &job.direction {
-            params.insert("SynchronizationDirection".to_owned(), direction.clone());
-        }
+        let params = job.params("DtsInstanceID");
         let ok = self.call(creds, &job.region_id, "DescribeDtsJobDetail", params).await?;
         let status = ok
             .body

@@ -142,11 +142,6 @@ impl DtsError {
         }
     }
 
-    /// True when the caller may call again after a backoff.
-    pub fn is_retryable(&self) -> bool {
-        self.class == ErrorClass::Retryable
-    }
-
     /// Replaces every occurrence of `secret` in the server-provided text with
     /// a marker. Also catches the percent-encoded forms, since a server that
     /// echoes a string-to-sign encodes once (query) or twice (string-to-sign).

@@ -152,7 +152,7 @@ fn from_json(map: Map<String, Value>) -> Fields {
             .or_else(|| map.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v))
     };
     let text = |key: &str| get(key).and_then(lenient_string);
-    Fields {
+    let mut fields = Fields {
         success: get("Success").and_then(lenient_bool),
         code: text("ErrCode").or_else(|| text("Code")),
         raw_message: text("ErrMessage").or_else(|| text("Message")),
@@ -160,8 +160,11 @@ fn from_json(map: Map<String, Value>) -> Fields {
         dynamic_message: text("DynamicMessage"),
         request_id: text("RequestId"),
         body_http_status: get("HttpStatusCode").and_then(lenient_u16),
-        body: Value::Object(map.clone()),
-    }
+        body: Value::Null,
+    };
+    // The fields above are owned copies, so the map itself moves in.
+    fields.body = Value::Object(map);
+    fields
 }
 
 /// Lenient XML: the few tags DTS error bodies carry, found by name. A full

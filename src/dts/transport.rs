@@ -112,15 +112,9 @@ impl ReqwestTransport {
     pub fn new() -> Self {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("dts-operator/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| describe(&e));
         Self { client }
-    }
-
-    /// Uses a caller-configured client (custom roots, proxy...).
-    pub fn with_client(client: reqwest::Client) -> Self {
-        Self { client: Ok(client) }
     }
 
     async fn send_inner(&self, req: HttpRequest) -> Result<HttpResponse, TransportError> {
