@@ -228,24 +228,11 @@ pub fn failure_line(r: &DirectionStatus) -> String {
     }
 }
 
-/// Maps a DTS error code to the fixed Stalled reason vocabulary: condition
-/// reasons must be CamelCase identifiers, and DTS codes carry dots.
+/// Maps a DTS error code to the fixed Stalled reason vocabulary (condition
+/// reasons must be CamelCase identifiers, and DTS codes carry dots), by the
+/// same rule that names the failure's Event and metric label.
 pub fn stalled_reason(code: &str) -> &'static str {
-    match code {
-        "InvalidParameter" => "InvalidParameter",
-        c if c.starts_with("SignatureDoesNotMatch")
-            || c.starts_with("InvalidAccessKeyId")
-            || c.starts_with("InvalidSecurityToken")
-            || c == "IncompleteSignature" =>
-        {
-            "AuthenticationFailed"
-        }
-        c if c.starts_with("Forbidden.RAM") || c == "Forbidden" => "AccessDenied",
-        c if c.contains("NotFound") => "JobNotFound",
-        c if c.starts_with("InvalidTimeStamp") => "ClockSkew",
-        "InvalidJobStatus" | "InvalidTaskStatus" => "InvalidJobStatus",
-        _ => "StopFailed",
-    }
+    crate::dts::error::reason_for_code(code).unwrap_or("StopFailed")
 }
 
 fn condition(
@@ -441,5 +428,38 @@ mod tests {
         assert_eq!(stalled_reason("Forbidden.InstanceNotFound"), "JobNotFound");
         assert_eq!(stalled_reason("Forbidden.RAM"), "AccessDenied");
         assert_eq!(stalled_reason("Weird.Code"), "StopFailed");
+    }
+
+    #[test]
+    fn stalled_reason_agrees_with_the_event_reason_for_the_same_code() {
+        use crate::dts::error::{DtsError, ErrorClass, ErrorKind};
+        for (code, status) in [
+            ("NoPermission", 403),
+            ("InvalidAccessKeySecret", 400),
+            ("InvalidApi.NotFound", 404),
+            ("DTS.Msg.OperationDenied.JobStatusModifying", 200),
+            ("Forbidden.InstanceNotFound", 403),
+            ("InvalidParameter", 200),
+        ] {
+            let e = DtsError {
+                class: ErrorClass::Terminal,
+                kind: ErrorKind::Api,
+                http_status: Some(status),
+                code: Some(code.into()),
+                message: None,
+                raw_message: None,
+                dynamic_code: None,
+                dynamic_message: None,
+                request_id: None,
+                retry_after: None,
+            };
+            let event_reason = e.reason();
+            let expected = if event_reason == "DtsError" {
+                "StopFailed"
+            } else {
+                event_reason
+            };
+            assert_eq!(stalled_reason(code), expected, "{code}");
+        }
     }
 }

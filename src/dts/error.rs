@@ -198,7 +198,9 @@ fn is_family(code: &str, family: &str) -> bool {
     code == family || code.strip_prefix(family).is_some_and(|rest| rest.starts_with('.'))
 }
 
-fn reason_for_code(code: &str) -> Option<&'static str> {
+/// The reason for a DTS error code; `None` for codes without a specific one.
+/// The one mapping behind Events, metric labels and the Stalled condition.
+pub(crate) fn reason_for_code(code: &str) -> Option<&'static str> {
     // Throttling, Throttling.User, Throttling.Api, DTS.Msg.Throttling.User...
     if code.starts_with("Throttling") || code.split('.').any(|seg| seg == "Throttling") {
         return Some("Throttled");
