@@ -48,19 +48,11 @@ pub struct Parsed {
     pub scheme: Scheme,
     pub action: Option<String>,
     pub access_key_id: Option<String>,
-    /// Query parameters (decoded).
+    /// Query parameters (decoded): what a V3 signature covers.
     pub query: BTreeMap<String, String>,
-    /// Form-body parameters (decoded), when the body is urlencoded.
-    pub form: BTreeMap<String, String>,
-}
-
-impl Parsed {
-    /// Query and form parameters together: the API's input.
-    pub fn params(&self) -> BTreeMap<String, String> {
-        let mut all = self.query.clone();
-        all.extend(self.form.iter().map(|(k, v)| (k.clone(), v.clone())));
-        all
-    }
+    /// Query and urlencoded form parameters together (decoded): the API's
+    /// input, and what an HMAC-SHA1 signature covers.
+    pub params: BTreeMap<String, String>,
 }
 
 /// The facts a verified request establishes.
@@ -94,11 +86,10 @@ fn is_form(headers: &HeaderMap) -> bool {
 /// Reads scheme, action, AccessKeyId and parameters. Never fails.
 pub fn parse(req: &Incoming<'_>) -> Parsed {
     let query = decode_pairs(req.raw_query.as_bytes());
-    let form = if is_form(req.headers) && !req.body.is_empty() {
-        decode_pairs(req.body)
-    } else {
-        BTreeMap::new()
-    };
+    let mut params = query.clone();
+    if is_form(req.headers) && !req.body.is_empty() {
+        params.extend(decode_pairs(req.body));
+    }
     let auth = header(req.headers, "authorization");
     if let Some(auth) = auth.filter(|a| a.trim_start().starts_with("ACS3-")) {
         let access_key_id = parse_authorization(&auth).ok().map(|a| a.credential);
@@ -107,17 +98,15 @@ pub fn parse(req: &Incoming<'_>) -> Parsed {
             action: header(req.headers, "x-acs-action"),
             access_key_id,
             query,
-            form,
+            params,
         };
     }
-    let mut all = query.clone();
-    all.extend(form.clone());
     Parsed {
         scheme: Scheme::HmacSha1,
-        action: all.get("Action").cloned(),
-        access_key_id: all.get("AccessKeyId").cloned(),
+        action: params.get("Action").cloned(),
+        access_key_id: params.get("AccessKeyId").cloned(),
         query,
-        form,
+        params,
     }
 }
 
@@ -221,7 +210,7 @@ fn verify_v1(
     accounts: &HashMap<String, Account>,
     now: Timestamp,
 ) -> Result<Verified, GatewayError> {
-    let mut signed = parsed.params();
+    let mut signed = parsed.params.clone();
     let signature = signed.remove("Signature");
     let get = |k: &str| signed.get(k).map(String::as_str);
     for name in [
@@ -290,7 +279,7 @@ const REQUIRED_SIGNED: [&str; 6] = [
 
 fn verify_v3(
     req: &Incoming<'_>,
-    _parsed: &Parsed,
+    parsed: &Parsed,
     accounts: &HashMap<String, Account>,
     now: Timestamp,
 ) -> Result<Verified, GatewayError> {
@@ -347,11 +336,10 @@ fn verify_v3(
         signed_values.insert(name.clone(), value);
     }
     let (canonical_headers, signed_names) = v3::canonical_headers(&signed_values);
-    let query = decode_pairs(req.raw_query.as_bytes());
     let canonical = v3::canonical_request(
         req.method.as_str(),
         req.path,
-        &v3::canonical_query_string(&query),
+        &v3::canonical_query_string(&parsed.query),
         &canonical_headers,
         &signed_names,
         &hashed,

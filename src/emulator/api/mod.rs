@@ -190,7 +190,7 @@ fn handle(
     let mut entry = Entry {
         time: journal_time(now),
         action: parsed.action.clone(),
-        params: parsed.params(),
+        params: parsed.params.clone(),
         scheme: parsed.scheme,
         access_key_id: parsed.access_key_id.clone(),
         auth_ok: false,
@@ -247,7 +247,7 @@ fn handle(
         let o = reject(&mut entry, e, retry_after);
         return (o, entry);
     }
-    let answer = match dts::call(&mut inner.jobs, &action, &parsed.params(), request_id, now) {
+    let answer = match dts::call(&mut inner.jobs, &action, &parsed.params, request_id, now) {
         Ok(a) => a,
         Err(e) => {
             let o = reject(&mut entry, e, None);
