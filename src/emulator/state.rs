@@ -116,6 +116,15 @@ fn is(status: &str, want: &str) -> bool {
     status.eq_ignore_ascii_case(want)
 }
 
+/// Why [`Jobs::add`] refused a job, each with its message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddError {
+    /// The spec is invalid (a 400 for the admin API).
+    Invalid(String),
+    /// The jobId is taken (a 409).
+    Exists(String),
+}
+
 impl Jobs {
     pub fn new(specs: &[JobSpec]) -> Jobs {
         Jobs {
@@ -123,11 +132,11 @@ impl Jobs {
         }
     }
 
-    /// Adds a job; `Err` when the id is taken or the spec is invalid.
-    pub fn add(&mut self, spec: &JobSpec) -> Result<Job, String> {
-        spec.validate()?;
+    /// Adds a job; `Err` when the spec is invalid or the id is taken.
+    pub fn add(&mut self, spec: &JobSpec) -> Result<Job, AddError> {
+        spec.validate().map_err(AddError::Invalid)?;
         if self.jobs.contains_key(&spec.job_id) {
-            return Err(format!("jobId {:?} already exists", spec.job_id));
+            return Err(AddError::Exists(format!("jobId {:?} already exists", spec.job_id)));
         }
         let job = Job::from_spec(spec);
         self.jobs.insert(job.job_id.clone(), job.clone());

@@ -14,6 +14,7 @@ use serde_json::json;
 use super::Shared;
 use crate::emulator::config::JobSpec;
 use crate::emulator::faults::FaultsRequest;
+use crate::emulator::state::AddError;
 
 fn bad_request(message: String) -> Response {
     (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response()
@@ -66,7 +67,7 @@ pub async fn add_job(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     };
     match s.lock().jobs.add(&spec) {
         Ok(job) => (StatusCode::CREATED, Json(job)).into_response(),
-        Err(e) if e.contains("already exists") => (StatusCode::CONFLICT, Json(json!({ "error": e }))).into_response(),
-        Err(e) => bad_request(e),
+        Err(AddError::Exists(e)) => (StatusCode::CONFLICT, Json(json!({ "error": e }))).into_response(),
+        Err(AddError::Invalid(e)) => bad_request(e),
     }
 }
