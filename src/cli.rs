@@ -16,7 +16,7 @@ pub struct RunArgs {
 
     /// Override the DTS endpoint for every region (e.g. http://127.0.0.1:8080 for
     /// the emulator, or a private endpoint). http is only allowed here.
-    #[arg(long, env = "DTS_ENDPOINT")]
+    #[arg(long, env = "DTS_ENDPOINT", value_parser = parse_endpoint)]
     pub dts_endpoint: Option<url::Url>,
 
     /// Request signing scheme.
@@ -86,6 +86,13 @@ pub struct RunArgs {
 
 /// Parses Go-style durations as Kubernetes users write them: `500ms`,
 /// `10s`, `5m`, `1m30s`, `1h`, or a bare number of seconds.
+/// An endpoint override: a URL with `http` or `https` and a host.
+pub fn parse_endpoint(s: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(s).map_err(|e| format!("not a URL: {e}"))?;
+    crate::dts::endpoint::override_endpoint(&url).map_err(|e| e.message.unwrap_or_default())?;
+    Ok(url)
+}
+
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let invalid = || format!("invalid duration {s:?}: expected e.g. 500ms, 10s, 1m30s");
@@ -136,5 +143,26 @@ mod tests {
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("ten").is_err());
         assert!(parse_duration("5d").is_err());
+    }
+
+    #[derive(clap::Parser, Debug)]
+    struct Wrapper {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    #[test]
+    fn a_bad_endpoint_override_is_refused_at_start_with_the_reason() {
+        use clap::Parser;
+        let err = Wrapper::try_parse_from(["run", "--dts-endpoint", "ftp://127.0.0.1:21"]).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("--dts-endpoint") && text.contains("http or https"),
+            "{text}"
+        );
+        let err = Wrapper::try_parse_from(["run", "--dts-endpoint", "127.0.0.1:8080"]).unwrap_err();
+        assert!(err.to_string().contains("--dts-endpoint"), "{err}");
+        let ok = Wrapper::try_parse_from(["run", "--dts-endpoint", "http://127.0.0.1:8080"]).unwrap();
+        assert_eq!(ok.run.dts_endpoint.unwrap().as_str(), "http://127.0.0.1:8080/");
     }
 }

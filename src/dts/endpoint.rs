@@ -65,6 +65,31 @@ pub fn is_valid_region_id(region_id: &str) -> bool {
     rest > 0
 }
 
+/// The endpoint an override URL names: `http` or `https` and a host. Also
+/// the check of the operator's `--dts-endpoint` flag, so a bad value stops
+/// start-up instead of failing every call.
+pub fn override_endpoint(url: &url::Url) -> Result<Endpoint, DtsError> {
+    let scheme = url.scheme();
+    if scheme != "http" && scheme != "https" {
+        return Err(DtsError::invalid_request(format!(
+            "endpoint override must be http or https, not {scheme:?}"
+        )));
+    }
+    let Some(host) = url.host_str() else {
+        return Err(DtsError::invalid_request("endpoint override has no host"));
+    };
+    // `port()` is None when it is the scheme's default, which is also
+    // when an HTTP client leaves it out of `Host`.
+    let authority = match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    };
+    Ok(Endpoint {
+        scheme: scheme.to_owned(),
+        authority,
+    })
+}
+
 /// The endpoint for `region_id`, honouring `override_url`.
 ///
 /// The override may use `http` (emulator, private endpoints); the derived
@@ -77,25 +102,7 @@ pub fn resolve(override_url: Option<&url::Url>, region_id: &str) -> Result<Endpo
         )));
     }
     if let Some(url) = override_url {
-        let scheme = url.scheme();
-        if scheme != "http" && scheme != "https" {
-            return Err(DtsError::invalid_request(format!(
-                "endpoint override must be http or https, not {scheme:?}"
-            )));
-        }
-        let Some(host) = url.host_str() else {
-            return Err(DtsError::invalid_request("endpoint override has no host"));
-        };
-        // `port()` is None when it is the scheme's default, which is also
-        // when an HTTP client leaves it out of `Host`.
-        let authority = match url.port() {
-            Some(port) => format!("{host}:{port}"),
-            None => host.to_owned(),
-        };
-        return Ok(Endpoint {
-            scheme: scheme.to_owned(),
-            authority,
-        });
+        return override_endpoint(url);
     }
     let host = match endpoint_map().get(region_id) {
         Some(host) => host.clone(),
