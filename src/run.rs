@@ -23,7 +23,7 @@ use tracing::{info, warn};
 use crate::cli::RunArgs;
 use crate::controller::act::DtsCaller;
 use crate::controller::backoff::Backoff;
-use crate::controller::{self, credentials, Context};
+use crate::controller::{self, credentials, Context, Gate};
 use crate::crd::{DtsJob, RECONCILE_REQUESTED_AT};
 use crate::dts::{ClientConfig, DtsClient};
 use crate::http::{HttpServer, ReadySignal};
@@ -132,9 +132,16 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
     );
 
     let gate = leader.clone();
+    let may_act: Gate = Arc::new(move || gate.is_leader());
     let ctx = Arc::new(Context {
         client: client.clone(),
-        dts: DtsCaller::new(dts, args.dts_rate_limit, args.dts_max_concurrency, metrics.clone()),
+        dts: DtsCaller::new(
+            dts,
+            args.dts_rate_limit,
+            args.dts_max_concurrency,
+            metrics.clone(),
+            may_act.clone(),
+        ),
         default_credentials,
         recorder: Recorder::new(
             client.clone(),
@@ -145,7 +152,7 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
         ),
         backoff: Backoff::new(args.retry_base_delay, args.retry_max_delay),
         metrics: metrics.clone(),
-        may_act: Arc::new(move || gate.is_leader()),
+        may_act,
     });
 
     // Secrets are read by metadata only: no secret value is cached.

@@ -15,46 +15,60 @@ use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
 use super::plan::Step;
-use super::Context;
+use super::{Context, Gate};
 use crate::crd::{Direction, DirectionState, DirectionStatus, DtsJob, DtsJobSpec};
 use crate::dts::sign::Credentials;
 use crate::dts::{ApiSuccess, DtsClient, DtsError, ErrorClass, JobDetail, JobRef};
 use crate::metrics::Metrics;
 
-/// The DTS client behind the operator-wide limits.
+/// The DTS client behind the operator-wide limits and the Lease gate.
 pub struct DtsCaller {
     client: DtsClient,
     limiter: DefaultDirectRateLimiter,
     in_flight: Semaphore,
     metrics: Arc<Metrics>,
+    may_act: Gate,
 }
 
 impl DtsCaller {
-    /// `rate` calls per second at most, spaced evenly (a burst of one), and
-    /// at most `concurrency` calls in flight.
-    pub fn new(client: DtsClient, rate: NonZeroU32, concurrency: usize, metrics: Arc<Metrics>) -> Self {
+    /// `rate` calls per second at most, spaced evenly (a burst of one), at
+    /// most `concurrency` calls in flight, and none unless `may_act` (this
+    /// replica holds the Lease) right before it is sent.
+    pub fn new(client: DtsClient, rate: NonZeroU32, concurrency: usize, metrics: Arc<Metrics>, may_act: Gate) -> Self {
         let quota = Quota::per_second(rate).allow_burst(NonZeroU32::MIN);
         Self {
             client,
             limiter: RateLimiter::direct(quota),
             in_flight: Semaphore::new(concurrency.max(1)),
             metrics,
+            may_act,
         }
     }
 
-    pub async fn stop(&self, creds: &Credentials, job: &JobRef) -> Result<ApiSuccess, DtsError> {
+    /// `None`: not sent, because the Lease was lost while the call waited.
+    pub async fn stop(&self, creds: &Credentials, job: &JobRef) -> Option<Result<ApiSuccess, DtsError>> {
         self.limited("StopDtsJob", self.client.stop_dts_job(creds, job)).await
     }
 
-    pub async fn describe(&self, creds: &Credentials, job: &JobRef) -> Result<JobDetail, DtsError> {
+    /// `None`: not sent, because the Lease was lost while the call waited.
+    pub async fn describe(&self, creds: &Credentials, job: &JobRef) -> Option<Result<JobDetail, DtsError>> {
         self.limited("DescribeDtsJobDetail", self.client.describe_dts_job_detail(creds, job))
             .await
     }
 
-    async fn limited<T>(&self, action: &str, call: impl Future<Output = Result<T, DtsError>>) -> Result<T, DtsError> {
+    async fn limited<T>(
+        &self,
+        action: &str,
+        call: impl Future<Output = Result<T, DtsError>>,
+    ) -> Option<Result<T, DtsError>> {
         // The permit is held until the call ends; the semaphore is never closed.
         let _permit = self.in_flight.acquire().await.ok();
         self.limiter.until_ready().await;
+        // Waiting for the limits can take seconds when many jobs stop at
+        // once: a replica that lost the Lease meanwhile must not send.
+        if !(self.may_act)() {
+            return None;
+        }
         let start = Instant::now();
         let result = call.await;
         let (outcome, code) = match &result {
@@ -65,7 +79,7 @@ impl DtsCaller {
             ),
         };
         self.metrics.dts_call(action, outcome, &code, start.elapsed());
-        result
+        Some(result)
     }
 }
 
@@ -178,7 +192,8 @@ pub async fn run_steps(
         match step {
             Step::Done => {}
             Step::Describe => match ctx.dts.describe(creds, &jr).await {
-                Ok(detail) if detail.is_finished() => {
+                None => break,
+                Some(Ok(detail)) if detail.is_finished() => {
                     let r = entry(directions, &job.spec, *d);
                     record_success(r, detail.request_id.clone(), detail.http_status);
                     let note = with_request_id(
@@ -188,7 +203,7 @@ pub async fn run_steps(
                     info!(direction = %d, request_id = ?detail.request_id, "stop confirmed by DescribeDtsJobDetail");
                     out.events.push((EventType::Normal, "Stopped", *d, note));
                 }
-                Ok(detail) => {
+                Some(Ok(detail)) => {
                     // The earlier call did not take effect: a stop is next,
                     // and it will be marked Stopping again before it is sent.
                     let r = entry(directions, &job.spec, *d);
@@ -196,7 +211,7 @@ pub async fn run_steps(
                     info!(direction = %d, status = ?detail.status, "job not finished after an unknown outcome; stopping again");
                     out.decide_again = true;
                 }
-                Err(e) => match e.class {
+                Some(Err(e)) => match e.class {
                     ErrorClass::Terminal => fail(directions, job, *d, &e, fingerprint, &mut out),
                     _ => {
                         let r = entry(directions, &job.spec, *d);
@@ -208,14 +223,15 @@ pub async fn run_steps(
                 },
             },
             Step::Stop => match ctx.dts.stop(creds, &jr).await {
-                Ok(ok) => {
+                None => break,
+                Some(Ok(ok)) => {
                     let r = entry(directions, &job.spec, *d);
                     record_success(r, ok.request_id.clone(), ok.http_status);
                     info!(direction = %d, request_id = ?ok.request_id, "StopDtsJob succeeded");
                     let note = with_request_id(format!("{d}: StopDtsJob succeeded"), &ok.request_id);
                     out.events.push((EventType::Normal, "Stopped", *d, note));
                 }
-                Err(e) => match e.class {
+                Some(Err(e)) => match e.class {
                     ErrorClass::Retryable => {
                         let r = entry(directions, &job.spec, *d);
                         r.state = DirectionState::Pending;
@@ -237,7 +253,7 @@ pub async fn run_steps(
                     }
                     ErrorClass::Terminal => {
                         if describe_after_terminal(&e) {
-                            if let Ok(detail) = ctx.dts.describe(creds, &jr).await {
+                            if let Some(Ok(detail)) = ctx.dts.describe(creds, &jr).await {
                                 if detail.is_finished() {
                                     let r = entry(directions, &job.spec, *d);
                                     record_error(r, &e);

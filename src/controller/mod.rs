@@ -57,6 +57,10 @@ impl Error {
     }
 }
 
+/// "This replica holds the leader Lease": asked before every DTS call and
+/// every status write.
+pub type Gate = Arc<dyn Fn() -> bool + Send + Sync>;
+
 /// Shared state of the controller.
 pub struct Context {
     pub client: Client,
@@ -67,7 +71,7 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Whether this replica may act (holds the leader lease). Checked before
     /// every DTS call and every write.
-    pub may_act: Arc<dyn Fn() -> bool + Send + Sync>,
+    pub may_act: Gate,
 }
 
 fn now() -> Time {

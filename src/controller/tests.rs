@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 
 use super::act::DtsCaller;
 use super::backoff::Backoff;
-use super::{reconcile, Context};
+use super::{reconcile, Context, Gate};
 use crate::crd::{DirectionState, DtsJob, DtsJobStatus, Phase};
 use crate::dts::sign::Credentials;
 use crate::dts::{ClientConfig, DtsClient, HttpRequest, HttpResponse, SignatureVersion, Transport, TransportError};
@@ -265,7 +265,7 @@ fn harness(spec: Value) -> Harness {
 }
 
 /// A harness whose "holds the Lease" gate is `gate`.
-fn harness_with_gate(spec: Value, gate: Arc<dyn Fn() -> bool + Send + Sync>) -> Harness {
+fn harness_with_gate(spec: Value, gate: Gate) -> Harness {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
     let state = Arc::new(Mutex::new(ApiState {
@@ -292,6 +292,7 @@ fn harness_with_gate(spec: Value, gate: Arc<dyn Fn() -> bool + Send + Sync>) -> 
             std::num::NonZeroU32::new(1000).unwrap(),
             16,
             metrics.clone(),
+            gate.clone(),
         ),
         default_credentials: Some(Credentials::new("LTAIdefault", "default-secret-value")),
         recorder: Recorder::new(
@@ -704,4 +705,56 @@ async fn losing_the_lease_after_the_stopping_mark_stops_before_the_call() {
         DirectionState::Stopping,
         "the next leader describes first"
     );
+}
+
+#[tokio::test]
+async fn a_call_waiting_for_the_rate_limit_is_not_sent_once_the_lease_is_lost() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dts = Arc::new(FakeDts::default());
+    let config = ClientConfig {
+        endpoint_override: Some("http://127.0.0.1:9".parse().unwrap()),
+        signature_version: SignatureVersion::HmacSha1,
+        timeout: Duration::from_secs(5),
+    };
+    let leading = Arc::new(AtomicBool::new(true));
+    let gate: Gate = {
+        let leading = leading.clone();
+        Arc::new(move || leading.load(Ordering::SeqCst))
+    };
+    // One call per second: the second waits about a second for its turn.
+    let caller = DtsCaller::new(
+        DtsClient::with_transport(config, dts.clone()),
+        std::num::NonZeroU32::MIN,
+        16,
+        Arc::new(Metrics::unregistered()),
+        gate,
+    );
+    let creds = Credentials::new("LTAIdefault", "default-secret-value");
+    let job = |d: &str| crate::dts::JobRef {
+        job_id: "dtsjob1".into(),
+        instance_id: None,
+        region_id: "cn-hangzhou".into(),
+        direction: Some(d.into()),
+    };
+    let first = caller.stop(&creds, &job("Forward")).await;
+    assert!(matches!(first, Some(Ok(_))), "the leader's first call is sent");
+
+    let reverse = job("Reverse");
+    let second = caller.stop(&creds, &reverse);
+    let lose = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        leading.store(false, Ordering::SeqCst);
+    };
+    let (second, ()) = tokio::join!(second, lose);
+    assert!(
+        second.is_none(),
+        "a call queued behind the limit is dropped once the Lease is lost"
+    );
+    let stops = dts.calls("StopDtsJob");
+    assert_eq!(
+        stops.len(),
+        1,
+        "only the call made while leading reached DTS: {stops:?}"
+    );
+    assert_eq!(stops[0].params["SynchronizationDirection"], "Forward");
 }
