@@ -432,7 +432,7 @@ mod tests {
 
     #[test]
     fn stalled_reason_agrees_with_the_event_reason_for_the_same_code() {
-        use crate::dts::error::{DtsError, ErrorClass, ErrorKind};
+        use crate::dts::error::{DtsError, ErrorKind};
         for (code, status) in [
             ("NoPermission", 403),
             ("InvalidAccessKeySecret", 400),
@@ -442,16 +442,10 @@ mod tests {
             ("InvalidParameter", 200),
         ] {
             let e = DtsError {
-                class: ErrorClass::Terminal,
                 kind: ErrorKind::Api,
                 http_status: Some(status),
                 code: Some(code.into()),
-                message: None,
-                raw_message: None,
-                dynamic_code: None,
-                dynamic_message: None,
-                request_id: None,
-                retry_after: None,
+                ..DtsError::invalid_request("")
             };
             let event_reason = e.reason();
             let expected = if event_reason == "DtsError" {
