@@ -5,7 +5,8 @@
 //! * [`crd`]: the `DtsJob` resource types (the schema is generated from them);
 //! * [`dts`]: the DTS API client: signing, requests, response parsing and
 //!   error classification;
-//! * [`controller`]: the reconcile pipeline (resolve → validate → plan → act → status);
+//! * [`controller`]: the reconcile pipeline (observe → decide → act → record → write);
+//! * [`reason`]: the one vocabulary of condition reasons, Event reasons and metric labels;
 //! * [`run`]: wiring of watches, client, limits, leader election and controller
 //!   for `dts-operator run`;
 //! * [`leader`]: leader election on a coordination.k8s.io Lease;
@@ -21,5 +22,6 @@ pub mod emulator;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod reason;
 pub mod run;
 pub mod telemetry;

@@ -1,7 +1,9 @@
 //! Prometheus metrics of the operator (served on `/metrics`).
 //!
-//! Labels are fixed vocabularies (actions, outcomes, reasons, DTS error
-//! codes, phases), never text derived from `Debug` output.
+//! Labels are bounded vocabularies, never text derived from `Debug` output
+//! or taken from DTS unchecked: actions, outcomes, [`Reason`]s, phases, and
+//! DTS error codes from a known set ([`crate::dts::error::metric_code`];
+//! anything else is `Other`). The raw code goes to status and Events.
 
 use std::time::Duration;
 
@@ -17,22 +19,51 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use crate::crd::{DtsJob, Phase};
+use crate::dts::{DtsError, ErrorClass};
+use crate::reason::Reason;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
-    pub reason: String,
+    pub reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CallLabels {
-    pub action: String,
-    pub outcome: String,
-    pub error_code: String,
+    pub action: &'static str,
+    pub outcome: &'static str,
+    pub reason: &'static str,
+    pub error_code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+/// How a status write ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteOutcome {
+    Ok,
+    /// 409: the resourceVersion precondition failed.
+    Conflict,
+    Error,
+    Timeout,
+}
+
+impl WriteOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteOutcome::Ok => "ok",
+            WriteOutcome::Conflict => "conflict",
+            WriteOutcome::Error => "error",
+            WriteOutcome::Timeout => "timeout",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ActionLabels {
-    pub action: String,
+    pub action: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -46,6 +77,8 @@ pub struct Metrics {
     failures: Family<ReasonLabels, Counter>,
     dts_calls: Family<CallLabels, Counter>,
     dts_latency: Family<ActionLabels, Histogram>,
+    reconcile_duration: Histogram,
+    status_writes: Family<OutcomeLabels, Counter>,
 }
 
 impl Metrics {
@@ -56,9 +89,15 @@ impl Metrics {
             failures: Family::default(),
             dts_calls: Family::default(),
             dts_latency: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.005, 2.0, 14))),
+            reconcile_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            status_writes: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("dts_operator");
-        r.register("reconciles", "DtsJob reconciles started", m.reconciles.clone());
+        r.register(
+            "reconciles",
+            "DtsJob reconciles by the Lease holder",
+            m.reconciles.clone(),
+        );
         r.register(
             "reconcile_failures",
             "DtsJob reconciles that ended in an error, by reason",
@@ -66,13 +105,23 @@ impl Metrics {
         );
         r.register(
             "dts_calls",
-            "DTS API calls by action, outcome and error code",
+            "DTS API calls by action, outcome, reason and (known) error code",
             m.dts_calls.clone(),
         );
         r.register(
             "dts_call_duration_seconds",
             "DTS API call latency",
             m.dts_latency.clone(),
+        );
+        r.register(
+            "reconcile_duration_seconds",
+            "Time from the start of a reconcile to its end, calls and writes included",
+            m.reconcile_duration.clone(),
+        );
+        r.register(
+            "status_writes",
+            "DtsJob status writes by outcome (ok, conflict, error, timeout)",
+            m.status_writes.clone(),
         );
         m
     }
@@ -86,26 +135,54 @@ impl Metrics {
         self.reconciles.inc();
     }
 
-    pub fn reconcile_failed(&self, reason: &str) {
+    pub fn reconcile_failed(&self, reason: Reason) {
         self.failures
             .get_or_create(&ReasonLabels {
-                reason: reason.to_owned(),
+                reason: reason.as_str(),
             })
             .inc();
     }
 
-    pub fn dts_call(&self, action: &str, outcome: &str, error_code: &str, elapsed: Duration) {
-        let labels = CallLabels {
-            action: action.to_owned(),
-            outcome: outcome.to_owned(),
-            error_code: error_code.to_owned(),
-        };
-        self.dts_calls.get_or_create(&labels).inc();
-        self.dts_latency
-            .get_or_create(&ActionLabels {
-                action: action.to_owned(),
+    pub fn reconcile_finished(&self, elapsed: Duration) {
+        self.reconcile_duration.observe(elapsed.as_secs_f64());
+    }
+
+    pub fn status_write(&self, outcome: WriteOutcome) {
+        self.status_writes
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.as_str(),
             })
+            .inc();
+    }
+
+    /// Counts one DTS call of `action` that ended with `error` (None: success).
+    pub fn dts_call(&self, action: &'static str, error: Option<&DtsError>, elapsed: Duration) {
+        self.dts_calls.get_or_create(&call_labels(action, error)).inc();
+        self.dts_latency
+            .get_or_create(&ActionLabels { action })
             .observe(elapsed.as_secs_f64());
+    }
+}
+
+/// The labels of one DTS call: every value from a bounded set.
+pub fn call_labels(action: &'static str, error: Option<&DtsError>) -> CallLabels {
+    match error {
+        None => CallLabels {
+            action,
+            outcome: "success",
+            reason: "",
+            error_code: "",
+        },
+        Some(e) => CallLabels {
+            action,
+            outcome: match e.class {
+                ErrorClass::Retryable => "retryable",
+                ErrorClass::Ambiguous => "ambiguous",
+                ErrorClass::Terminal => "terminal",
+            },
+            reason: Reason::for_dts_error(e).as_str(),
+            error_code: e.code.as_deref().map(crate::dts::error::metric_code).unwrap_or(""),
+        },
     }
 }
 

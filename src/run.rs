@@ -12,7 +12,6 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Controller;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
@@ -21,9 +20,8 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::cli::RunArgs;
-use crate::controller::act::DtsCaller;
 use crate::controller::backoff::Backoff;
-use crate::controller::{self, credentials, Context, Gate};
+use crate::controller::{self, credentials, Context, Gate, Settings};
 use crate::crd::{DtsJob, RECONCILE_REQUESTED_AT};
 use crate::dts::{ClientConfig, DtsClient};
 use crate::http::{HttpServer, ReadySignal};
@@ -133,27 +131,22 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
 
     let gate = leader.clone();
     let may_act: Gate = Arc::new(move || gate.is_leader());
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        dts: DtsCaller::new(
-            dts,
-            args.dts_rate_limit,
-            args.dts_max_concurrency,
-            metrics.clone(),
-            may_act.clone(),
-        ),
+    let settings = Settings {
+        rate_limit: args.dts_rate_limit,
+        max_concurrency: args.dts_max_concurrency,
+        retry_base_delay: args.retry_base_delay,
+        retry_max_delay: args.retry_max_delay,
+        write_timeout: controller::write::DEFAULT_WRITE_TIMEOUT,
+        identity: Some(identity),
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        dts,
         default_credentials,
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "dts-operator".into(),
-                instance: Some(identity),
-            },
-        ),
-        backoff: Backoff::new(args.retry_base_delay, args.retry_max_delay),
-        metrics: metrics.clone(),
+        settings,
+        metrics.clone(),
         may_act,
-    });
+    ));
 
     // Secrets are read by metadata only: no secret value is cached.
     let (jobs_api, secrets_api): (Api<DtsJob>, Api<PartialObjectMeta<Secret>>) = match &args.namespace {
@@ -167,10 +160,15 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
     // DelayedInit polls a oneshot that keeps only the last waker), which
     // left /readyz at 503 for good.
     let ready_flag = ready.clone();
+    let watch_ctx = ctx.clone();
+    let watch_store = reader.clone();
     let jobs = watcher(jobs_api, watcher::Config::default())
         .default_backoff()
         .reflect(writer)
         .inspect(move |event| {
+            if let Ok(event) = event {
+                forget_deleted(&watch_ctx.backoff, event, &watch_store);
+            }
             if matches!(event, Ok(watcher::Event::InitDone)) && !ready_flag.is_ready() {
                 ready_flag.set_ready();
                 info!("DtsJob watch synced; ready");
@@ -236,6 +234,23 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
     let _ = http_task.await;
     info!("stopped");
     Ok(())
+}
+
+/// Drops the backoff entry of a deleted DtsJob, and after a relist (which
+/// reports no deletions) every entry whose object is gone from the cache.
+fn forget_deleted(backoff: &Backoff, event: &watcher::Event<DtsJob>, store: &reflector::Store<DtsJob>) {
+    match event {
+        watcher::Event::Delete(job) => {
+            if let Some(uid) = job.uid() {
+                backoff.forget(&uid);
+            }
+        }
+        watcher::Event::InitDone => {
+            let live = store.state().iter().filter_map(|j| j.uid()).collect();
+            backoff.retain(&live);
+        }
+        _ => {}
+    }
 }
 
 /// A stream fed by a task through a small channel (a stand-in for

@@ -406,7 +406,7 @@ async fn wrong_secret_fails_one_stop_then_recovers_when_fixed() {
         stalled_reason: "AuthenticationFailed",
         message_names: &["Forward", "signature", "accessKeySecret", SECRET],
         refused_stops: 1,
-        warning_reason: "StopFailed",
+        warning_reason: "AuthenticationFailed",
     })
     .await;
 }

@@ -5,19 +5,33 @@
 //! success), doubles the delay from `base` up to `cap`, and draws the actual
 //! delay from the upper half of that window ("equal jitter"), so the spacing
 //! never drops below half the nominal delay.
+//!
+//! Entries are keyed by the object's UID, not its name: a DtsJob deleted and
+//! created again under the same name is a new object and starts with no
+//! delay. The watch forgets an entry when its object is deleted
+//! ([`Backoff::forget`], [`Backoff::retain`]), so the map holds only live
+//! objects.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
 
+/// The backoff state of one object.
+#[derive(Debug, Clone, Copy, Default)]
+struct Entry {
+    /// Consecutive failures.
+    failures: u32,
+    /// No retry before this instant, whatever else triggers a reconcile.
+    not_before: Option<Instant>,
+}
+
 #[derive(Debug)]
 pub struct Backoff {
     base: Duration,
     cap: Duration,
-    failures: Mutex<HashMap<String, u32>>,
-    not_before: Mutex<HashMap<String, Instant>>,
+    entries: Mutex<HashMap<String, Entry>>,
 }
 
 impl Backoff {
@@ -25,9 +39,12 @@ impl Backoff {
         Self {
             base,
             cap,
-            failures: Mutex::new(HashMap::new()),
-            not_before: Mutex::new(HashMap::new()),
+            entries: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut HashMap<String, Entry>) -> T) -> T {
+        f(&mut self.entries.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// The nominal (un-jittered) delay after `failures` consecutive failures.
@@ -36,44 +53,51 @@ impl Backoff {
         self.base.saturating_mul(factor).min(self.cap)
     }
 
-    /// Records a failure of `key` and returns how long to wait, never less
-    /// than the server's `retry_after`.
-    pub fn failed(&self, key: &str, retry_after: Option<Duration>) -> Duration {
-        let n = {
-            let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-            let n = map.entry(key.to_owned()).or_insert(0);
-            *n = n.saturating_add(1);
-            *n
-        };
-        let nominal = self.nominal(n);
-        let half = nominal / 2;
-        let jitter = rand::rng().random_range(0..=half.as_millis().min(u64::MAX as u128) as u64);
-        let delay = half + Duration::from_millis(jitter);
-        delay
-            .max(retry_after.unwrap_or_default())
-            .min(self.cap.max(retry_after.unwrap_or_default()))
+    /// Records a failure of `uid`, schedules its retry and returns how long
+    /// to wait: never less than the server's `retry_after`, and no retry is
+    /// due before then ([`Backoff::remaining`]).
+    pub fn failed(&self, uid: &str, retry_after: Option<Duration>) -> Duration {
+        let floor = retry_after.unwrap_or_default();
+        self.with(|map| {
+            let entry = map.entry(uid.to_owned()).or_default();
+            entry.failures = entry.failures.saturating_add(1);
+            let nominal = self.nominal(entry.failures);
+            let half = nominal / 2;
+            let jitter = rand::rng().random_range(0..=half.as_millis().min(u64::MAX as u128) as u64);
+            let delay = (half + Duration::from_millis(jitter))
+                .max(floor)
+                .min(self.cap.max(floor));
+            entry.not_before = Some(Instant::now() + delay);
+            delay
+        })
     }
 
-    /// Remembers that `key` must not be retried before `wait` has passed,
-    /// whatever else triggers a reconcile meanwhile (a Secret touch, a resync).
-    pub fn schedule(&self, key: &str, wait: Duration) {
-        self.not_before
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key.to_owned(), Instant::now() + wait);
-    }
-
-    /// How long `key` must still wait, if a retry is scheduled in the future.
-    pub fn remaining(&self, key: &str) -> Option<Duration> {
-        let map = self.not_before.lock().unwrap_or_else(|e| e.into_inner());
-        let due = *map.get(key)?;
+    /// How long `uid` must still wait, if a retry is scheduled in the future.
+    pub fn remaining(&self, uid: &str) -> Option<Duration> {
+        let due = self.with(|map| map.get(uid).and_then(|e| e.not_before))?;
         due.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())
     }
 
-    /// Forgets `key`'s failures and schedule (after a success).
-    pub fn reset(&self, key: &str) {
-        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
-        self.not_before.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    /// Forgets `uid`'s failures and schedule (after a success, or when the
+    /// object is deleted).
+    pub fn forget(&self, uid: &str) {
+        self.with(|map| map.remove(uid));
+    }
+
+    /// Keeps only the entries of `live` objects (after a relist, which
+    /// reports no deletions).
+    pub fn retain(&self, live: &HashSet<String>) {
+        self.with(|map| map.retain(|uid, _| live.contains(uid)));
+    }
+
+    /// How many objects have an entry.
+    pub fn len(&self) -> usize {
+        self.with(|map| map.len())
+    }
+
+    /// Whether no object has an entry.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -85,14 +109,14 @@ mod tests {
     fn delays_double_up_to_the_cap_with_jitter_in_the_upper_half() {
         let b = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
         for (i, nominal) in [1u64, 2, 4, 8, 16].iter().enumerate() {
-            let d = b.failed("ns/a", None);
+            let d = b.failed("uid-a", None);
             assert!(d >= Duration::from_millis(nominal * 500), "attempt {i}: {d:?}");
             assert!(d <= Duration::from_secs(*nominal), "attempt {i}: {d:?}");
         }
         for _ in 0..30 {
-            b.failed("ns/a", None);
+            b.failed("uid-a", None);
         }
-        assert!(b.failed("ns/a", None) <= Duration::from_secs(300));
+        assert!(b.failed("uid-a", None) <= Duration::from_secs(300));
     }
 
     #[test]
@@ -100,19 +124,41 @@ mod tests {
         let b = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
         assert!(b.failed("k", Some(Duration::from_secs(7))) >= Duration::from_secs(7));
         b.failed("k", None);
-        b.reset("k");
+        b.forget("k");
         assert!(b.failed("k", None) <= Duration::from_secs(1));
         // Objects are independent.
         assert!(b.failed("other", None) <= Duration::from_secs(1));
     }
 
     #[test]
-    fn a_scheduled_retry_is_not_due_early() {
+    fn a_failure_schedules_its_retry_and_forgetting_clears_it() {
+        let b = Backoff::new(Duration::from_secs(60), Duration::from_secs(300));
+        assert_eq!(b.remaining("k"), None);
+        b.failed("k", None);
+        assert!(b.remaining("k").unwrap() > Duration::from_secs(20));
+        b.forget("k");
+        assert_eq!(b.remaining("k"), None);
+    }
+
+    #[test]
+    fn a_recreated_object_does_not_inherit_the_old_delay() {
+        let b = Backoff::new(Duration::from_secs(60), Duration::from_secs(300));
+        b.failed("uid-old", None);
+        // Same name, new object: a new UID, so no wait.
+        assert_eq!(b.remaining("uid-new"), None);
+    }
+
+    #[test]
+    fn entries_of_deleted_objects_are_dropped() {
         let b = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
-        assert_eq!(b.remaining("k"), None);
-        b.schedule("k", Duration::from_secs(60));
-        assert!(b.remaining("k").unwrap() > Duration::from_secs(50));
-        b.reset("k");
-        assert_eq!(b.remaining("k"), None);
+        for uid in ["a", "b", "c"] {
+            b.failed(uid, None);
+        }
+        b.forget("a");
+        assert_eq!(b.len(), 2);
+        b.retain(&HashSet::from(["c".to_owned()]));
+        assert_eq!(b.len(), 1);
+        assert!(b.remaining("c").is_some());
+        assert_eq!(b.remaining("b"), None);
     }
 }

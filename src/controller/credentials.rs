@@ -7,9 +7,9 @@
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 
-use super::status::Blocker;
 use crate::crd::DtsJobSpec;
 use crate::dts::sign::Credentials;
+use crate::reason::Reason;
 
 pub const ACCESS_KEY_ID: &str = "accessKeyId";
 pub const ACCESS_KEY_SECRET: &str = "accessKeySecret";
@@ -37,13 +37,13 @@ pub enum CredentialsError {
 }
 
 impl CredentialsError {
-    /// Fixed condition/Event reason.
-    pub fn reason(&self) -> &'static str {
+    /// The condition/Event reason.
+    pub fn reason(&self) -> Reason {
         match self {
-            CredentialsError::SecretNotFound(_) => "CredentialsSecretNotFound",
-            CredentialsError::KeyMissing { .. } => "CredentialsKeyMissing",
-            CredentialsError::NotConfigured => "CredentialsNotConfigured",
-            CredentialsError::Kube(..) => "CredentialsUnavailable",
+            CredentialsError::SecretNotFound(_) => Reason::CredentialsSecretNotFound,
+            CredentialsError::KeyMissing { .. } => Reason::CredentialsKeyMissing,
+            CredentialsError::NotConfigured => Reason::CredentialsNotConfigured,
+            CredentialsError::Kube(..) => Reason::CredentialsUnavailable,
         }
     }
 
@@ -51,13 +51,6 @@ impl CredentialsError {
     /// user to fix the Secret (its watch triggers a new reconcile).
     pub fn is_transient(&self) -> bool {
         matches!(self, CredentialsError::Kube(..))
-    }
-
-    pub fn blocker(&self) -> Blocker {
-        Blocker {
-            reason: self.reason(),
-            message: self.to_string(),
-        }
     }
 }
 
@@ -168,7 +161,7 @@ mod tests {
     #[test]
     fn missing_or_empty_key_names_the_key_not_the_value() {
         let e = from_secret("creds", &secret(&[("accessKeyId", "id-value")])).unwrap_err();
-        assert_eq!(e.reason(), "CredentialsKeyMissing");
+        assert_eq!(e.reason(), Reason::CredentialsKeyMissing);
         assert!(e.to_string().contains("accessKeySecret"), "{e}");
         assert!(!e.to_string().contains("id-value"), "{e}");
         let e = from_secret("creds", &secret(&[("accessKeyId", " "), ("accessKeySecret", "x")])).unwrap_err();

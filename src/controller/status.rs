@@ -1,4 +1,4 @@
-//! Pure status summarizing: phase and kstatus conditions from the direction
+//! Pure status building: phase and kstatus conditions from the direction
 //! records.
 //!
 //! Conditions follow kstatus (Ready, Reconciling, Stalled), each carrying the
@@ -10,109 +10,107 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::crd::{DirectionState, DirectionStatus, DtsJobSpec, DtsJobStatus, Phase};
-
-use super::plan::{listed_directions, record, Plan};
+use super::decide::{listed_directions, record_of, Intent};
+use super::observe::Observed;
+use crate::crd::{DesiredState, DirectionState, DirectionStatus, DtsJobSpec, DtsJobStatus, Phase};
+use crate::reason::Reason;
 
 pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
 
-/// Why the operator could not act at all, as (reason, message).
+/// Why the operator cannot act at all (the credentials cannot be had).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Blocker {
-    pub reason: &'static str,
+pub struct Blocked {
+    pub reason: Reason,
     pub message: String,
 }
 
 struct Summary {
     phase: Phase,
-    ready: (&'static str, &'static str, String),
-    reconciling: Option<(&'static str, String)>,
-    stalled: Option<(String, String)>,
+    ready: (&'static str, Reason, String),
+    reconciling: Option<(Reason, String)>,
+    stalled: Option<(Reason, String)>,
 }
 
-/// Builds the complete status for `generation` from the direction records.
-pub fn summarize(
-    spec: &DtsJobSpec,
-    plan: &Plan,
+/// The complete status for the observed generation: `directions` as given,
+/// phase and conditions derived from them. `base` is the status the server
+/// holds, whose conditions' transition times are kept where unchanged.
+pub fn build(
+    obs: &Observed,
+    intent: &Intent,
     directions: Vec<DirectionStatus>,
-    blocker: Option<&Blocker>,
-    generation: i64,
-    old: &DtsJobStatus,
-    now: &Time,
+    blocked: Option<&Blocked>,
+    base: &DtsJobStatus,
 ) -> DtsJobStatus {
+    let spec = &obs.spec;
     let wanted = listed_directions(spec);
-    let listed: Vec<&DirectionStatus> = wanted.iter().filter_map(|d| record(spec, &directions, *d)).collect();
+    let listed: Vec<&DirectionStatus> = wanted.iter().filter_map(|d| record_of(spec, &directions, *d)).collect();
     let all_stopped = listed.len() == wanted.len() && listed.iter().all(|r| r.state == DirectionState::Stopped);
-    let summary = match (plan, blocker) {
-        (Plan::Observe, _) => Summary {
-            phase: Phase::Running,
-            ready: (
-                "True",
-                "ObserveOnly",
-                match spec.desired_state {
-                    Some(_) => "desiredState is Running: no DTS call is made".to_owned(),
-                    None => "desiredState is unset: the operator only observes".to_owned(),
-                },
-            ),
-            reconciling: None,
-            stalled: None,
-        },
-        (Plan::RestartNotSupported, _) => Summary {
+    let summary = match (intent, blocked) {
+        (Intent::Observe, _) => observe_summary(spec, &listed),
+        (Intent::RestartNotSupported, _) => Summary {
             phase: Phase::Stopped,
-            ready: ("False", "RestartNotSupported", restart_message()),
+            ready: ("False", Reason::RestartNotSupported, restart_message()),
             reconciling: None,
-            stalled: Some(("RestartNotSupported".to_owned(), restart_message())),
+            stalled: Some((Reason::RestartNotSupported, restart_message())),
         },
-        (Plan::Stop(_), Some(b)) if !all_stopped => Summary {
+        (Intent::Stop(_), Some(b)) if !all_stopped => Summary {
             phase: Phase::Pending,
             ready: ("False", b.reason, b.message.clone()),
             reconciling: None,
-            stalled: Some((b.reason.to_owned(), b.message.clone())),
+            stalled: Some((b.reason, b.message.clone())),
         },
-        (Plan::Stop(_), _) => stop_summary(spec, &listed),
+        (Intent::Stop(_), _) => stop_summary(spec, &listed),
     };
 
-    let mut conditions = vec![condition(
-        READY,
-        summary.ready.0,
-        summary.ready.1,
-        &summary.ready.2,
-        generation,
-        old,
-        now,
-    )];
+    let condition = |type_: &str, status: &str, reason: Reason, message: &str| {
+        condition(type_, status, reason, message, obs.generation, base, &obs.now)
+    };
+    let mut conditions = vec![condition(READY, summary.ready.0, summary.ready.1, &summary.ready.2)];
     conditions.push(match &summary.reconciling {
-        Some((reason, msg)) => condition(RECONCILING, "True", reason, msg, generation, old, now),
-        None => condition(
-            RECONCILING,
-            "False",
-            "Settled",
-            "no DTS call is pending",
-            generation,
-            old,
-            now,
-        ),
+        Some((reason, msg)) => condition(RECONCILING, "True", *reason, msg),
+        None => condition(RECONCILING, "False", Reason::Settled, "no DTS call is pending"),
     });
     conditions.push(match &summary.stalled {
-        Some((reason, msg)) => condition(STALLED, "True", reason, msg, generation, old, now),
-        None => condition(
-            STALLED,
-            "False",
-            "NotStalled",
-            "no terminal error",
-            generation,
-            old,
-            now,
-        ),
+        Some((reason, msg)) => condition(STALLED, "True", *reason, msg),
+        None => condition(STALLED, "False", Reason::NotStalled, "no terminal error"),
     });
 
     DtsJobStatus {
-        observed_generation: Some(generation),
+        observed_generation: Some(obs.generation),
         phase: Some(summary.phase),
         conditions,
         directions,
+    }
+}
+
+/// Observe only: no call is made, and the phase says what the records
+/// show. A job whose listed directions were stopped stays `Stopped` when
+/// `desiredState` is unset afterwards: DTS cannot restart it.
+fn observe_summary(spec: &DtsJobSpec, listed: &[&DirectionStatus]) -> Summary {
+    let stopped: Vec<&str> = listed
+        .iter()
+        .filter(|r| r.state == DirectionState::Stopped)
+        .map(|r| r.direction.as_str())
+        .collect();
+    let why = match spec.desired_state {
+        Some(DesiredState::Running) => "desiredState is Running: no DTS call is made",
+        _ => "desiredState is unset: the operator only observes",
+    };
+    let (phase, message) = if stopped.is_empty() {
+        (Phase::Running, why.to_owned())
+    } else {
+        (
+            Phase::Stopped,
+            format!("{why}; {} stopped earlier", stopped.join(" and ")),
+        )
+    };
+    Summary {
+        phase,
+        ready: ("True", Reason::ObserveOnly, message),
+        reconciling: None,
+        stalled: None,
     }
 }
 
@@ -132,7 +130,11 @@ fn stop_summary(spec: &DtsJobSpec, listed: &[&DirectionStatus]) -> Summary {
 
     let reconciling = if !in_flight.is_empty() || not_started > 0 {
         let retrying = in_flight.iter().any(|r| r.state == DirectionState::Pending);
-        let reason = if retrying { "RetryScheduled" } else { "Stopping" };
+        let reason = if retrying {
+            Reason::RetryScheduled
+        } else {
+            Reason::Stopping
+        };
         Some((reason, progress_message(&in_flight)))
     } else {
         None
@@ -142,17 +144,17 @@ fn stop_summary(spec: &DtsJobSpec, listed: &[&DirectionStatus]) -> Summary {
         let reason = failed[0]
             .error_code
             .as_deref()
-            .map(stalled_reason)
-            .unwrap_or("StopFailed");
+            .map(Reason::for_dts_code)
+            .unwrap_or(Reason::StopFailed);
         let mut message = failed.iter().map(|r| failure_line(r)).collect::<Vec<_>>().join("; ");
-        if reason == "AuthenticationFailed" {
+        if reason == Reason::AuthenticationFailed {
             message.push_str(&credentials_hint(spec));
         }
         return Summary {
             phase: Phase::Failed,
-            ready: ("False", "StopFailed", message.clone()),
+            ready: ("False", Reason::StopFailed, message.clone()),
             reconciling,
-            stalled: Some((reason.to_owned(), message)),
+            stalled: Some((reason, message)),
         };
     }
     if stopped == total {
@@ -164,11 +166,11 @@ fn stop_summary(spec: &DtsJobSpec, listed: &[&DirectionStatus]) -> Summary {
             .join(" and ");
         let (reason, message) = if already {
             (
-                "AlreadyStopped",
+                Reason::AlreadyStopped,
                 format!("{names} stopped (DTS reported the job already finished)"),
             )
         } else {
-            ("Stopped", format!("{names} stopped"))
+            (Reason::Stopped, format!("{names} stopped"))
         };
         return Summary {
             phase: Phase::Stopped,
@@ -177,7 +179,7 @@ fn stop_summary(spec: &DtsJobSpec, listed: &[&DirectionStatus]) -> Summary {
             stalled: None,
         };
     }
-    let (reason, message) = reconciling.clone().unwrap_or(("Stopping", "stopping".into()));
+    let (reason, message) = reconciling.clone().unwrap_or((Reason::Stopping, "stopping".into()));
     Summary {
         phase: Phase::Stopping,
         ready: ("Unknown", reason, message),
@@ -228,23 +230,26 @@ pub fn failure_line(r: &DirectionStatus) -> String {
     }
 }
 
-/// Maps a DTS error code to the fixed Stalled reason vocabulary (condition
-/// reasons must be CamelCase identifiers, and DTS codes carry dots), by the
-/// same rule that names the failure's Event and metric label.
-pub fn stalled_reason(code: &str) -> &'static str {
-    crate::dts::error::reason_for_code(code).unwrap_or("StopFailed")
+/// The message of condition `type_` in `status`, if present.
+pub fn condition_message(status: &DtsJobStatus, type_: &str) -> String {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
 }
 
 fn condition(
     type_: &str,
     status: &str,
-    reason: &str,
+    reason: Reason,
     message: &str,
     generation: i64,
-    old: &DtsJobStatus,
+    base: &DtsJobStatus,
     now: &Time,
 ) -> Condition {
-    let last_transition_time = old
+    let last_transition_time = base
         .conditions
         .iter()
         .find(|c| c.type_ == type_ && c.status == status)
@@ -253,7 +258,7 @@ fn condition(
     Condition {
         type_: type_.to_owned(),
         status: status.to_owned(),
-        reason: reason.to_owned(),
+        reason: reason.as_str().to_owned(),
         message: message.to_owned(),
         observed_generation: Some(generation),
         last_transition_time,
@@ -263,10 +268,26 @@ fn condition(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::plan::{plan, Step};
+    use crate::controller::decide::{intent, Step};
     use crate::crd::{DesiredState, Direction};
 
-    use crate::controller::fixtures::spec;
+    use crate::controller::fixtures::{observed, spec};
+
+    /// `build` for `generation`, with the clock at `now`.
+    fn summarize_at(
+        sp: &DtsJobSpec,
+        intent: &Intent,
+        directions: Vec<DirectionStatus>,
+        blocked: Option<&Blocked>,
+        generation: i64,
+        base: &DtsJobStatus,
+        now: &Time,
+    ) -> DtsJobStatus {
+        let mut obs = observed(sp.clone(), base.clone());
+        obs.generation = generation;
+        obs.now = now.clone();
+        build(&obs, intent, directions, blocked, base)
+    }
 
     fn rec(direction: Direction, state: DirectionState) -> DirectionStatus {
         DirectionStatus {
@@ -287,8 +308,8 @@ mod tests {
     #[test]
     fn observe_only_is_ready_and_says_why() {
         let sp = spec(None, &[Direction::Forward]);
-        let p = plan(&sp, &DtsJobStatus::default(), "f");
-        let s = summarize(&sp, &p, vec![], None, 2, &DtsJobStatus::default(), &now());
+        let p = intent(&sp, &DtsJobStatus::default(), "f");
+        let s = summarize_at(&sp, &p, vec![], None, 2, &DtsJobStatus::default(), &now());
         assert_eq!(s.observed_generation, Some(2));
         assert_eq!(s.phase, Some(Phase::Running));
         assert_eq!(cond(&s, READY).status, "True");
@@ -303,8 +324,8 @@ mod tests {
             rec(Direction::Forward, DirectionState::Stopped),
             rec(Direction::Reverse, DirectionState::Stopped),
         ];
-        let p = Plan::Stop(vec![(Direction::Forward, Step::Done), (Direction::Reverse, Step::Done)]);
-        let s = summarize(&sp, &p, recs, None, 3, &DtsJobStatus::default(), &now());
+        let p = Intent::Stop(vec![(Direction::Forward, Step::Done), (Direction::Reverse, Step::Done)]);
+        let s = summarize_at(&sp, &p, recs, None, 3, &DtsJobStatus::default(), &now());
         assert_eq!(s.phase, Some(Phase::Stopped));
         assert_eq!(cond(&s, READY).status, "True");
         assert_eq!(cond(&s, READY).reason, "Stopped");
@@ -319,8 +340,8 @@ mod tests {
         r.request_id = Some("7C1A".into());
         r.error_code = Some("InvalidParameter".into());
         r.error_message = Some("The Value of Input Parameter SynchronizationDirection is not valid.".into());
-        let p = Plan::Stop(vec![(Direction::Reverse, Step::Done)]);
-        let s = summarize(&sp, &p, vec![r], None, 3, &DtsJobStatus::default(), &now());
+        let p = Intent::Stop(vec![(Direction::Reverse, Step::Done)]);
+        let s = summarize_at(&sp, &p, vec![r], None, 3, &DtsJobStatus::default(), &now());
         assert_eq!(s.phase, Some(Phase::Failed));
         assert_eq!(cond(&s, READY).reason, "StopFailed");
         let stalled = cond(&s, STALLED);
@@ -343,8 +364,8 @@ mod tests {
         let mut r = rec(Direction::Forward, DirectionState::Failed);
         r.error_code = Some("SignatureDoesNotMatch".into());
         r.error_message = Some("Specified signature is not matched with our calculation.".into());
-        let p = Plan::Stop(vec![(Direction::Forward, Step::Done)]);
-        let s = summarize(&sp, &p, vec![r.clone()], None, 1, &DtsJobStatus::default(), &now());
+        let p = Intent::Stop(vec![(Direction::Forward, Step::Done)]);
+        let s = summarize_at(&sp, &p, vec![r.clone()], None, 1, &DtsJobStatus::default(), &now());
         let stalled = cond(&s, STALLED);
         assert_eq!(stalled.reason, "AuthenticationFailed");
         assert!(
@@ -355,15 +376,15 @@ mod tests {
         );
         assert!(stalled.message.ends_with("in Secret dts-creds"), "{stalled:?}");
         sp.credentials_secret_ref = None;
-        let s = summarize(&sp, &p, vec![r], None, 1, &DtsJobStatus::default(), &now());
+        let s = summarize_at(&sp, &p, vec![r], None, 1, &DtsJobStatus::default(), &now());
         assert!(cond(&s, STALLED).message.contains("ALIBABA_CLOUD_ACCESS_KEY_SECRET"));
     }
 
     #[test]
     fn in_progress_is_ready_unknown_and_reconciling() {
         let sp = spec(Some(DesiredState::Stopped), &[Direction::Forward]);
-        let p = Plan::Stop(vec![(Direction::Forward, Step::Describe)]);
-        let s = summarize(
+        let p = Intent::Stop(vec![(Direction::Forward, Step::Describe)]);
+        let s = summarize_at(
             &sp,
             &p,
             vec![rec(Direction::Forward, DirectionState::Stopping)],
@@ -380,12 +401,12 @@ mod tests {
     #[test]
     fn blocked_by_credentials_is_stalled_pending() {
         let sp = spec(Some(DesiredState::Stopped), &[Direction::Forward]);
-        let p = Plan::Stop(vec![(Direction::Forward, Step::Stop)]);
-        let b = Blocker {
-            reason: "CredentialsSecretNotFound",
+        let p = Intent::Stop(vec![(Direction::Forward, Step::Stop)]);
+        let b = Blocked {
+            reason: Reason::CredentialsSecretNotFound,
             message: "Secret x not found".into(),
         };
-        let s = summarize(&sp, &p, vec![], Some(&b), 1, &Default::default(), &now());
+        let s = summarize_at(&sp, &p, vec![], Some(&b), 1, &Default::default(), &now());
         assert_eq!(s.phase, Some(Phase::Pending));
         assert_eq!(cond(&s, STALLED).reason, "CredentialsSecretNotFound");
         assert_eq!(cond(&s, READY).status, "False");
@@ -394,10 +415,10 @@ mod tests {
     #[test]
     fn unchanged_conditions_keep_their_transition_time() {
         let sp = spec(None, &[Direction::Forward]);
-        let p = Plan::Observe;
-        let first = summarize(&sp, &p, vec![], None, 1, &Default::default(), &now());
+        let p = Intent::Observe;
+        let first = summarize_at(&sp, &p, vec![], None, 1, &Default::default(), &now());
         let later = Time("2026-11-28T10:00:00Z".parse().unwrap());
-        let second = summarize(&sp, &p, vec![], None, 1, &first, &later);
+        let second = summarize_at(&sp, &p, vec![], None, 1, &first, &later);
         assert_eq!(
             first, second,
             "a reconcile that finds nothing new must produce an identical status"
@@ -408,9 +429,9 @@ mod tests {
     fn restart_after_stop_is_terminal() {
         let sp = spec(Some(DesiredState::Running), &[Direction::Forward]);
         let recs = vec![rec(Direction::Forward, DirectionState::Stopped)];
-        let s = summarize(
+        let s = summarize_at(
             &sp,
-            &Plan::RestartNotSupported,
+            &Intent::RestartNotSupported,
             recs,
             None,
             4,
@@ -419,15 +440,6 @@ mod tests {
         );
         assert_eq!(cond(&s, STALLED).reason, "RestartNotSupported");
         assert_eq!(cond(&s, READY).status, "False");
-    }
-
-    #[test]
-    fn dts_codes_map_to_condition_reasons() {
-        assert_eq!(stalled_reason("InvalidAccessKeyId.NotFound"), "AuthenticationFailed");
-        assert_eq!(stalled_reason("SignatureDoesNotMatch"), "AuthenticationFailed");
-        assert_eq!(stalled_reason("Forbidden.InstanceNotFound"), "JobNotFound");
-        assert_eq!(stalled_reason("Forbidden.RAM"), "AccessDenied");
-        assert_eq!(stalled_reason("Weird.Code"), "StopFailed");
     }
 
     #[test]
@@ -447,13 +459,36 @@ mod tests {
                 code: Some(code.into()),
                 ..DtsError::invalid_request("")
             };
-            let event_reason = e.reason();
-            let expected = if event_reason == "DtsError" {
-                "StopFailed"
-            } else {
-                event_reason
-            };
-            assert_eq!(stalled_reason(code), expected, "{code}");
+            let sp = spec(Some(DesiredState::Stopped), &[Direction::Forward]);
+            let mut r = rec(Direction::Forward, DirectionState::Failed);
+            r.error_code = e.code.clone();
+            let p = Intent::Stop(vec![(Direction::Forward, Step::Done)]);
+            let s = summarize_at(&sp, &p, vec![r], None, 1, &DtsJobStatus::default(), &now());
+            assert_eq!(cond(&s, STALLED).reason, Reason::for_dts_error(&e).as_str(), "{code}");
         }
+    }
+
+    #[test]
+    fn unsetting_desired_state_after_a_stop_still_reports_stopped() {
+        let sp = spec(None, &[Direction::Forward, Direction::Reverse]);
+        let recs = vec![
+            rec(Direction::Forward, DirectionState::Stopped),
+            rec(Direction::Reverse, DirectionState::Stopped),
+        ];
+        let s = summarize_at(&sp, &Intent::Observe, recs, None, 3, &DtsJobStatus::default(), &now());
+        assert_eq!(
+            s.phase,
+            Some(Phase::Stopped),
+            "the records say Stopped, so does the phase"
+        );
+        let ready = cond(&s, READY);
+        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("True", "ObserveOnly"));
+        assert!(
+            ready.message.contains("Forward and Reverse stopped earlier"),
+            "{ready:?}"
+        );
+        // Nothing stopped: observe only reports Running.
+        let s = summarize_at(&sp, &Intent::Observe, vec![], None, 3, &DtsJobStatus::default(), &now());
+        assert_eq!(s.phase, Some(Phase::Running));
     }
 }

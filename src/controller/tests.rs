@@ -15,13 +15,11 @@ use futures::future::BoxFuture;
 use http::{Request, Response, StatusCode};
 use k8s_openapi::api::core::v1::Secret;
 use kube::client::Body;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::Client;
 use serde_json::{json, Value};
 
 use super::act::DtsCaller;
-use super::backoff::Backoff;
-use super::{reconcile, Context, Gate};
+use super::{reconcile, Context, Gate, Settings};
 use crate::crd::{DirectionState, DtsJob, DtsJobStatus, Phase};
 use crate::dts::sign::Credentials;
 use crate::dts::{ClientConfig, DtsClient, HttpRequest, HttpResponse, SignatureVersion, Transport, TransportError};
@@ -179,6 +177,9 @@ impl Drop for Harness {
     }
 }
 
+/// The mocked DtsJob's UID (the backoff key).
+const UID: &str = "uid-1";
+
 fn job_json(spec: Value) -> Value {
     json!({
         "apiVersion": "kubedts.io/v1alpha1",
@@ -285,27 +286,22 @@ fn harness_with_gate(spec: Value, gate: Gate) -> Harness {
         timeout: Duration::from_secs(5),
     };
     let client_dts = DtsClient::with_transport(config, dts.clone());
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        dts: DtsCaller::new(
-            client_dts,
-            std::num::NonZeroU32::new(1000).unwrap(),
-            16,
-            metrics.clone(),
-            gate.clone(),
-        ),
-        default_credentials: Some(Credentials::new("LTAIdefault", "default-secret-value")),
-        recorder: Recorder::new(
-            client,
-            Reporter {
-                controller: "dts-operator".into(),
-                instance: None,
-            },
-        ),
-        backoff: Backoff::new(Duration::from_millis(10), Duration::from_millis(100)),
+    let settings = Settings {
+        rate_limit: std::num::NonZeroU32::new(1000).unwrap(),
+        max_concurrency: 16,
+        retry_base_delay: Duration::from_millis(10),
+        retry_max_delay: Duration::from_millis(100),
+        write_timeout: Duration::from_secs(5),
+        identity: None,
+    };
+    let ctx = Arc::new(Context::new(
+        client,
+        client_dts,
+        Some(Credentials::new("LTAIdefault", "default-secret-value")),
+        settings,
         metrics,
-        may_act: gate,
-    });
+        gate,
+    ));
     Harness {
         ctx,
         dts,
@@ -464,7 +460,7 @@ async fn retry_then_success() {
     assert_eq!(r.state, DirectionState::Pending);
     assert_eq!(r.error_code.as_deref(), Some("Throttling.User"));
     for _ in 0..2 {
-        while let Some(wait) = h.ctx.backoff.remaining("ns/orders") {
+        while let Some(wait) = h.ctx.backoff.remaining(UID) {
             tokio::time::sleep(wait).await;
         }
         h.reconcile().await;
@@ -479,11 +475,11 @@ async fn retry_then_success() {
 #[tokio::test]
 async fn a_retry_is_not_sent_before_its_backoff() {
     let h = harness(json!({"jobId": "j1", "regionId": "cn-hangzhou", "desiredState": "Stopped"}));
-    h.ctx.backoff.reset("ns/orders");
     h.dts.script("StopDtsJob", vec![throttled()]);
     h.reconcile().await;
-    // Some other trigger (a Secret touch) arrives at once: no call yet.
-    h.ctx.backoff.schedule("ns/orders", Duration::from_secs(60));
+    // As if DTS had asked for a minute (x-acs-retry-after): some other
+    // trigger (a Secret touch) arriving meanwhile makes no call.
+    h.ctx.backoff.failed(UID, Some(Duration::from_secs(60)));
     h.reconcile().await;
     assert_eq!(h.dts.calls("StopDtsJob").len(), 1);
 }
@@ -522,10 +518,13 @@ async fn terminal_error_is_not_retried_until_the_spec_changes() {
         (stalled.status.as_str(), stalled.reason.as_str()),
         ("True", "JobNotFound")
     );
-    assert!(h
-        .events()
-        .iter()
-        .any(|e| e["type"] == "Warning" && e["reason"] == "StopFailed"));
+    assert!(
+        h.events()
+            .iter()
+            .any(|e| e["type"] == "Warning" && e["reason"] == "JobNotFound"),
+        "the Warning Event has the Stalled condition's reason: {:?}",
+        h.events()
+    );
 
     h.set_spec(|s| s["instanceId"] = json!("dtsinst1"));
     h.reconcile().await;
@@ -581,7 +580,7 @@ async fn ambiguous_failure_leads_to_a_describe_not_a_second_stop() {
         DirectionState::Stopping,
         "outcome unknown: stays Stopping"
     );
-    while let Some(wait) = h.ctx.backoff.remaining("ns/orders") {
+    while let Some(wait) = h.ctx.backoff.remaining(UID) {
         tokio::time::sleep(wait).await;
     }
     h.reconcile().await;

@@ -376,3 +376,59 @@ mod tests {
         assert!(!m.contains("tok"), "{m}");
     }
 }
+
+/// The DTS error codes this client knows by name (docs/dts-api.md §8, and the
+/// gateway codes the official SDKs document). A metric label must come from
+/// a bounded set: [`metric_code`] keeps these and folds every other code
+/// into `Other`; the raw code still reaches status and Event messages.
+pub const KNOWN_CODES: &[&str] = &[
+    "Throttling",
+    "Throttling.User",
+    "Throttling.Api",
+    "Throttling.Resource",
+    "ServiceUnavailable",
+    "InternalError",
+    "SignatureNonceUsed",
+    "SignatureDoesNotMatch",
+    "IncompleteSignature",
+    "InvalidAccessKeyId.NotFound",
+    "InvalidAccessKeyId.Inactive",
+    "InvalidAccessKeySecret",
+    "InvalidSecurityToken.Expired",
+    "InvalidSecurityToken.Malformed",
+    "InvalidSecurityToken.MismatchWithAccessKey",
+    "InvalidTimeStamp.Expired",
+    "InvalidTimeStamp.Format",
+    "Forbidden",
+    "Forbidden.RAM",
+    "Forbidden.InstanceNotFound",
+    "NoPermission",
+    "InvalidParameter",
+    "MissingParameter",
+    "InvalidJobStatus",
+    "InvalidTaskStatus",
+    "DTS.Msg.OperationDenied.JobStatusModifying",
+    "DTS.Msg.ModifyDenied.JobStatusNotRunning",
+    "InvalidApi.NotFound",
+    "InvalidVersion",
+    "InvalidAction.NotFound",
+];
+
+/// `code` if it is one of [`KNOWN_CODES`], else `Other`.
+pub fn metric_code(code: &str) -> &'static str {
+    KNOWN_CODES.iter().copied().find(|k| *k == code).unwrap_or("Other")
+}
+
+#[cfg(test)]
+mod metric_code_tests {
+    use super::*;
+
+    #[test]
+    fn known_codes_are_kept_and_others_fold_into_other() {
+        assert_eq!(metric_code("Throttling.User"), "Throttling.User");
+        assert_eq!(metric_code("Forbidden.RAM"), "Forbidden.RAM");
+        assert_eq!(metric_code("Some.New.Code-123"), "Other");
+        assert_eq!(metric_code(""), "Other");
+        assert_eq!(metric_code("throttling.user"), "Other", "codes are case-sensitive");
+    }
+}

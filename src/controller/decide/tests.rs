@@ -1,0 +1,345 @@
+//! The rules of `decide`, one row each, on plain values: no mock API.
+
+use std::time::Duration;
+
+use super::*;
+use crate::controller::credentials::CredentialsError;
+use crate::controller::fixtures::{observed, record, spec};
+use crate::crd::DirectionState::*;
+use crate::crd::Phase;
+use Direction::*;
+
+/// The fingerprint of the fixture's inputs (generation 1, Secret version 10).
+const FP: &str = "generation=1;secret=10;requested=-";
+
+/// What a row expects, in a shape a reader can check at a glance.
+#[derive(Debug, PartialEq)]
+enum Want {
+    Standby,
+    Wait,
+    Settle {
+        phase: Phase,
+        warning: Option<Reason>,
+    },
+    /// The steps, and which directions the Stopping mark names (empty: no mark).
+    Call {
+        steps: Vec<(Direction, Step)>,
+        marked: Vec<Direction>,
+    },
+}
+
+fn rec(d: Direction, state: DirectionState, failed_for: Option<&str>) -> DirectionStatus {
+    DirectionStatus {
+        failed_for: failed_for.map(Into::into),
+        ..record(d, state)
+    }
+}
+
+fn status(records: Vec<DirectionStatus>) -> DtsJobStatus {
+    DtsJobStatus {
+        directions: records,
+        ..Default::default()
+    }
+}
+
+fn shape(d: &Decision) -> Want {
+    match d {
+        Decision::Standby => Want::Standby,
+        Decision::Wait(_) => Want::Wait,
+        Decision::Settle { status, warning } => Want::Settle {
+            phase: status.phase.expect("a settled status has a phase"),
+            warning: warning.as_ref().map(|(r, _)| *r),
+        },
+        Decision::Call(c) => Want::Call {
+            steps: c.steps.clone(),
+            marked: c
+                .mark
+                .iter()
+                .flat_map(|m| m.directions.iter())
+                .filter(|r| r.state == Stopping)
+                .map(|r| r.direction)
+                .collect(),
+        },
+    }
+}
+
+type Tweak = fn(&mut Observed);
+
+struct Row {
+    rule: &'static str,
+    desired: Option<DesiredState>,
+    directions: &'static [Direction],
+    records: Vec<DirectionStatus>,
+    tweak: Tweak,
+    want: Want,
+}
+
+fn none(_: &mut Observed) {}
+
+fn rows() -> Vec<Row> {
+    let stop = Some(DesiredState::Stopped);
+    vec![
+        Row {
+            rule: "nothing recorded: every listed direction gets one stop, marked first",
+            desired: stop,
+            directions: &[Forward, Reverse],
+            records: vec![],
+            tweak: none,
+            want: Want::Call {
+                steps: vec![(Forward, Step::Stop), (Reverse, Step::Stop)],
+                marked: vec![Forward, Reverse],
+            },
+        },
+        Row {
+            rule: "a duplicated direction never gives two calls",
+            desired: stop,
+            directions: &[Forward, Forward],
+            records: vec![],
+            tweak: none,
+            want: Want::Call {
+                steps: vec![(Forward, Step::Stop)],
+                marked: vec![Forward],
+            },
+        },
+        Row {
+            rule: "a stopped direction is never called again",
+            desired: stop,
+            directions: &[Forward, Reverse],
+            records: vec![rec(Forward, Stopped, None)],
+            tweak: none,
+            want: Want::Call {
+                steps: vec![(Reverse, Step::Stop)],
+                marked: vec![Reverse],
+            },
+        },
+        Row {
+            rule: "every direction stopped: settle, no call",
+            desired: stop,
+            directions: &[Forward, Reverse],
+            records: vec![rec(Forward, Stopped, None), rec(Reverse, Stopped, None)],
+            tweak: none,
+            want: Want::Settle {
+                phase: Phase::Stopped,
+                warning: None,
+            },
+        },
+        Row {
+            rule: "Stopping is described first, with no mark and no stop",
+            desired: stop,
+            directions: &[Forward],
+            records: vec![rec(Forward, Stopping, None)],
+            tweak: none,
+            want: Want::Call {
+                steps: vec![(Forward, Step::Describe)],
+                marked: vec![],
+            },
+        },
+        Row {
+            rule: "a terminal failure waits while its fingerprint matches",
+            desired: stop,
+            directions: &[Forward],
+            records: vec![rec(Forward, Failed, Some(FP))],
+            tweak: none,
+            want: Want::Settle {
+                phase: Phase::Failed,
+                warning: None,
+            },
+        },
+        Row {
+            rule: "a changed Secret is a new stop intent",
+            desired: stop,
+            directions: &[Forward],
+            records: vec![rec(Forward, Failed, Some("generation=1;secret=9;requested=-"))],
+            tweak: none,
+            want: Want::Call {
+                steps: vec![(Forward, Step::Stop)],
+                marked: vec![Forward],
+            },
+        },
+        Row {
+            rule: "a new reconcile-requested-at is a new stop intent",
+            desired: stop,
+            directions: &[Forward],
+            records: vec![rec(Forward, Failed, Some(FP))],
+            tweak: |o| o.requested_at = Some("2026-12-01T00:00:00Z".into()),
+            want: Want::Call {
+                steps: vec![(Forward, Step::Stop)],
+                marked: vec![Forward],
+            },
+        },
+        Row {
+            rule: "a new generation is a new stop intent",
+            desired: stop,
+            directions: &[Forward],
+            records: vec![rec(Forward, Failed, Some(FP))],
+            tweak: |o| o.generation = 2,
+            want: Want::Call {
+                steps: vec![(Forward, Step::Stop)],
+                marked: vec![Forward],
+            },
+        },
+        Row {
+            rule: "a retryable failure is stopped again",
+            desired: stop,
+            directions: &[Forward],
+            records: vec![rec(Forward, Pending, None)],
+            tweak: none,
+            want: Want::Call {
+                steps: vec![(Forward, Step::Stop)],
+                marked: vec![Forward],
+            },
+        },
+        Row {
+            rule: "a retry that is not due yet waits, writing nothing",
+            desired: stop,
+            directions: &[Forward],
+            records: vec![rec(Forward, Pending, None)],
+            tweak: |o| o.retry_in = Some(Duration::from_secs(5)),
+            want: Want::Wait,
+        },
+        Row {
+            rule: "without the Lease: standby, whatever is pending",
+            desired: stop,
+            directions: &[Forward, Reverse],
+            records: vec![],
+            tweak: |o| o.leader = false,
+            want: Want::Standby,
+        },
+        Row {
+            rule: "missing credentials: a condition and a Warning, no call",
+            desired: stop,
+            directions: &[Forward],
+            records: vec![],
+            tweak: |o| o.credentials = Credentials::Missing(CredentialsError::SecretNotFound("aliyun".into())),
+            want: Want::Settle {
+                phase: Phase::Pending,
+                warning: Some(Reason::CredentialsSecretNotFound),
+            },
+        },
+        Row {
+            rule: "missing credentials do not matter when nothing is pending",
+            desired: stop,
+            directions: &[Forward],
+            records: vec![rec(Forward, Stopped, None)],
+            tweak: |o| o.credentials = Credentials::Missing(CredentialsError::NotConfigured),
+            want: Want::Settle {
+                phase: Phase::Stopped,
+                warning: None,
+            },
+        },
+        Row {
+            rule: "desiredState unset: observe only",
+            desired: None,
+            directions: &[Forward, Reverse],
+            records: vec![],
+            tweak: none,
+            want: Want::Settle {
+                phase: Phase::Running,
+                warning: None,
+            },
+        },
+        Row {
+            rule: "desiredState Running: observe only",
+            desired: Some(DesiredState::Running),
+            directions: &[Forward],
+            records: vec![],
+            tweak: none,
+            want: Want::Settle {
+                phase: Phase::Running,
+                warning: None,
+            },
+        },
+        Row {
+            rule: "desiredState unset after a stop: still Stopped, no call",
+            desired: None,
+            directions: &[Forward],
+            records: vec![rec(Forward, Stopped, None)],
+            tweak: none,
+            want: Want::Settle {
+                phase: Phase::Stopped,
+                warning: None,
+            },
+        },
+        Row {
+            rule: "Running after a stop: terminal, reported, no call",
+            desired: Some(DesiredState::Running),
+            directions: &[Forward],
+            records: vec![rec(Forward, Stopped, None)],
+            tweak: none,
+            want: Want::Settle {
+                phase: Phase::Stopped,
+                warning: Some(Reason::RestartNotSupported),
+            },
+        },
+        Row {
+            rule: "a record of another jobId is not trusted",
+            desired: stop,
+            directions: &[Forward],
+            records: vec![DirectionStatus {
+                job_id: Some("old-job".into()),
+                ..rec(Forward, Stopped, None)
+            }],
+            tweak: none,
+            want: Want::Call {
+                steps: vec![(Forward, Step::Stop)],
+                marked: vec![Forward],
+            },
+        },
+    ]
+}
+
+#[test]
+fn decide_follows_the_rules_of_at_most_one_stop_per_intent() {
+    let mut failures = Vec::new();
+    for row in rows() {
+        let mut obs = observed(spec(row.desired, row.directions), status(row.records));
+        (row.tweak)(&mut obs);
+        let got = shape(&decide(&obs));
+        if got != row.want {
+            failures.push(format!("{}:\n  want {:?}\n  got  {:?}", row.rule, row.want, got));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn the_mark_counts_the_attempt_and_clears_an_old_failure() {
+    let mut old = rec(Forward, Failed, Some("generation=1;secret=9;requested=-"));
+    old.attempts = 2;
+    let obs = observed(spec(Some(DesiredState::Stopped), &[Forward]), status(vec![old]));
+    let Decision::Call(call) = decide(&obs) else {
+        panic!("a changed Secret is a new intent")
+    };
+    let mark = call.mark.expect("a stop is marked first");
+    let r = &mark.directions[0];
+    assert_eq!((r.state, r.attempts), (Stopping, 3));
+    assert_eq!(r.failed_for, None);
+    assert_eq!(r.last_attempt_time, Some(obs.now.clone()));
+    assert_eq!(mark.phase, Some(Phase::Stopping));
+    assert_eq!(call.fingerprint, FP, "a failure recorded now is tied to these inputs");
+}
+
+/// Observing reads credentials only when `may_call` says so; every row
+/// whose decision is a call must be one where it does.
+#[test]
+fn credentials_are_read_whenever_a_call_can_follow() {
+    for row in rows() {
+        let mut obs = observed(spec(row.desired, row.directions), status(row.records));
+        (row.tweak)(&mut obs);
+        if let Decision::Call(_) = decide(&obs) {
+            assert!(may_call(&obs.spec, &obs.status), "{}", row.rule);
+        }
+    }
+    let all_stopped = status(vec![rec(Forward, Stopped, None)]);
+    assert!(!may_call(&spec(Some(DesiredState::Stopped), &[Forward]), &all_stopped));
+    assert!(!may_call(&spec(None, &[Forward]), &status(vec![])));
+}
+
+#[test]
+fn fingerprint_changes_with_each_input() {
+    let base = fingerprint(3, Some("100"), None);
+    assert_ne!(base, fingerprint(4, Some("100"), None));
+    assert_ne!(base, fingerprint(3, Some("101"), None));
+    assert_ne!(base, fingerprint(3, Some("100"), Some("2026-01-01T00:00:00Z")));
+    assert_eq!(base, fingerprint(3, Some("100"), None));
+}

@@ -1,0 +1,118 @@
+//! Observe (I/O): everything one decision depends on, gathered once into
+//! [`Observed`]: the cached object, whether this replica holds the Lease,
+//! the credentials (or why they are missing), the backoff entry and the
+//! clock. Nothing after this step reads the world again before the calls.
+
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+
+use super::credentials::{self, CredentialsError, Resolved};
+use super::{decide, Context, Error};
+use crate::crd::{Direction, DtsJob, DtsJobSpec, DtsJobStatus, RECONCILE_REQUESTED_AT};
+use crate::dts::JobRef;
+
+/// The credentials a decision may use.
+#[derive(Debug)]
+pub enum Credentials {
+    /// Not read: no call can be needed for this spec and status, so the
+    /// Secret is not touched (no Secret read at rest).
+    NotNeeded,
+    Ready(Resolved),
+    /// The Secret or a key in it is missing, or nothing is configured.
+    Missing(CredentialsError),
+}
+
+/// One DtsJob as this reconcile sees it.
+#[derive(Debug)]
+pub struct Observed {
+    pub namespace: String,
+    pub name: String,
+    /// The backoff key: a DtsJob recreated under the same name is another object.
+    pub uid: String,
+    pub generation: i64,
+    /// The cached resourceVersion: the precondition of every write computed
+    /// from this view (a stale cache then ends in a 409 and a new decision).
+    pub resource_version: Option<String>,
+    pub spec: DtsJobSpec,
+    /// The cached status (empty before the first write).
+    pub status: DtsJobStatus,
+    pub requested_at: Option<String>,
+    /// This replica holds the leader Lease.
+    pub leader: bool,
+    pub credentials: Credentials,
+    /// A scheduled retry that is not due yet.
+    pub retry_in: Option<Duration>,
+    /// Second precision: Kubernetes stores times so, and a sub-second
+    /// timestamp would make every re-read differ from what was computed.
+    pub now: Time,
+}
+
+impl Observed {
+    /// The view of `job` before any credentials are read: the pure part of
+    /// observing, shared with the tests.
+    pub fn of(job: &DtsJob, leader: bool, retry_in: Option<Duration>, now: Time) -> Result<Self, Error> {
+        Ok(Self {
+            namespace: job.namespace().ok_or(Error::NoNamespace)?,
+            name: job.name_any(),
+            uid: job.uid().unwrap_or_else(|| job.name_any()),
+            generation: job.metadata.generation.unwrap_or(0),
+            resource_version: job.resource_version(),
+            spec: job.spec.clone(),
+            status: job.status.clone().unwrap_or_default(),
+            requested_at: job.annotations().get(RECONCILE_REQUESTED_AT).cloned(),
+            leader,
+            credentials: Credentials::NotNeeded,
+            retry_in,
+            now,
+        })
+    }
+
+    /// The DTS job and direction a call is about.
+    pub fn job_ref(&self, direction: Direction) -> JobRef {
+        JobRef {
+            job_id: self.spec.job_id.clone(),
+            instance_id: self.spec.instance_id.clone(),
+            region_id: self.spec.region_id.clone(),
+            direction: Some(direction.as_str().to_owned()),
+        }
+    }
+
+    /// The resourceVersion of the credentials Secret, if one was read.
+    pub fn secret_version(&self) -> Option<&str> {
+        match &self.credentials {
+            Credentials::Ready(r) => r.secret_version.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// Observes `job`. A replica without the Lease reads nothing more; the
+/// Secret is read only when a call may be needed.
+pub async fn observe(job: &DtsJob, ctx: &Context) -> Result<Observed, Error> {
+    let mut obs = Observed::of(job, (ctx.may_act)(), None, now())?;
+    obs.retry_in = ctx.backoff.remaining(&obs.uid);
+    let leader = obs.leader;
+    if leader && decide::may_call(&obs.spec, &obs.status) {
+        obs.credentials = match credentials::resolve(
+            &ctx.client,
+            &obs.namespace,
+            &obs.spec,
+            ctx.default_credentials.as_ref(),
+        )
+        .await
+        {
+            Ok(r) => Credentials::Ready(r),
+            Err(e) if e.is_transient() => return Err(e.into()),
+            Err(e) => Credentials::Missing(e),
+        };
+    }
+    Ok(obs)
+}
+
+/// The clock, at second precision.
+pub fn now() -> Time {
+    let secs = jiff::Timestamp::now().as_second();
+    Time(jiff::Timestamp::from_second(secs).unwrap_or_else(|_| jiff::Timestamp::now()))
+}

@@ -1,0 +1,307 @@
+//! Record (pure): what a decision and the answers DTS gave mean for the
+//! status, the Events and the next reconcile.
+//!
+//! How each answer is recorded:
+//! * success → `Stopped` with its RequestId; a describe that shows the job
+//!   `Finished` counts the same;
+//! * retryable → `Pending`, retried after the backoff (never before
+//!   `x-acs-retry-after`);
+//! * ambiguous → stays `Stopping`, so the next attempt describes first;
+//! * terminal → `Failed`, tied to the decision's fingerprint, unless the
+//!   describe that followed shows the job already finished (`AlreadyStopped`);
+//! * not sent (the Lease was lost while the call waited) → as marked.
+
+use std::time::Duration;
+
+use kube::runtime::events::EventType;
+
+use super::act::{Answer, CallResult};
+use super::decide::{record_of_mut, Call, Decision};
+use super::observe::Observed;
+use super::status;
+use crate::crd::{Direction, DirectionState, DirectionStatus, DtsJobStatus};
+use crate::dts::{DtsError, ErrorClass};
+use crate::reason::Reason;
+
+/// How long to wait before deciding again after a write was refused with
+/// 409 (the watch cache is behind, or somebody else wrote).
+pub const CONFLICT_RETRY: Duration = Duration::from_millis(500);
+
+/// What the calls of a [`Decision::Call`] came to.
+#[derive(Debug)]
+pub enum Acted {
+    /// No call was due (every other decision).
+    NoCall,
+    /// The Stopping mark was refused (409): nothing was sent.
+    MarkRefused,
+    /// The answers, in the order of the steps (possibly fewer).
+    Calls(Vec<CallResult>),
+}
+
+/// A status write.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Write {
+    pub status: DtsJobStatus,
+    /// The resourceVersion the status was computed from, when it was
+    /// computed from the watch cache: a 409 then means "decide again". None
+    /// after the Stopping mark, whose write made the base current.
+    pub precondition: Option<String>,
+}
+
+/// An Event to publish.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Note {
+    pub type_: EventType,
+    pub reason: Reason,
+    /// `Reconcile`, or `Stop` followed by the directions (`StopForwardReverse`).
+    pub action: String,
+    pub note: String,
+}
+
+/// When to reconcile again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Nothing pending: forget the backoff, wait for a change.
+    Settled,
+    /// Not the leader: wait for a change (or for the Lease).
+    Standby,
+    /// The next step is known and may run at once.
+    Now,
+    /// Decide again after this long; the backoff is left as it is.
+    After(Duration),
+    /// A call failed retryably: back off, never less than `floor`.
+    Retry { floor: Option<Duration> },
+}
+
+/// The result of one reconcile, to be written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    /// None when nothing changed.
+    pub write: Option<Write>,
+    pub events: Vec<Note>,
+    pub next: Next,
+}
+
+impl Outcome {
+    fn quiet(next: Next) -> Self {
+        Self {
+            write: None,
+            events: Vec::new(),
+            next,
+        }
+    }
+}
+
+/// Records what `decision` and the answers in `acted` mean.
+pub fn record(obs: &Observed, decision: &Decision, acted: Acted) -> Outcome {
+    match (decision, acted) {
+        (Decision::Standby, _) => Outcome::quiet(Next::Standby),
+        (Decision::Wait(wait), _) => Outcome::quiet(Next::After(*wait)),
+        (Decision::Settle { status, warning }, _) => {
+            if *status == obs.status {
+                return Outcome::quiet(Next::Settled);
+            }
+            // The warning is published once, with the write that shows it.
+            let events = warning
+                .iter()
+                .map(|(reason, message)| Note {
+                    type_: EventType::Warning,
+                    reason: *reason,
+                    action: "Reconcile".into(),
+                    note: message.clone(),
+                })
+                .collect();
+            Outcome {
+                write: Some(Write {
+                    status: status.clone(),
+                    precondition: obs.resource_version.clone(),
+                }),
+                events,
+                next: Next::Settled,
+            }
+        }
+        (Decision::Call(_), Acted::MarkRefused | Acted::NoCall) => Outcome::quiet(Next::After(CONFLICT_RETRY)),
+        (Decision::Call(call), Acted::Calls(results)) => record_calls(obs, call, results),
+    }
+}
+
+/// What accumulates over the answers of one reconcile.
+#[derive(Default)]
+struct Tally {
+    notes: Vec<(EventType, Reason, Direction, String)>,
+    retry: bool,
+    floor: Option<Duration>,
+    again: bool,
+}
+
+impl Tally {
+    fn note(&mut self, type_: EventType, reason: Reason, d: Direction, text: String) {
+        self.notes.push((type_, reason, d, text));
+    }
+    fn retry(&mut self, e: &DtsError) {
+        self.retry = true;
+        self.floor = self.floor.max(e.retry_after);
+    }
+}
+
+fn record_calls(obs: &Observed, call: &Call, results: Vec<CallResult>) -> Outcome {
+    let base = call.mark.as_ref().unwrap_or(&obs.status);
+    let mut directions = base.directions.clone();
+    let mut t = Tally::default();
+    for CallResult { direction: d, answer } in results {
+        let r = record_of_mut(&mut directions, &obs.spec, d);
+        match answer {
+            Answer::NotSent => {}
+            Answer::Describe(Ok(detail)) if detail.is_finished() => {
+                success(r, detail.request_id.clone(), detail.http_status);
+                let text = with_request_id(
+                    format!("{d}: DescribeDtsJobDetail reports the job Finished"),
+                    &detail.request_id,
+                );
+                t.note(EventType::Normal, Reason::Stopped, d, text);
+            }
+            Answer::Describe(Ok(_)) => {
+                // The earlier call did not take effect: a stop is next, and
+                // it is marked Stopping again before it is sent.
+                r.state = DirectionState::Pending;
+                t.again = true;
+            }
+            Answer::Describe(Err(e)) if e.class == ErrorClass::Terminal => fail(r, &e, call, &mut t),
+            Answer::Describe(Err(e)) => {
+                failure(r, &e);
+                t.retry(&e);
+            }
+            Answer::Stop(Ok(ok), _) => {
+                success(r, ok.request_id.clone(), ok.http_status);
+                let text = with_request_id(format!("{d}: StopDtsJob succeeded"), &ok.request_id);
+                t.note(EventType::Normal, Reason::Stopped, d, text);
+            }
+            Answer::Stop(Err(e), _) if e.class == ErrorClass::Retryable => {
+                r.state = DirectionState::Pending;
+                failure(r, &e);
+                t.retry(&e);
+                t.note(
+                    EventType::Warning,
+                    Reason::RetryScheduled,
+                    d,
+                    format!("{d}: {e}; retrying"),
+                );
+            }
+            Answer::Stop(Err(e), _) if e.class == ErrorClass::Ambiguous => {
+                r.state = DirectionState::Stopping;
+                failure(r, &e);
+                t.retry = true;
+                let text = format!("{d}: {e}; the job will be described before any new call");
+                t.note(EventType::Warning, Reason::StopOutcomeUnknown, d, text);
+            }
+            Answer::Stop(Err(e), Some(Ok(detail))) if detail.is_finished() => {
+                failure(r, &e);
+                r.state = DirectionState::Stopped;
+                r.failed_for = None;
+                let text = with_request_id(
+                    format!(
+                        "{d}: DTS reports the job already finished ({})",
+                        Reason::for_dts_error(&e)
+                    ),
+                    &e.request_id,
+                );
+                t.note(EventType::Normal, Reason::AlreadyStopped, d, text);
+            }
+            Answer::Stop(Err(e), _) => fail(r, &e, call, &mut t),
+        }
+    }
+    let status = status::build(obs, &call.intent, directions, None, base);
+    let write = (status != *base).then(|| Write {
+        status,
+        precondition: match call.mark {
+            Some(_) => None,
+            None => obs.resource_version.clone(),
+        },
+    });
+    let next = if t.retry {
+        Next::Retry { floor: t.floor }
+    } else if t.again {
+        Next::Now
+    } else {
+        Next::Settled
+    };
+    Outcome {
+        write,
+        events: group(t.notes),
+        next,
+    }
+}
+
+fn success(r: &mut DirectionStatus, request_id: Option<String>, http_status: u16) {
+    r.state = DirectionState::Stopped;
+    r.request_id = request_id;
+    r.http_status_code = Some(i32::from(http_status));
+    r.error_code = None;
+    r.error_message = None;
+    r.dynamic_code = None;
+    r.dynamic_message = None;
+    r.failed_for = None;
+}
+
+fn failure(r: &mut DirectionStatus, e: &DtsError) {
+    r.request_id = e.request_id.clone();
+    r.http_status_code = e.http_status.map(i32::from);
+    r.error_code = Some(e.code.clone().unwrap_or_else(|| e.reason().to_owned()));
+    r.error_message = Some(e.message.clone().unwrap_or_else(|| e.to_string()));
+    r.dynamic_code = e.dynamic_code.clone();
+    r.dynamic_message = e.dynamic_message.clone();
+}
+
+/// A terminal failure: not retried while the decision's fingerprint holds.
+fn fail(r: &mut DirectionStatus, e: &DtsError, call: &Call, t: &mut Tally) {
+    r.state = DirectionState::Failed;
+    failure(r, e);
+    r.failed_for = Some(call.fingerprint.clone());
+    let d = r.direction;
+    t.note(EventType::Warning, Reason::for_dts_error(e), d, format!("{d}: {e}"));
+}
+
+fn with_request_id(text: String, request_id: &Option<String>) -> String {
+    match request_id {
+        Some(id) => format!("{text} (RequestId {id})"),
+        None => text,
+    }
+}
+
+/// One Event per (type, reason) per reconcile, naming every direction and
+/// RequestId, with the directions in its `action` (`StopForward`,
+/// `StopForwardReverse`): the event recorder folds Events with the same
+/// (type, action, reason) into one series that keeps the first note, so
+/// without the directions in the action a direction stopped in a later
+/// reconcile (after a retry) would never show its RequestId.
+fn group(notes: Vec<(EventType, Reason, Direction, String)>) -> Vec<Note> {
+    let mut grouped: Vec<(EventType, Reason, Vec<Direction>, String)> = Vec::new();
+    for (type_, reason, direction, note) in notes {
+        match grouped.iter_mut().find(|(t, r, _, _)| *t == type_ && *r == reason) {
+            Some((_, _, directions, existing)) => {
+                if !directions.contains(&direction) {
+                    directions.push(direction);
+                }
+                existing.push_str("; ");
+                existing.push_str(&note);
+            }
+            None => grouped.push((type_, reason, vec![direction], note)),
+        }
+    }
+    grouped
+        .into_iter()
+        .map(|(type_, reason, mut directions, note)| {
+            directions.sort();
+            let action = directions.iter().fold("Stop".to_owned(), |acc, d| acc + d.as_str());
+            Note {
+                type_,
+                reason,
+                action,
+                note,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,303 @@
+//! The rules of `record`, one row each: a decision made by `decide` on a
+//! recorded status, the answers DTS gave, and what must follow.
+
+// The answers are built as DTS returns them: `Result<_, DtsError>` (see
+// the allowance in the DTS client for why DtsError is not boxed).
+#![allow(clippy::result_large_err)]
+
+use std::time::Duration;
+
+use super::*;
+use crate::controller::decide::decide;
+use crate::controller::fixtures::{observed, record as rec, spec};
+use crate::crd::DesiredState;
+use crate::crd::DirectionState::*;
+use crate::dts::{ApiSuccess, ErrorKind, JobDetail, TransportError};
+use Direction::*;
+
+fn ok(rid: &str) -> Result<ApiSuccess, DtsError> {
+    Ok(ApiSuccess {
+        request_id: Some(rid.into()),
+        http_status: 200,
+        body: serde_json::json!({"RequestId": rid, "Success": true}),
+    })
+}
+
+fn detail(status: &str) -> Result<JobDetail, DtsError> {
+    Ok(JobDetail {
+        request_id: Some("DESC-1".into()),
+        http_status: 200,
+        status: Some(status.into()),
+    })
+}
+
+fn api_error(code: &str, class: ErrorClass, http: u16) -> DtsError {
+    DtsError {
+        class,
+        kind: ErrorKind::Api,
+        http_status: Some(http),
+        code: Some(code.into()),
+        message: Some(format!("{code} happened")),
+        request_id: Some("ERR-1".into()),
+        ..DtsError::invalid_request("")
+    }
+}
+
+fn throttled() -> DtsError {
+    DtsError {
+        retry_after: Some(Duration::from_secs(3)),
+        ..api_error("Throttling.User", ErrorClass::Retryable, 400)
+    }
+}
+
+fn terminal(code: &str) -> DtsError {
+    api_error(code, ErrorClass::Terminal, 200)
+}
+
+fn timeout() -> DtsError {
+    DtsError::from_transport(&TransportError::Timeout)
+}
+
+struct Row {
+    rule: &'static str,
+    /// The recorded state of Forward before the reconcile (None: no record).
+    before: Option<DirectionState>,
+    answer: fn() -> Answer,
+    /// Forward's state after.
+    after: DirectionState,
+    /// (type, reason) of the Events.
+    events: Vec<(EventType, Reason)>,
+    next: Next,
+}
+
+fn rows() -> Vec<Row> {
+    let normal = EventType::Normal;
+    let warning = EventType::Warning;
+    vec![
+        Row {
+            rule: "a stop DTS accepted is Stopped, with its RequestId in an Event",
+            before: None,
+            answer: || Answer::Stop(ok("REQ-1"), None),
+            after: Stopped,
+            events: vec![(normal, Reason::Stopped)],
+            next: Next::Settled,
+        },
+        Row {
+            rule: "a retryable refusal is Pending and retried no earlier than x-acs-retry-after",
+            before: None,
+            answer: || Answer::Stop(Err(throttled()), None),
+            after: Pending,
+            events: vec![(warning, Reason::RetryScheduled)],
+            next: Next::Retry {
+                floor: Some(Duration::from_secs(3)),
+            },
+        },
+        Row {
+            rule: "an ambiguous answer stays Stopping, so the next attempt describes first",
+            before: None,
+            answer: || Answer::Stop(Err(timeout()), None),
+            after: Stopping,
+            events: vec![(warning, Reason::StopOutcomeUnknown)],
+            next: Next::Retry { floor: None },
+        },
+        Row {
+            rule: "a terminal refusal of a finished job is AlreadyStopped",
+            before: None,
+            answer: || Answer::Stop(Err(terminal("InvalidJobStatus")), Some(detail("FINISHED"))),
+            after: Stopped,
+            events: vec![(normal, Reason::AlreadyStopped)],
+            next: Next::Settled,
+        },
+        Row {
+            rule: "a terminal refusal is Failed, its Event named like its Stalled reason",
+            before: None,
+            answer: || Answer::Stop(Err(terminal("InvalidParameter")), Some(detail("Synchronizing"))),
+            after: Failed,
+            events: vec![(warning, Reason::InvalidParameter)],
+            next: Next::Settled,
+        },
+        Row {
+            rule: "an unknown terminal code is StopFailed",
+            before: None,
+            answer: || Answer::Stop(Err(terminal("Brand.New.Code")), None),
+            after: Failed,
+            events: vec![(warning, Reason::StopFailed)],
+            next: Next::Settled,
+        },
+        Row {
+            rule: "a describe that shows Finished confirms the stop",
+            before: Some(Stopping),
+            answer: || Answer::Describe(detail("Finished")),
+            after: Stopped,
+            events: vec![(normal, Reason::Stopped)],
+            next: Next::Settled,
+        },
+        Row {
+            rule: "a describe that shows the job running makes a stop next, at once",
+            before: Some(Stopping),
+            answer: || Answer::Describe(detail("Synchronizing")),
+            after: Pending,
+            events: vec![],
+            next: Next::Now,
+        },
+        Row {
+            rule: "a describe that fails retryably keeps Stopping and backs off",
+            before: Some(Stopping),
+            answer: || Answer::Describe(Err(throttled())),
+            after: Stopping,
+            events: vec![],
+            next: Next::Retry {
+                floor: Some(Duration::from_secs(3)),
+            },
+        },
+        Row {
+            rule: "a describe refused terminally is Failed",
+            before: Some(Stopping),
+            answer: || Answer::Describe(Err(terminal("Forbidden.RAM"))),
+            after: Failed,
+            events: vec![(warning, Reason::AccessDenied)],
+            next: Next::Settled,
+        },
+        Row {
+            rule: "a call not sent (Lease lost) stays as marked, silently",
+            before: None,
+            answer: || Answer::NotSent,
+            after: Stopping,
+            events: vec![],
+            next: Next::Settled,
+        },
+    ]
+}
+
+fn observed_with(before: Option<DirectionState>) -> Observed {
+    let status = DtsJobStatus {
+        directions: before.map(|s| rec(Forward, s)).into_iter().collect(),
+        ..Default::default()
+    };
+    let mut s = spec(Some(DesiredState::Stopped), &[Forward]);
+    s.job_id = "job1".into();
+    observed(s, status)
+}
+
+#[test]
+fn record_follows_the_rules_for_every_answer() {
+    let mut failures = Vec::new();
+    for row in rows() {
+        let obs = observed_with(row.before);
+        let decision = decide(&obs);
+        let Decision::Call(call) = &decision else {
+            panic!("{}: expected a call, got {decision:?}", row.rule)
+        };
+        let acted = Acted::Calls(vec![CallResult {
+            direction: Forward,
+            answer: (row.answer)(),
+        }]);
+        let out = record(&obs, &decision, acted);
+        let after = out
+            .write
+            .as_ref()
+            .map(|w| &w.status)
+            .or(call.mark.as_ref())
+            .and_then(|s| s.directions.iter().find(|r| r.direction == Forward))
+            .map(|r| r.state);
+        let events: Vec<_> = out.events.iter().map(|n| (n.type_, n.reason)).collect();
+        if after != Some(row.after) || events != row.events || out.next != row.next {
+            failures.push(format!(
+                "{}:\n  want {:?} {:?} {:?}\n  got  {after:?} {events:?} {:?}",
+                row.rule, row.after, row.events, row.next, out.next
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn a_refused_mark_prevents_every_call_and_every_write() {
+    let obs = observed_with(None);
+    let decision = decide(&obs);
+    let out = record(&obs, &decision, Acted::MarkRefused);
+    assert_eq!(out.write, None);
+    assert!(out.events.is_empty());
+    assert_eq!(out.next, Next::After(CONFLICT_RETRY), "decide again on a fresher view");
+}
+
+#[test]
+fn a_terminal_failure_is_tied_to_the_decision_fingerprint() {
+    let obs = observed_with(None);
+    let decision = decide(&obs);
+    let Decision::Call(call) = &decision else {
+        unreachable!()
+    };
+    let acted = Acted::Calls(vec![CallResult {
+        direction: Forward,
+        answer: Answer::Stop(Err(terminal("InvalidParameter")), None),
+    }]);
+    let out = record(&obs, &decision, acted);
+    let w = out.write.expect("the failure is written");
+    let r = &w.status.directions[0];
+    assert_eq!(r.failed_for.as_deref(), Some(call.fingerprint.as_str()));
+    assert_eq!(r.error_code.as_deref(), Some("InvalidParameter"));
+    assert_eq!(r.request_id.as_deref(), Some("ERR-1"));
+    assert_eq!(w.precondition, None, "after the mark the write is unconditional");
+}
+
+#[test]
+fn writes_from_the_cached_view_carry_its_resource_version() {
+    // Describe-only: no mark was written, so the result is conditional.
+    let obs = observed_with(Some(Stopping));
+    let decision = decide(&obs);
+    let acted = Acted::Calls(vec![CallResult {
+        direction: Forward,
+        answer: Answer::Describe(detail("Finished")),
+    }]);
+    let w = record(&obs, &decision, acted).write.expect("a change");
+    assert_eq!(w.precondition.as_deref(), Some("7"));
+
+    // Settle: the same.
+    let obs = observed(spec(None, &[Forward]), DtsJobStatus::default());
+    let w = record(&obs, &decide(&obs), Acted::NoCall).write.expect("first status");
+    assert_eq!(w.precondition.as_deref(), Some("7"));
+}
+
+#[test]
+fn nothing_changed_nothing_written_and_no_repeated_warning() {
+    let obs = observed(
+        spec(Some(DesiredState::Running), &[Forward]),
+        DtsJobStatus {
+            directions: vec![rec(Forward, Stopped)],
+            ..Default::default()
+        },
+    );
+    let first = record(&obs, &decide(&obs), Acted::NoCall);
+    let w = first.write.expect("first status");
+    assert_eq!(first.events.len(), 1, "RestartNotSupported is published with the write");
+    let again = observed(obs.spec.clone(), w.status);
+    let second = record(&again, &decide(&again), Acted::NoCall);
+    assert_eq!(second.write, None);
+    assert!(second.events.is_empty());
+    assert_eq!(second.next, Next::Settled);
+}
+
+#[test]
+fn two_directions_stopped_in_one_reconcile_share_one_event() {
+    let obs = observed(
+        spec(Some(DesiredState::Stopped), &[Forward, Reverse]),
+        DtsJobStatus::default(),
+    );
+    let decision = decide(&obs);
+    let acted = Acted::Calls(vec![
+        CallResult {
+            direction: Forward,
+            answer: Answer::Stop(ok("REQ-F"), None),
+        },
+        CallResult {
+            direction: Reverse,
+            answer: Answer::Stop(ok("REQ-R"), None),
+        },
+    ]);
+    let out = record(&obs, &decision, acted);
+    assert_eq!(out.events.len(), 1);
+    let e = &out.events[0];
+    assert_eq!((e.reason, e.action.as_str()), (Reason::Stopped, "StopForwardReverse"));
+    assert!(e.note.contains("REQ-F") && e.note.contains("REQ-R"), "{}", e.note);
+}

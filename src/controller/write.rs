@@ -1,0 +1,116 @@
+//! Write (I/O): the one status path, then the Events.
+//!
+//! Status is written by server-side apply with the operator's field
+//! manager, optionally under a resourceVersion precondition, and only by
+//! the Lease holder. Every write has a timeout and is counted by outcome
+//! (`ok`, `conflict`, `error`, `timeout`), so a slow or refusing API server
+//! shows on `/metrics` instead of hanging reconciles.
+
+use std::time::Duration;
+
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, Resource};
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::observe::Observed;
+use super::record::Note;
+use super::{Context, Error, FIELD_MANAGER};
+use crate::crd::{DtsJob, DtsJobStatus};
+use crate::metrics::WriteOutcome;
+
+/// What a status write came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    /// Applied.
+    Ok,
+    /// The precondition failed (409): the view was stale; decide again.
+    Conflict,
+    /// This replica does not hold the Lease: nothing was sent.
+    NotLeader,
+}
+
+/// Writes `status` for `obs`, under `precondition` when given.
+pub async fn status(
+    ctx: &Context,
+    obs: &Observed,
+    status: &DtsJobStatus,
+    precondition: Option<&str>,
+) -> Result<Written, Error> {
+    if !(ctx.may_act)() {
+        return Ok(Written::NotLeader);
+    }
+    let api: Api<DtsJob> = Api::namespaced(ctx.client.clone(), &obs.namespace);
+    let mut metadata = json!({ "name": obs.name });
+    if let Some(rv) = precondition {
+        metadata["resourceVersion"] = json!(rv);
+    }
+    let body = json!({
+        "apiVersion": DtsJob::api_version(&()),
+        "kind": DtsJob::kind(&()),
+        "metadata": metadata,
+        "status": status,
+    });
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let sent = tokio::time::timeout(
+        ctx.settings.write_timeout,
+        api.patch_status(&obs.name, &params, &Patch::Apply(&body)),
+    )
+    .await;
+    let (outcome, result) = match sent {
+        Ok(Ok(_)) => (WriteOutcome::Ok, Ok(Written::Ok)),
+        Ok(Err(kube::Error::Api(s))) if s.code == 409 => (WriteOutcome::Conflict, Ok(Written::Conflict)),
+        Ok(Err(e)) => (WriteOutcome::Error, Err(Error::Kube(e))),
+        Err(_) => (
+            WriteOutcome::Timeout,
+            Err(Error::WriteTimeout(ctx.settings.write_timeout)),
+        ),
+    };
+    ctx.metrics.status_write(outcome);
+    result
+}
+
+/// Publishes `notes` as Events of `job`, each also logged. An Event that
+/// cannot be recorded is logged and otherwise ignored: Events are
+/// best-effort, the status is the record.
+pub async fn events(ctx: &Context, job: &DtsJob, notes: &[Note]) {
+    for n in notes {
+        match n.type_ {
+            EventType::Normal => info!(reason = %n.reason, action = %n.action, "{}", n.note),
+            EventType::Warning => warn!(reason = %n.reason, action = %n.action, "{}", n.note),
+        }
+        let ev = Event {
+            type_: n.type_,
+            reason: n.reason.as_str().to_owned(),
+            note: Some(truncate(n.note.clone(), 1000)),
+            action: n.action.clone(),
+            secondary: None,
+        };
+        let published = tokio::time::timeout(
+            ctx.settings.write_timeout,
+            ctx.recorder.publish(&ev, &job.object_ref(&())),
+        )
+        .await;
+        match published {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, reason = %n.reason, "could not record Event"),
+            Err(_) => warn!(reason = %n.reason, "recording an Event timed out"),
+        }
+    }
+}
+
+/// Cuts `s` to at most `max` bytes, on a character boundary.
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+/// The default timeout of a status write or Event.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,0 +1,200 @@
+//! The operator's one vocabulary: every condition reason, Event reason and
+//! reason metric label is a [`Reason`], so a typo does not compile and the
+//! three can never disagree about one failure.
+//!
+//! The README's "Condition and Event reasons" table is checked against
+//! [`Reason::ALL`] by a test (`reasons_are_documented_in_the_readme`).
+
+use std::fmt;
+
+use crate::dts::DtsError;
+
+macro_rules! reasons {
+    ($($(#[doc = $doc:literal])* $name:ident,)*) => {
+        /// A fixed CamelCase reason (kstatus requires reasons to be
+        /// identifiers; DTS codes carry dots, so they never are reasons).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Reason {
+            $($(#[doc = $doc])* $name,)*
+        }
+
+        impl Reason {
+            /// Every reason, in declaration order.
+            pub const ALL: &'static [Reason] = &[$(Reason::$name,)*];
+
+            /// The reason as written in conditions, Events and metric labels.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Reason::$name => stringify!($name),)*
+                }
+            }
+        }
+    };
+}
+
+reasons! {
+    /// `desiredState` unset or `Running`: no DTS call is made.
+    ObserveOnly,
+    /// DTS confirmed the stop of every listed direction.
+    Stopped,
+    /// DTS refused the stop but reports the job already finished.
+    AlreadyStopped,
+    /// A stop was sent (or is about to be) and its outcome is awaited.
+    Stopping,
+    /// A retryable failure; the next attempt is scheduled with backoff.
+    RetryScheduled,
+    /// Timeout, reset or unreadable answer: the job is described before any new call.
+    StopOutcomeUnknown,
+    /// DTS refused the stop with a terminal error that has no more specific reason.
+    StopFailed,
+    /// DTS rejected a parameter (for example Reverse on a one-way job).
+    InvalidParameter,
+    /// The credentials were refused (signature, AccessKey, STS token).
+    AuthenticationFailed,
+    /// The credentials lack permission (RAM).
+    AccessDenied,
+    /// DTS does not know the job or instance.
+    JobNotFound,
+    /// The job's state does not allow the operation.
+    InvalidJobStatus,
+    /// The request's timestamp was refused (clock skew).
+    ClockSkew,
+    /// DTS throttled the call.
+    Throttled,
+    /// DTS answered 5xx / ServiceUnavailable / InternalError.
+    ServiceUnavailable,
+    /// DTS saw the request's nonce before.
+    SignatureNonceUsed,
+    /// No answer within the timeout.
+    Timeout,
+    /// The request never reached DTS.
+    ConnectionFailed,
+    /// The connection broke after the request was sent.
+    ConnectionReset,
+    /// DTS's answer could not be read.
+    UnreadableResponse,
+    /// The credentials Secret does not exist.
+    CredentialsSecretNotFound,
+    /// A key of the credentials Secret is missing or empty.
+    CredentialsKeyMissing,
+    /// No Secret is referenced and the operator has no default credentials.
+    CredentialsNotConfigured,
+    /// The credentials Secret could not be read (Kubernetes API error).
+    CredentialsUnavailable,
+    /// `desiredState: Running` after a stop.
+    RestartNotSupported,
+    /// Nothing is pending.
+    Settled,
+    /// No terminal error.
+    NotStalled,
+    /// A Kubernetes API request of the reconcile failed.
+    KubeApiError,
+    /// The DtsJob has no namespace.
+    NoNamespace,
+}
+
+impl Reason {
+    /// The reason for a failed DTS call: the same rule names the Stalled
+    /// condition, the Warning Event and the metric label. Codes without a
+    /// specific reason are [`Reason::StopFailed`].
+    pub fn for_dts_error(e: &DtsError) -> Reason {
+        Self::from_dts_label(e.reason())
+    }
+
+    /// The reason for a DTS error code alone (a code recorded in status).
+    pub fn for_dts_code(code: &str) -> Reason {
+        crate::dts::error::reason_for_code(code)
+            .map(Self::from_dts_label)
+            .unwrap_or(Reason::StopFailed)
+    }
+
+    /// Maps the DTS client's classification label onto the vocabulary.
+    fn from_dts_label(label: &str) -> Reason {
+        match label {
+            "Throttled" => Reason::Throttled,
+            "ServiceUnavailable" => Reason::ServiceUnavailable,
+            "SignatureNonceUsed" => Reason::SignatureNonceUsed,
+            "Timeout" => Reason::Timeout,
+            "ConnectionFailed" => Reason::ConnectionFailed,
+            "ConnectionReset" => Reason::ConnectionReset,
+            "UnreadableResponse" => Reason::UnreadableResponse,
+            "InvalidParameter" => Reason::InvalidParameter,
+            "AuthenticationFailed" => Reason::AuthenticationFailed,
+            "AccessDenied" => Reason::AccessDenied,
+            "JobNotFound" => Reason::JobNotFound,
+            "InvalidJobStatus" => Reason::InvalidJobStatus,
+            "ClockSkew" => Reason::ClockSkew,
+            _ => Reason::StopFailed,
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn names_are_unique_camel_case_identifiers() {
+        let names: BTreeSet<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(names.len(), Reason::ALL.len());
+        for n in names {
+            assert!(n.chars().next().is_some_and(|c| c.is_ascii_uppercase()), "{n}");
+            assert!(n.chars().all(|c| c.is_ascii_alphanumeric()), "{n}");
+        }
+    }
+
+    /// Every reason in the README's table is a `Reason`, and every `Reason`
+    /// is in the table: the table is the user's map of the vocabulary.
+    #[test]
+    fn reasons_are_documented_in_the_readme() {
+        let readme = include_str!("../README.md");
+        let table = readme
+            .split("### Condition and Event reasons")
+            .nth(1)
+            .expect("README has the reasons section");
+        let mut documented = BTreeSet::new();
+        for line in table.lines().skip_while(|l| !l.starts_with('|')) {
+            if !line.starts_with('|') {
+                break;
+            }
+            let first = line.split('|').nth(1).unwrap_or_default();
+            for name in first.split('`').skip(1).step_by(2) {
+                documented.insert(name.to_owned());
+            }
+        }
+        let known: BTreeSet<String> = Reason::ALL.iter().map(|r| r.as_str().to_owned()).collect();
+        let undocumented: Vec<_> = known.difference(&documented).collect();
+        let unknown: Vec<_> = documented.difference(&known).collect();
+        assert!(
+            undocumented.is_empty(),
+            "reasons missing from the README table: {undocumented:?}"
+        );
+        assert!(
+            unknown.is_empty(),
+            "README table names reasons that do not exist: {unknown:?}"
+        );
+    }
+
+    #[test]
+    fn dts_codes_map_to_reasons() {
+        assert_eq!(
+            Reason::for_dts_code("InvalidAccessKeyId.NotFound"),
+            Reason::AuthenticationFailed
+        );
+        assert_eq!(
+            Reason::for_dts_code("SignatureDoesNotMatch"),
+            Reason::AuthenticationFailed
+        );
+        assert_eq!(Reason::for_dts_code("Forbidden.InstanceNotFound"), Reason::JobNotFound);
+        assert_eq!(Reason::for_dts_code("Forbidden.RAM"), Reason::AccessDenied);
+        assert_eq!(Reason::for_dts_code("InvalidApi.NotFound"), Reason::StopFailed);
+        assert_eq!(Reason::for_dts_code("Weird.Code"), Reason::StopFailed);
+    }
+}
