@@ -21,8 +21,8 @@
 //! Why not kube-lease-manager (0.13.1, kube 5): it writes the Lease with
 //! PATCH (strategic merge and server-side apply), which needs the `patch` verb,
 //! takes whole seconds only, and has no renew deadline — a leader whose renewals
-//! keep failing stays leader until its own lock expires, the case the issue
-//! requires to stop at once. What is needed here is one small state machine
+//! keep failing stays leader until its own lock expires, where a leader must
+//! stop acting at once. What is needed here is one small state machine
 //! with a pure, unit-tested decision function.
 
 use std::future::Future;

@@ -1,6 +1,6 @@
 //! End to end: the real kube-apiserver serves the committed CRD and enforces
-//! its schema, so bad specs are rejected at admission with readable messages
-//! (issue 4, case 7). Also proves the e2e harness in tests/support.
+//! its schema, so bad specs are rejected at admission with readable messages.
+//! Also proves the e2e harness in tests/support.
 
 mod support;
 

@@ -1,5 +1,5 @@
-//! End to end: the operator installed as users install it (issue 5, "Tests
-//! on the real control plane"). The Helm chart is installed into the real
+//! End to end: the operator installed as users install it, on the real
+//! control plane. The Helm chart is installed into the real
 //! API server; the operator binary then runs with a token of the chart's own
 //! ServiceAccount, so the chart's RBAC is what it gets: enough for the whole
 //! stop flow, and nothing it must not have. Also: the chart and the plain
@@ -853,7 +853,7 @@ async fn dts_rate_limit_holds_while_fifty_jobs_stop_at_once() {
         );
     }
 
-    // Calendar seconds, as the issue states it: at most R calls each; R+1
+    // Calendar seconds, as a user would count them: at most R calls each; R+1
     // only when they span nearly the whole second (the jitter above, at a
     // second boundary), never R+2.
     let mut per_second: BTreeMap<i64, Vec<i64>> = BTreeMap::new();

@@ -1,5 +1,5 @@
 //! End to end: two operator replicas with leader election against one real
-//! control plane (issue 5). Only the Lease holder calls DTS; the standby is
+//! control plane. Only the Lease holder calls DTS; the standby is
 //! ready and waits; it takes over when the leader is killed (after the Lease
 //! expires) or stops gracefully (at once, because the Lease is released — but
 //! only after the leader's in-flight DTS call has finished and its result is

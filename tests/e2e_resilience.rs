@@ -1,6 +1,6 @@
 //! End to end: the operator survives restarts, crashes, credential mistakes
 //! and unknown outcomes without ever sending a blind second StopDtsJob
-//! (DESIGN §2; issue 4, cases 5, 6 and 8).
+//! (docs/design.md §2).
 //!
 //! Each test runs the real `dts-emulator` and `dts-operator` binaries in its
 //! own namespace. "Nothing happened" is only asserted after a positive sign

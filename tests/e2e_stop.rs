@@ -1,6 +1,5 @@
 //! End to end: the real `dts-operator` stopping DTS jobs on the real
-//! `dts-emulator`, driven through the real kube-apiserver (issue 4, cases 1,
-//! 2, 3, 4, 9 and 10).
+//! `dts-emulator`, driven through the real kube-apiserver.
 //!
 //! Every test has its own namespace, emulator and operator. Assertions are
 //! on what a user sees: the calls the emulator received (its journal), the

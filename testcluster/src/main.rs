@@ -5,8 +5,8 @@
 //! cluster outlives the command), waits until the API server is usable,
 //! writes a kubeconfig and installs the CRDs; `down` stops whatever `up`
 //! recorded in `DIR/pids`. There is no kube-controller-manager, scheduler or
-//! kubelet: see reference/control-plane.md §2.3 for what that rules out
-//! (namespace deletion never finishes, no garbage collection, no Pods run).
+//! kubelet, which rules out some things: namespace deletion never finishes,
+//! there is no garbage collection, and no Pods run.
 
 mod pki;
 mod process;
