@@ -526,7 +526,15 @@ async fn reverse_on_one_way_job_records_rendered_error_and_is_not_retried() {
         stalled.message,
         format!("Reverse: {RENDERED_INVALID_DIRECTION} (RequestId {request_id})")
     );
-    let ev = wait_event(&ns, "one-way", "Warning", "StopFailed", RENDERED_INVALID_DIRECTION).await;
+    // One name for one failure: the Warning Event's reason is the Stalled reason.
+    let ev = wait_event(
+        &ns,
+        "one-way",
+        "Warning",
+        "InvalidParameter",
+        RENDERED_INVALID_DIRECTION,
+    )
+    .await;
     assert!(ev.note.as_deref().unwrap_or_default().contains("Reverse: "), "{ev:#?}");
 
     // Terminal: no new StopDtsJob over the window, and the job is untouched.
@@ -676,7 +684,7 @@ async fn secrets_never_appear_in_operator_log_events_or_status() {
         assert_condition(&job, "Stalled", "True", "AuthenticationFailed");
         let r = direction(&job, "Forward").unwrap();
         assert_eq!(r.error_code.as_deref(), Some("SignatureDoesNotMatch"), "{r:#?}");
-        wait_event(&ns, name, "Warning", "StopFailed", "SignatureDoesNotMatch").await;
+        wait_event(&ns, name, "Warning", "AuthenticationFailed", "SignatureDoesNotMatch").await;
     }
     // The STS failure did reach the emulator with the token (so the answer
     // echoed it): the journal shows the STS key and a failed signature.
