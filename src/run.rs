@@ -281,3 +281,48 @@ pub async fn shutdown_signal() {
     }
     info!("shutdown requested; finishing in-flight reconciles");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn job(name: &str, uid: &str) -> DtsJob {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "kubedts.io/v1alpha1", "kind": "DtsJob",
+            "metadata": {"name": name, "namespace": "ns", "uid": uid},
+            "spec": {"jobId": "j", "regionId": "cn-hangzhou"}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_watch_drops_the_backoff_of_deleted_jobs() {
+        let backoff = Backoff::new(Duration::from_secs(60), Duration::from_secs(300));
+        let (reader, mut writer) = reflector::store::<DtsJob>();
+        for (name, uid) in [("a", "uid-a"), ("b", "uid-b"), ("c", "uid-c")] {
+            let ev = watcher::Event::Apply(job(name, uid));
+            writer.apply_watcher_event(&ev);
+            backoff.failed(uid, None);
+        }
+        // A delete seen by the watch.
+        let gone = watcher::Event::Delete(job("a", "uid-a"));
+        writer.apply_watcher_event(&gone);
+        forget_deleted(&backoff, &gone, &reader);
+        assert_eq!(backoff.remaining("uid-a"), None);
+        assert!(backoff.remaining("uid-b").is_some());
+
+        // A delete missed during a watch gap: the relist no longer has "b".
+        for ev in [
+            watcher::Event::Init,
+            watcher::Event::InitApply(job("c", "uid-c")),
+            watcher::Event::InitDone,
+        ] {
+            writer.apply_watcher_event(&ev);
+            forget_deleted(&backoff, &ev, &reader);
+        }
+        assert_eq!(backoff.remaining("uid-b"), None, "relisted away");
+        assert!(backoff.remaining("uid-c").is_some(), "still there, still waiting");
+        assert_eq!(backoff.len(), 1);
+    }
+}
