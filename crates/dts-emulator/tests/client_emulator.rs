@@ -1,5 +1,5 @@
-//! The operator's own DTS client against the emulator, in-process, with no
-//! cluster (issue 3, last point): both signature schemes and STS credentials
+//! The operator's own DTS client (dts-api) against the emulator, in-process,
+//! with no cluster: both signature schemes and STS credentials
 //! succeed, and each failure the emulator can produce comes back in the
 //! class the controller acts on (terminal, retryable, ambiguous).
 
@@ -7,7 +7,7 @@ mod emulator_support;
 
 use std::time::{Duration, Instant};
 
-use dts_operator::dts::{ClientConfig, Credentials, DtsClient, ErrorClass, ErrorKind, JobRef, SignatureVersion};
+use dts_api::{ClientConfig, Credentials, DtsClient, ErrorClass, ErrorKind, JobRef, SignatureVersion};
 use emulator_support::{creds, is_upper_uuid, sts_creds, Emu, AK, SECRET, STS_AK, STS_TOKEN};
 use serde_json::{json, Value};
 

@@ -1,6 +1,6 @@
 //! Reading DTS answers into success or a classified [`DtsError`].
 //!
-//! DTS answers in several shapes (reference/dts-api.md §5, §8), and all of
+//! DTS answers in several shapes (docs/dts-api.md §5, §8), and all of
 //! them have been seen from the official SDK's point of view:
 //!
 //! * HTTP 200 `{"Success": true, ...}`: success;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use dts_operator::dts::{sign, ClientConfig, Credentials, DtsClient, ErrorClass, JobRef, SignatureVersion};
+use dts_api::{sign, ClientConfig, Credentials, DtsClient, ErrorClass, JobRef, SignatureVersion};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;

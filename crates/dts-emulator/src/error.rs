@@ -1,5 +1,5 @@
 //! Gateway ("PopGw") errors: the 4xx/5xx answers with Alibaba's body shape
-//! `{"RequestId","HostId","Code","Message","Recommend"}` (reference §8).
+//! `{"RequestId","HostId","Code","Message","Recommend"}` (docs/dts-api.md §8).
 
 use axum::http::StatusCode;
 

@@ -1,15 +1,15 @@
 //! The DTS operations: StopDtsJob, StartDtsJob, SuspendDtsJob,
 //! DescribeDtsJobDetail and DescribeDtsJobs, with the response fields of
-//! reference §6. Business failures are HTTP 200 with `"Success": false`
-//! (reference §5); only a missing required parameter is a gateway error.
+//! docs/dts-api.md §6. Business failures are HTTP 200 with `"Success": false`
+//! (docs/dts-api.md §5); only a missing required parameter is a gateway error.
 
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use serde_json::{json, Map, Value};
 
-use crate::emulator::error::GatewayError;
-use crate::emulator::state::{Direction, Job, JobError, Jobs, Transition};
+use crate::error::GatewayError;
+use crate::state::{Direction, Job, JobError, Jobs, Transition};
 
 /// The operations the emulator serves; any other action is
 /// `InvalidApi.NotFound`.
@@ -59,7 +59,7 @@ fn failure(request_id: &str, code: &str, message: &str, dynamic: &str) -> Answer
 
 fn job_error(request_id: &str, e: JobError) -> Answer {
     match e {
-        // Reference §8: DTS's "job or instance missing" code.
+        // docs/dts-api.md §8: DTS's "job or instance missing" code.
         JobError::NotFound(id) => failure(
             request_id,
             "Forbidden.InstanceNotFound",
@@ -151,7 +151,7 @@ fn job_fields(job: &Job, dir: Direction, now: Timestamp) -> Map<String, Value> {
 }
 
 fn describe_detail(jobs: &Jobs, params: &BTreeMap<String, String>, request_id: &str, now: Timestamp) -> Answer {
-    // DescribeDtsJobDetail spells it `DtsInstanceID` (reference §6); the
+    // DescribeDtsJobDetail spells it `DtsInstanceID` (docs/dts-api.md §6); the
     // `Id` spelling is ignored, as DTS would ignore an unknown parameter.
     let job_id = opt(params, "DtsJobId");
     let instance_id = opt(params, "DtsInstanceID");

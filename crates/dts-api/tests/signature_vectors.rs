@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use dts_operator::dts::sign::{rpc_v1, v3, Credentials};
+use dts_api::sign::{rpc_v1, v3, Credentials};
 use serde::Deserialize;
 
 #[derive(Deserialize)]

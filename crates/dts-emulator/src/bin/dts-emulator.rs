@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use dts_operator::emulator::{self, Config};
+use dts_emulator::{self as emulator, Config};
 
 /// A local Alibaba Cloud DTS (2020-01-01) API for tests, demos and offline
 /// rehearsals. Admin API under /_emulator/ (journal, faults, jobs).

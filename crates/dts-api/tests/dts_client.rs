@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use dts_operator::dts::{
+use dts_api::{
     ClientConfig, Credentials, DtsClient, ErrorClass, HttpRequest, HttpResponse, JobRef, SignatureVersion, Transport,
     TransportError,
 };

@@ -186,7 +186,7 @@ mod tests {
             "1a-b",
         ] {
             let err = resolve(None, bad).expect_err(bad);
-            assert_eq!(err.class, crate::dts::ErrorClass::Terminal);
+            assert_eq!(err.class, crate::ErrorClass::Terminal);
             assert_eq!(err.reason(), "InvalidParameter");
         }
         for good in [

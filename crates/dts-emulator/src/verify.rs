@@ -1,6 +1,6 @@
 //! Signature verification for both schemes, the way Alibaba's gateway does
 //! it: decode the request first, then canonicalize and recompute with the
-//! same pure functions the client signs with ([`crate::dts::sign`]), so the
+//! same pure functions the client signs with ([`dts_api::sign`]), so the
 //! emulator and the client cannot drift apart silently — and Alibaba's own
 //! SDKs (tests/sdk_compat) check both against an independent implementation.
 //!
@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use super::config::Account;
 use super::error::GatewayError;
-use crate::dts::sign::{rpc_v1, v3};
+use dts_api::sign::{rpc_v1, v3};
 
 /// The only API version the emulator serves.
 pub const API_VERSION: &str = "2020-01-01";
@@ -63,7 +63,7 @@ pub struct Verified {
 }
 
 /// Decodes `a=b&c=d` with `+` or `%20` for a space: both official SDKs are
-/// in use and they differ here (reference §1.4).
+/// in use and they differ here (docs/dts-api.md §1.4).
 pub fn decode_pairs(raw: &[u8]) -> BTreeMap<String, String> {
     url::form_urlencoded::parse(raw).into_owned().collect()
 }

@@ -12,9 +12,9 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use super::Shared;
-use crate::emulator::config::JobSpec;
-use crate::emulator::faults::FaultsRequest;
-use crate::emulator::state::AddError;
+use crate::config::JobSpec;
+use crate::faults::FaultsRequest;
+use crate::state::AddError;
 
 fn bad_request(message: String) -> Response {
     (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response()

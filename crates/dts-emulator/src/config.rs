@@ -24,7 +24,7 @@ pub struct Config {
 /// An AccessKey that the emulator accepts: the client's own credential type
 /// (whose `Debug` redacts the secret and token). With `securityToken` it is
 /// an STS credential: every call must then carry and sign that exact token.
-pub type Account = crate::dts::sign::Credentials;
+pub type Account = dts_api::sign::Credentials;
 
 /// A DTS job as declared in the file or posted to `/_emulator/jobs`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

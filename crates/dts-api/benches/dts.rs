@@ -1,16 +1,16 @@
-//! `make bench`: prints the cost of the operator's hot pure steps, per
-//! operation. Numbers, not assertions: this machine is shared and noisy,
-//! so read them as orders of magnitude and compare runs on one machine.
+//! `make bench` (with benches/controller.rs of dts-operator): prints the
+//! cost of the DTS client's hot pure steps (signing, request building,
+//! response parsing), per operation. Numbers, not assertions: this machine
+//! is shared and noisy, so read them as orders of magnitude and compare runs
+//! on one machine.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use dts_operator::controller::plan;
-use dts_operator::crd::{DesiredState, Direction, DtsJobSpec, DtsJobStatus};
-use dts_operator::dts::response::parse_response;
-use dts_operator::dts::sign::{rpc_v1, v3, Credentials};
-use dts_operator::dts::{build_request, ClientConfig, HttpResponse, SignatureVersion};
+use dts_api::response::parse_response;
+use dts_api::sign::{rpc_v1, v3, Credentials};
+use dts_api::{build_request, ClientConfig, HttpResponse, SignatureVersion};
 
 /// Runs `f` for about `budget` and prints the mean time per call.
 fn bench(name: &str, budget: Duration, mut f: impl FnMut()) {
@@ -87,17 +87,5 @@ fn main() {
     };
     bench("parse_response Success:false + classify", budget, || {
         black_box(parse_response(&failed).err());
-    });
-    let spec = DtsJobSpec {
-        job_id: "j1".into(),
-        instance_id: None,
-        region_id: "cn-hangzhou".into(),
-        directions: vec![Direction::Forward, Direction::Reverse],
-        desired_state: Some(DesiredState::Stopped),
-        credentials_secret_ref: None,
-    };
-    let status = DtsJobStatus::default();
-    bench("plan (two directions)", budget, || {
-        black_box(plan::plan(&spec, &status, "generation=1;secret=-;requested=-"));
     });
 }

@@ -4,7 +4,7 @@
 
 mod emulator_support;
 
-use dts_operator::dts::sign::{rpc_v1, v3, Credentials};
+use dts_api::sign::{rpc_v1, v3, Credentials};
 use emulator_support::*;
 use serde_json::json;
 

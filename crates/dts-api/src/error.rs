@@ -4,7 +4,7 @@
 //! Classification is by error code first and HTTP status second, because the
 //! status that goes with a code is not reliable (`Forbidden.RAM` has been seen
 //! with 400 and 403, `InvalidAccessKeyId.NotFound` with 400 and 404;
-//! reference/dts-api.md §5, §8).
+//! docs/dts-api.md §5, §8).
 
 use std::fmt;
 use std::time::Duration;
@@ -46,7 +46,7 @@ pub enum ErrorKind {
 /// A failed DTS call.
 ///
 /// Every text field comes from DTS's answer or from this client, never from
-/// the credentials: [`crate::dts::DtsClient`] scrubs the secret and the STS
+/// the credentials: [`crate::DtsClient`] scrubs the secret and the STS
 /// token out of server-provided text before returning (a
 /// `SignatureDoesNotMatch` message echoes the server's string-to-sign, which
 /// contains the `SecurityToken` in HMAC-SHA1 mode).
@@ -200,7 +200,7 @@ fn is_family(code: &str, family: &str) -> bool {
 
 /// The reason for a DTS error code; `None` for codes without a specific one.
 /// The one mapping behind Events, metric labels and the Stalled condition.
-pub(crate) fn reason_for_code(code: &str) -> Option<&'static str> {
+pub fn reason_for_code(code: &str) -> Option<&'static str> {
     // Throttling, Throttling.User, Throttling.Api, DTS.Msg.Throttling.User...
     if code.starts_with("Throttling") || code.split('.').any(|seg| seg == "Throttling") {
         return Some("Throttled");

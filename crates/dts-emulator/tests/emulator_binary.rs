@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use dts_operator::dts::sign::{rpc_v1, Credentials};
+use dts_api::sign::{rpc_v1, Credentials};
 
 const BIN: &str = env!("CARGO_BIN_EXE_dts-emulator");
 

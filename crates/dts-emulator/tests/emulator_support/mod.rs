@@ -6,8 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use dts_operator::dts::sign::{percent_encode, rpc_v1, v3, Credentials};
-use dts_operator::emulator::{self, Config, EmulatorHandle};
+use dts_api::sign::{percent_encode, rpc_v1, v3, Credentials};
+use dts_emulator::{self as emulator, Config, EmulatorHandle};
 use serde_json::Value;
 
 pub const AK: &str = "testAccessKeyId";

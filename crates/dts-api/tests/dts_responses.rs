@@ -2,14 +2,14 @@
 //! `tests/data/sdk-http-behaviour-observations.json` (replayed to Alibaba's
 //! official SDKs), replayed to this client through a fake transport: the
 //! class, code, status, rendered message and retry-after of each, checked
-//! against a table written from the reference (§5, §8) and cross-checked
+//! against a table written from docs/dts-api.md (§5, §8) and cross-checked
 //! against what the official SDK itself reported for the same answer.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dts_operator::dts::{
+use dts_api::{
     ClientConfig, Credentials, DtsClient, DtsError, ErrorClass, HttpRequest, HttpResponse, JobRef, SignatureVersion,
     Transport, TransportError,
 };
