@@ -17,6 +17,8 @@ RUN apt-get update \
 WORKDIR /src
 # Native target of the build platform (x86_64 or aarch64), linked statically.
 RUN rustup target add "$(uname -m)-unknown-linux-musl"
+# The whole workspace (crates/ and testcluster/ are members that Cargo.lock
+# covers); only the dts-operator binary is built.
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \

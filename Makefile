@@ -13,6 +13,7 @@ demo:
 # kube-apiserver (one control plane for the whole run, always stopped),
 # chart/manifest checks, the image build, and the SDK compatibility test with Alibaba's
 # official Python SDKs (mandatory: fails if its virtualenv can't be built).
+# (scripts/test-e2e-env.sh also builds the dts-emulator binary the e2e tests run.)
 test: lint tools deploy-check image-test
 	scripts/test-e2e-env.sh cargo test --workspace
 	hack/test-sdk.sh
@@ -26,9 +27,11 @@ lint:
 deploy-check: tools
 	hack/check-deploy.sh --check
 
-# Prints ns/op of signing, request building, response parsing and planning.
+# Prints ns/op of signing, request building, response parsing (dts-api) and
+# planning (the operator).
 bench:
-	cargo bench --bench dts
+	cargo bench -p dts-api --bench dts
+	cargo bench -p dts-operator --bench controller
 
 crd:
 	cargo run -q --bin dts-operator -- crd > crds/dtsjob.yaml

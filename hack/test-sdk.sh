@@ -9,8 +9,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 if [[ -z "${DTS_EMULATOR_BIN:-}" ]]; then
-  cargo build --quiet --bin dts-emulator
-  export DTS_EMULATOR_BIN="$root/target/debug/dts-emulator"
+  cargo build --quiet -p dts-emulator --bin dts-emulator
+  export DTS_EMULATOR_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/dts-emulator"
 fi
 venv="$(hack/python-venv.sh)" || { echo "test-sdk.sh: the Python virtualenv could not be built; the SDK compatibility test cannot run" >&2; exit 1; }
 exec "$venv/bin/python" -m pytest -p no:cacheprovider -q tests/sdk_compat "$@"

@@ -10,9 +10,9 @@ cd "$root"
 
 say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
-say "Building the control plane binaries (cached after the first run) and dts-operator"
+say "Building the control plane binaries (cached after the first run), dts-operator and dts-emulator"
 bin_dir=$(hack/build-tools.sh)
-cargo build -q --bins -p dts-operator -p testcluster
+cargo build -q --bins -p dts-operator -p dts-emulator -p testcluster
 target="${CARGO_TARGET_DIR:-$root/target}/debug"
 export PATH="$bin_dir:$PATH"
 

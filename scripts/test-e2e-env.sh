@@ -18,7 +18,10 @@ fi
 
 # Builds the Go tools on a fresh machine; only prints the cache dir otherwise.
 bin_dir=$("$root/hack/build-tools.sh")
-cargo build -q --manifest-path "$root/Cargo.toml" -p testcluster
+# testcluster, and the dts-emulator binary that the e2e tests (tests/support)
+# run from the target directory: it is another package's binary, which cargo
+# does not build for the operator's tests, and a test must not run cargo.
+cargo build -q --manifest-path "$root/Cargo.toml" -p testcluster -p dts-emulator --bin testcluster --bin dts-emulator
 testcluster="${CARGO_TARGET_DIR:-$root/target}/debug/testcluster"
 dir=$(mktemp -d "${TMPDIR:-/tmp}/dts-e2e.XXXXXX")
 

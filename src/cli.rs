@@ -4,8 +4,8 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use crate::dts::SignatureVersion;
 use crate::telemetry::LogFormat;
+use dts_api::SignatureVersion;
 
 /// Flags of `dts-operator run`.
 #[derive(clap::Args, Debug, Clone)]
@@ -20,7 +20,7 @@ pub struct RunArgs {
     pub dts_endpoint: Option<url::Url>,
 
     /// Request signing scheme.
-    #[arg(long, env = "DTS_SIGNATURE_VERSION", value_enum, default_value = "hmac-sha1")]
+    #[arg(long, env = "DTS_SIGNATURE_VERSION", value_parser = signature_version_parser(), default_value = "hmac-sha1")]
     pub signature_version: SignatureVersion,
 
     /// DTS calls per second at most, across all DtsJobs.
@@ -84,15 +84,34 @@ pub struct RunArgs {
     pub lease_retry_period: Duration,
 }
 
-/// Parses Go-style durations as Kubernetes users write them: `500ms`,
-/// `10s`, `5m`, `1m30s`, `1h`, or a bare number of seconds.
+/// `--signature-version`: clap checks the value against the possible values
+/// (so `--help` lists them and a typo is refused with them), then
+/// [`SignatureVersion`]'s `FromStr`, the one parser, reads it.
+fn signature_version_parser() -> impl clap::builder::TypedValueParser<Value = SignatureVersion> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser as _};
+    PossibleValuesParser::new([
+        PossibleValue::new(SignatureVersion::HmacSha1.as_str()).help(
+            "RPC HMAC-SHA1, `SignatureVersion=1.0`: the product's default, as the legacy SDK and \
+             `signature_algorithm=\"v2\"` send it",
+        ),
+        PossibleValue::new(SignatureVersion::Acs3HmacSha256.as_str())
+            .help("ACS3-HMAC-SHA256, header based: the current SDK's default"),
+    ])
+    .map(|s| {
+        s.parse::<SignatureVersion>()
+            .expect("every possible value is a SignatureVersion")
+    })
+}
+
 /// An endpoint override: a URL with `http` or `https` and a host.
 pub fn parse_endpoint(s: &str) -> Result<url::Url, String> {
     let url = url::Url::parse(s).map_err(|e| format!("not a URL: {e}"))?;
-    crate::dts::endpoint::override_endpoint(&url).map_err(|e| e.message.unwrap_or_default())?;
+    dts_api::endpoint::override_endpoint(&url).map_err(|e| e.message.unwrap_or_default())?;
     Ok(url)
 }
 
+/// Parses Go-style durations as Kubernetes users write them: `500ms`,
+/// `10s`, `5m`, `1m30s`, `1h`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let invalid = || format!("invalid duration {s:?}: expected e.g. 500ms, 10s, 1m30s");
@@ -164,5 +183,33 @@ mod tests {
         assert!(err.to_string().contains("--dts-endpoint"), "{err}");
         let ok = Wrapper::try_parse_from(["run", "--dts-endpoint", "http://127.0.0.1:8080"]).unwrap();
         assert_eq!(ok.run.dts_endpoint.unwrap().as_str(), "http://127.0.0.1:8080/");
+    }
+
+    #[test]
+    fn signature_version_takes_the_two_schemes_and_lists_them() {
+        use clap::{CommandFactory, Parser};
+        let parse =
+            |args: &[&str]| Wrapper::try_parse_from(["run"].iter().chain(args)).map(|w| w.run.signature_version);
+        assert_eq!(parse(&[]).unwrap(), SignatureVersion::HmacSha1);
+        assert_eq!(
+            parse(&["--signature-version", "hmac-sha1"]).unwrap(),
+            SignatureVersion::HmacSha1
+        );
+        assert_eq!(
+            parse(&["--signature-version", "acs3-hmac-sha256"]).unwrap(),
+            SignatureVersion::Acs3HmacSha256
+        );
+        let err = parse(&["--signature-version", "v4"]).unwrap_err().to_string();
+        assert!(err.contains("hmac-sha1") && err.contains("acs3-hmac-sha256"), "{err}");
+        let help = Wrapper::command().render_long_help().to_string();
+        assert!(
+            help.contains("- hmac-sha1:") && help.contains("- acs3-hmac-sha256:"),
+            "{help}"
+        );
+        let short = Wrapper::command().render_help().to_string();
+        assert!(
+            short.contains("[possible values: hmac-sha1, acs3-hmac-sha256]"),
+            "{short}"
+        );
     }
 }

@@ -3,22 +3,22 @@
 //!
 //! Architecture, one module per concern:
 //! * [`crd`]: the `DtsJob` resource types (the schema is generated from them);
-//! * [`dts`]: the DTS API client: signing, requests, response parsing and
-//!   error classification;
 //! * [`controller`]: the reconcile pipeline (observe → decide → act → record → write);
 //! * [`reason`]: the one vocabulary of condition reasons, Event reasons and metric labels;
 //! * [`run`]: wiring of watches, client, limits, leader election and controller
 //!   for `dts-operator run`;
 //! * [`leader`]: leader election on a coordination.k8s.io Lease;
 //! * [`http`], [`metrics`], [`telemetry`]: `/metrics`, `/livez`, `/readyz`,
-//!   Prometheus metrics and logging;
-//! * [`emulator`]: a local DTS API for tests, demos and offline rehearsals.
+//!   Prometheus metrics and logging.
+//!
+//! The DTS API client (signing, requests, response parsing, error
+//! classification) is the `dts-api` crate (`crates/dts-api`). The local DTS
+//! API for tests, demos and offline rehearsals is the `dts-emulator` crate
+//! (`crates/dts-emulator`), a dev-dependency only.
 
 pub mod cli;
 pub mod controller;
 pub mod crd;
-pub mod dts;
-pub mod emulator;
 pub mod http;
 pub mod leader;
 pub mod metrics;

@@ -2,7 +2,7 @@
 //!
 //! Labels are bounded vocabularies, never text derived from `Debug` output
 //! or taken from DTS unchecked: actions, outcomes, [`Reason`]s, phases, and
-//! DTS error codes from a known set ([`crate::dts::error::metric_code`];
+//! DTS error codes from a known set ([`dts_api::error::metric_code`];
 //! anything else is `Other`). The raw code goes to status and Events.
 
 use std::time::Duration;
@@ -19,8 +19,8 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use crate::crd::{DtsJob, Phase};
-use crate::dts::{DtsError, ErrorClass};
 use crate::reason::Reason;
+use dts_api::{DtsError, ErrorClass};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
@@ -181,7 +181,7 @@ pub fn call_labels(action: &'static str, error: Option<&DtsError>) -> CallLabels
                 ErrorClass::Terminal => "terminal",
             },
             reason: Reason::for_dts_error(e).as_str(),
-            error_code: e.code.as_deref().map(crate::dts::error::metric_code).unwrap_or(""),
+            error_code: e.code.as_deref().map(dts_api::error::metric_code).unwrap_or(""),
         },
     }
 }

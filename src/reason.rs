@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use crate::dts::DtsError;
+use dts_api::{DtsError, ErrorReason};
 
 macro_rules! reasons {
     ($($(#[doc = $doc:literal])* $name:ident,)*) => {
@@ -95,36 +95,39 @@ reasons! {
 
 impl Reason {
     /// The reason for a failed DTS call: the same rule names the Stalled
-    /// condition, the Warning Event and the metric label. Codes without a
+    /// condition, the Warning Event and the metric label. Failures without a
     /// specific reason are [`Reason::StopFailed`].
     pub fn for_dts_error(e: &DtsError) -> Reason {
-        Self::from_dts_label(e.reason())
+        e.reason().into()
     }
 
     /// The reason for a DTS error code alone (a code recorded in status).
     pub fn for_dts_code(code: &str) -> Reason {
-        crate::dts::error::reason_for_code(code)
-            .map(Self::from_dts_label)
+        dts_api::error::reason_for_code(code)
+            .map(Reason::from)
             .unwrap_or(Reason::StopFailed)
     }
+}
 
-    /// Maps the DTS client's classification label onto the vocabulary.
-    fn from_dts_label(label: &str) -> Reason {
-        match label {
-            "Throttled" => Reason::Throttled,
-            "ServiceUnavailable" => Reason::ServiceUnavailable,
-            "SignatureNonceUsed" => Reason::SignatureNonceUsed,
-            "Timeout" => Reason::Timeout,
-            "ConnectionFailed" => Reason::ConnectionFailed,
-            "ConnectionReset" => Reason::ConnectionReset,
-            "UnreadableResponse" => Reason::UnreadableResponse,
-            "InvalidParameter" => Reason::InvalidParameter,
-            "AuthenticationFailed" => Reason::AuthenticationFailed,
-            "AccessDenied" => Reason::AccessDenied,
-            "JobNotFound" => Reason::JobNotFound,
-            "InvalidJobStatus" => Reason::InvalidJobStatus,
-            "ClockSkew" => Reason::ClockSkew,
-            _ => Reason::StopFailed,
+impl From<ErrorReason> for Reason {
+    /// Exhaustive: a new DTS client reason does not compile until it has a
+    /// place in the vocabulary.
+    fn from(r: ErrorReason) -> Reason {
+        match r {
+            ErrorReason::Throttled => Reason::Throttled,
+            ErrorReason::ServiceUnavailable => Reason::ServiceUnavailable,
+            ErrorReason::SignatureNonceUsed => Reason::SignatureNonceUsed,
+            ErrorReason::Timeout => Reason::Timeout,
+            ErrorReason::ConnectionFailed => Reason::ConnectionFailed,
+            ErrorReason::ConnectionReset => Reason::ConnectionReset,
+            ErrorReason::UnreadableResponse => Reason::UnreadableResponse,
+            ErrorReason::InvalidParameter => Reason::InvalidParameter,
+            ErrorReason::AuthenticationFailed => Reason::AuthenticationFailed,
+            ErrorReason::AccessDenied => Reason::AccessDenied,
+            ErrorReason::JobNotFound => Reason::JobNotFound,
+            ErrorReason::InvalidJobStatus => Reason::InvalidJobStatus,
+            ErrorReason::ClockSkew => Reason::ClockSkew,
+            ErrorReason::DtsError => Reason::StopFailed,
         }
     }
 }
@@ -180,6 +183,18 @@ mod tests {
             unknown.is_empty(),
             "README table names reasons that do not exist: {unknown:?}"
         );
+    }
+
+    #[test]
+    fn every_dts_client_reason_keeps_its_name_except_the_catch_all() {
+        for r in ErrorReason::ALL {
+            let ours = Reason::from(*r);
+            if *r == ErrorReason::DtsError {
+                assert_eq!(ours, Reason::StopFailed);
+            } else {
+                assert_eq!(ours.as_str(), r.as_str());
+            }
+        }
     }
 
     #[test]

@@ -23,10 +23,10 @@ use crate::cli::RunArgs;
 use crate::controller::backoff::Backoff;
 use crate::controller::{self, credentials, Context, Gate, Settings};
 use crate::crd::{DtsJob, RECONCILE_REQUESTED_AT};
-use crate::dts::{ClientConfig, DtsClient};
 use crate::http::{HttpServer, ReadySignal};
 use crate::leader::{LeaderElector, LeaderState, LeaseConfig};
 use crate::metrics::{Metrics, PhaseCollector};
+use dts_api::{ClientConfig, DtsClient};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

@@ -17,9 +17,9 @@ use super::decide::{confirm_after, Call, Step};
 use super::observe::{Credentials, Observed};
 use super::Gate;
 use crate::crd::Direction;
-use crate::dts::sign;
-use crate::dts::{ApiSuccess, DtsClient, DtsError, ErrorClass, JobDetail, JobRef};
 use crate::metrics::Metrics;
+use dts_api::sign;
+use dts_api::{ApiSuccess, DtsClient, DtsError, ErrorClass, JobDetail, JobRef};
 
 /// The DTS client behind the operator-wide limits and the Lease gate.
 pub struct DtsCaller {

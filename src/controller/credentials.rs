@@ -8,8 +8,8 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 
 use crate::crd::DtsJobSpec;
-use crate::dts::sign::Credentials;
 use crate::reason::Reason;
+use dts_api::sign::Credentials;
 
 pub const ACCESS_KEY_ID: &str = "accessKeyId";
 pub const ACCESS_KEY_SECRET: &str = "accessKeySecret";

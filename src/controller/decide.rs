@@ -16,8 +16,8 @@ use std::time::Duration;
 use super::observe::{Credentials, Observed};
 use super::status::{self, Blocked};
 use crate::crd::{DesiredState, Direction, DirectionState, DirectionStatus, DtsJobSpec, DtsJobStatus};
-use crate::dts::DtsError;
 use crate::reason::Reason;
+use dts_api::DtsError;
 
 /// The next step for one direction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

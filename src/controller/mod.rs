@@ -34,13 +34,13 @@ use kube::{Client, ResourceExt};
 use tracing::{debug, warn, Instrument};
 
 use crate::crd::DtsJob;
-use crate::dts::sign::Credentials;
-use crate::dts::DtsClient;
 use crate::metrics::Metrics;
 use crate::reason::Reason;
 use act::DtsCaller;
 use backoff::Backoff;
 use decide::Decision;
+use dts_api::sign::Credentials;
+use dts_api::DtsClient;
 use record::{Acted, Next, CONFLICT_RETRY};
 use write::Written;
 
@@ -239,7 +239,7 @@ pub(crate) mod fixtures {
             requested_at: None,
             leader: true,
             credentials: Credentials::Ready(Resolved {
-                credentials: crate::dts::Credentials::new("LTAIfixture", "fixture-secret"),
+                credentials: dts_api::Credentials::new("LTAIfixture", "fixture-secret"),
                 secret_version: Some("10".into()),
             }),
             retry_in: None,

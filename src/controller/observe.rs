@@ -11,7 +11,7 @@ use kube::ResourceExt;
 use super::credentials::{self, CredentialsError, Resolved};
 use super::{decide, Context, Error};
 use crate::crd::{Direction, DtsJob, DtsJobSpec, DtsJobStatus, RECONCILE_REQUESTED_AT};
-use crate::dts::JobRef;
+use dts_api::JobRef;
 
 /// The credentials a decision may use.
 #[derive(Debug)]

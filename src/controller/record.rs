@@ -20,8 +20,8 @@ use super::decide::{record_of_mut, Call, Decision};
 use super::observe::Observed;
 use super::status;
 use crate::crd::{Direction, DirectionState, DirectionStatus, DtsJobStatus};
-use crate::dts::{DtsError, ErrorClass};
 use crate::reason::Reason;
+use dts_api::{DtsError, ErrorClass};
 
 /// How long to wait before deciding again after a write was refused with
 /// 409 (the watch cache is behind, or somebody else wrote).
@@ -246,7 +246,7 @@ fn success(r: &mut DirectionStatus, request_id: Option<String>, http_status: u16
 fn failure(r: &mut DirectionStatus, e: &DtsError) {
     r.request_id = e.request_id.clone();
     r.http_status_code = e.http_status.map(i32::from);
-    r.error_code = Some(e.code.clone().unwrap_or_else(|| e.reason().to_owned()));
+    r.error_code = Some(e.code.clone().unwrap_or_else(|| e.reason().as_str().to_owned()));
     r.error_message = Some(e.message.clone().unwrap_or_else(|| e.to_string()));
     r.dynamic_code = e.dynamic_code.clone();
     r.dynamic_message = e.dynamic_message.clone();

@@ -444,7 +444,7 @@ mod tests {
 
     #[test]
     fn stalled_reason_agrees_with_the_event_reason_for_the_same_code() {
-        use crate::dts::error::{DtsError, ErrorKind};
+        use dts_api::error::{DtsError, ErrorKind};
         for (code, status) in [
             ("NoPermission", 403),
             ("InvalidAccessKeySecret", 400),

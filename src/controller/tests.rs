@@ -5,7 +5,7 @@
 //! reconcile makes (GET, status apply with its resourceVersion precondition,
 //! Secret GET, Event POST); any other request fails the test. The fake DTS
 //! transport records every call and replays scripted answers in the shapes
-//! DTS really uses (tests/data/sdk-http-behaviour-observations.json).
+//! DTS really uses (crates/dts-api/tests/data/sdk-http-behaviour-observations.json).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -21,9 +21,9 @@ use serde_json::{json, Value};
 use super::act::DtsCaller;
 use super::{reconcile, Context, Gate, Settings};
 use crate::crd::{DirectionState, DtsJob, DtsJobStatus, Phase};
-use crate::dts::sign::Credentials;
-use crate::dts::{ClientConfig, DtsClient, HttpRequest, HttpResponse, SignatureVersion, Transport, TransportError};
 use crate::metrics::Metrics;
+use dts_api::sign::Credentials;
+use dts_api::{ClientConfig, DtsClient, HttpRequest, HttpResponse, SignatureVersion, Transport, TransportError};
 
 // ---------- fake DTS ----------
 
@@ -729,7 +729,7 @@ async fn a_call_waiting_for_the_rate_limit_is_not_sent_once_the_lease_is_lost() 
         gate,
     );
     let creds = Credentials::new("LTAIdefault", "default-secret-value");
-    let job = |d: &str| crate::dts::JobRef {
+    let job = |d: &str| dts_api::JobRef {
         job_id: "dtsjob1".into(),
         instance_id: None,
         region_id: "cn-hangzhou".into(),

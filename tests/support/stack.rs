@@ -6,7 +6,7 @@
 //! leaks searches for them.
 
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -41,6 +41,42 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// The `dts-emulator` binary: `DTS_EMULATOR_BIN` if set, else the one next
+/// to this test's own target directory. It belongs to another package of the
+/// workspace, so Cargo gives no `CARGO_BIN_EXE_dts-emulator` here, and a test
+/// must not run cargo itself (cargo holds the build lock while tests run):
+/// `make test` builds it first, as does `cargo test --workspace`.
+pub fn emulator_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("DTS_EMULATOR_BIN") {
+        let path = PathBuf::from(path);
+        assert!(
+            path.is_file(),
+            "DTS_EMULATOR_BIN={} is not a file; build it with `cargo build -p dts-emulator`",
+            path.display()
+        );
+        return path;
+    }
+    // target/<profile>/deps/<test binary> → target/<profile>/dts-emulator
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe
+        .parent()
+        .filter(|deps| deps.file_name().is_some_and(|n| n == "deps"))
+        .and_then(Path::parent)
+        .unwrap_or_else(|| {
+            panic!(
+                "{} is not in a target/<profile>/deps directory; set DTS_EMULATOR_BIN",
+                exe.display()
+            )
+        });
+    let path = profile_dir.join(format!("dts-emulator{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.is_file(),
+        "{} is missing: build it with `cargo build -p dts-emulator` (or set DTS_EMULATOR_BIN)",
+        path.display()
+    );
+    path
+}
+
 /// A running `dts-emulator` subprocess.
 pub struct Emulator {
     pub process: ChildProcess,
@@ -56,7 +92,7 @@ impl Emulator {
         std::fs::write(&path, serde_json::to_vec_pretty(&config).expect("config serializes")).expect("write config");
         let port = free_port();
         let cmd = command(
-            env!("CARGO_BIN_EXE_dts-emulator"),
+            emulator_bin(),
             [
                 "--listen".to_owned(),
                 format!("127.0.0.1:{port}"),

@@ -12,7 +12,7 @@ use crate::controller::decide::decide;
 use crate::controller::fixtures::{observed, record as rec, spec};
 use crate::crd::DesiredState;
 use crate::crd::DirectionState::*;
-use crate::dts::{ApiSuccess, ErrorKind, JobDetail, TransportError};
+use dts_api::{ApiSuccess, ErrorKind, JobDetail, TransportError};
 use Direction::*;
 
 fn ok(rid: &str) -> Result<ApiSuccess, DtsError> {

@@ -1,0 +1,198 @@
+//! The emulator's configuration file: accounts that may call it and the DTS
+//! jobs it starts with. YAML, and JSON too (JSON is read by the same parser).
+//!
+//! Loading never panics: every problem becomes a [`ConfigError`] whose
+//! `Display` is one line naming the file and the problem, which the binary
+//! prints before exiting with status 2.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub accounts: Vec<Account>,
+    #[serde(default)]
+    pub jobs: Vec<JobSpec>,
+}
+
+/// An AccessKey that the emulator accepts: the client's own credential type
+/// (whose `Debug` redacts the secret and token). With `securityToken` it is
+/// an STS credential: every call must then carry and sign that exact token.
+pub type Account = dts_api::sign::Credentials;
+
+/// A DTS job as declared in the file or posted to `/_emulator/jobs`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JobSpec {
+    pub job_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+    pub region_id: String,
+    /// `false`: one-way; a `Reverse` call is then answered `InvalidParameter`.
+    #[serde(default)]
+    pub two_way: bool,
+    /// Initial status of every direction.
+    #[serde(default = "default_status")]
+    pub status: String,
+}
+
+fn default_status() -> String {
+    "Synchronizing".to_owned()
+}
+
+impl JobSpec {
+    /// Checks one job on its own (emptiness); uniqueness is checked by the
+    /// caller that knows the other jobs.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.job_id.trim().is_empty() {
+            return Err("jobId is empty".into());
+        }
+        if self.region_id.trim().is_empty() {
+            return Err(format!("job {:?}: regionId is empty", self.job_id));
+        }
+        if self.instance_id.as_deref().is_some_and(|i| i.trim().is_empty()) {
+            return Err(format!("job {:?}: instanceId is empty", self.job_id));
+        }
+        if self.status.trim().is_empty() {
+            return Err(format!("job {:?}: status is empty", self.job_id));
+        }
+        Ok(())
+    }
+}
+
+/// Why a config file could not be used. `Display` is a single line.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "config file {}: {}", self.path.display(), self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let err = |problem: String| ConfigError {
+            path: path.to_owned(),
+            // Keep the promise of one line whatever the parser says.
+            problem: problem.replace(['\n', '\r'], " "),
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read it: {e}")))?;
+        Config::parse(&text).map_err(err)
+    }
+
+    /// Parses and validates a YAML or JSON document.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        if text.trim().is_empty() {
+            return Err("the file is empty (expected `accounts:` and `jobs:`)".into());
+        }
+        let config: Config = serde_yaml::from_str(text).map_err(|e| format!("invalid YAML/JSON: {e}"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Cross-entry checks: non-empty credentials, unique AccessKeyIds and jobIds.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut keys = HashSet::new();
+        for (i, a) in self.accounts.iter().enumerate() {
+            if a.access_key_id.trim().is_empty() {
+                return Err(format!("accounts[{i}].accessKeyId is empty"));
+            }
+            if a.access_key_secret.is_empty() {
+                return Err(format!("accounts[{i}].accessKeySecret is empty"));
+            }
+            if a.security_token.as_deref() == Some("") {
+                return Err(format!(
+                    "accounts[{i}].securityToken is empty (omit it for a non-STS account)"
+                ));
+            }
+            if !keys.insert(a.access_key_id.as_str()) {
+                return Err(format!("duplicate accessKeyId {:?} (accounts[{i}])", a.access_key_id));
+            }
+        }
+        let mut ids = HashSet::new();
+        for (i, j) in self.jobs.iter().enumerate() {
+            j.validate().map_err(|e| format!("jobs[{i}]: {e}"))?;
+            if !ids.insert(j.job_id.as_str()) {
+                return Err(format!("duplicate jobId {:?} (jobs[{i}])", j.job_id));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_documented_shape_in_yaml_and_json() {
+        let yaml = "accounts:\n  - accessKeyId: LTAIexample\n    accessKeySecret: s\n    securityToken: t\njobs:\n  - jobId: j\n    instanceId: i\n    regionId: cn-hangzhou\n    twoWay: true\n    status: Synchronizing\n";
+        let c = Config::parse(yaml).unwrap();
+        assert_eq!(c.accounts[0].security_token.as_deref(), Some("t"));
+        assert!(c.jobs[0].two_way);
+        let json = r#"{"accounts":[{"accessKeyId":"a","accessKeySecret":"s"}],"jobs":[{"jobId":"j","regionId":"cn-hangzhou"}]}"#;
+        let c = Config::parse(json).unwrap();
+        assert_eq!(c.jobs[0].status, "Synchronizing");
+        assert!(!c.jobs[0].two_way);
+    }
+
+    #[test]
+    fn rejects_bad_files_with_one_line_reasons() {
+        for (text, needle) in [
+            ("accounts: [", "invalid YAML/JSON"),
+            ("accounts: []\nbogus: 1\n", "unknown field `bogus`"),
+            (
+                "jobs:\n  - {jobId: j, regionId: r, colour: red}\n",
+                "unknown field `colour`",
+            ),
+            (
+                "accounts:\n  - {accessKeyId: '', accessKeySecret: s}\n",
+                "accounts[0].accessKeyId is empty",
+            ),
+            (
+                "jobs:\n  - {jobId: j, regionId: r}\n  - {jobId: j, regionId: r}\n",
+                "duplicate jobId \"j\"",
+            ),
+            ("", "empty"),
+        ] {
+            let e = Config::parse(text).unwrap_err();
+            assert!(e.contains(needle), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn missing_file_names_the_file() {
+        let e = Config::load(Path::new("/nonexistent/emu.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("config file /nonexistent/emu.yaml: cannot read it"),
+            "{e}"
+        );
+        assert!(!e.contains('\n'));
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let a = Account {
+            access_key_id: "id".into(),
+            access_key_secret: "sekret".into(),
+            security_token: Some("tok".into()),
+        };
+        let s = format!("{a:?}");
+        assert!(!s.contains("sekret") && !s.contains("tok\""), "{s}");
+    }
+}
