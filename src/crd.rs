@@ -11,7 +11,18 @@ use serde::{Deserialize, Serialize};
 
 /// Annotation that asks the operator to retry a terminal failure without a
 /// spec change (any new value counts), as `kubectl annotate --overwrite` does.
+/// A new value also cuts short a scheduled retry's backoff.
 pub const RECONCILE_REQUESTED_AT: &str = "kubedts.io/reconcile-requested-at";
+
+/// Annotation that pauses the operator for one DtsJob: with `"true"` it
+/// makes no DTS call and no change beyond one `Paused` condition.
+pub const PAUSED: &str = "kubedts.io/paused";
+
+/// The finalizer of a DtsJob with `deletionPolicy: Stop`.
+pub const STOP_ON_DELETE_FINALIZER: &str = "kubedts.io/stop-on-delete";
+
+/// How many DTS calls `status.history` keeps (the newest).
+pub const HISTORY_LIMIT: usize = 10;
 
 /// A DTS synchronization or migration job whose lifecycle is declared in
 /// Kubernetes. Setting `desiredState: Stopped` makes the operator send
@@ -62,6 +73,13 @@ pub struct DtsJobSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub desired_state: Option<DesiredState>,
 
+    /// What deleting the DtsJob does to the DTS job. Orphan (the default)
+    /// leaves it as it is; Stop stops every listed direction (at most once)
+    /// before the DtsJob goes away, through the kubedts.io/stop-on-delete
+    /// finalizer. A job DTS no longer knows does not block the deletion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
+
     /// A Secret in the same namespace with the keys accessKeyId and
     /// accessKeySecret (and securityToken for STS credentials). When unset,
     /// the operator's own default credentials are used.
@@ -103,6 +121,16 @@ pub enum DesiredState {
     Stopped,
 }
 
+/// What deleting a DtsJob does to its DTS job.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Leave the DTS job as it is.
+    #[default]
+    Orphan,
+    /// Stop every listed direction before the DtsJob is removed.
+    Stop,
+}
+
 /// A reference to a Secret in the DtsJob's own namespace.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct SecretReference {
@@ -132,6 +160,32 @@ pub struct DtsJobStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["direction"]))]
     pub directions: Vec<DirectionStatus>,
+
+    /// The last DTS calls the operator made for this DtsJob (at most 10,
+    /// oldest first), so no RequestId is lost when a direction is retried.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
+    pub history: Vec<CallRecord>,
+}
+
+/// One DTS call and how it ended.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CallRecord {
+    /// When the call was made.
+    pub time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+    /// The DTS action, for example StopDtsJob.
+    pub action: String,
+    /// The direction the call was about.
+    pub direction: Direction,
+    /// RequestId of DTS's answer, when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// success, retryable, ambiguous or terminal.
+    pub outcome: String,
+    /// The DTS error code (or the failure's reason when DTS sent no code).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
 }
 
 /// The summary phase of a DtsJob.

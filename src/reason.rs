@@ -83,6 +83,8 @@ reasons! {
     CredentialsUnavailable,
     /// `desiredState: Running` after a stop.
     RestartNotSupported,
+    /// The `kubedts.io/paused` annotation is `"true"`: no call, no change.
+    Paused,
     /// Nothing is pending.
     Settled,
     /// No terminal error.

@@ -22,7 +22,7 @@ use tracing::{info, warn};
 use crate::cli::RunArgs;
 use crate::controller::backoff::Backoff;
 use crate::controller::{self, credentials, Context, Gate, Settings};
-use crate::crd::{DtsJob, RECONCILE_REQUESTED_AT};
+use crate::crd::{DtsJob, PAUSED, RECONCILE_REQUESTED_AT};
 use crate::http::{HttpServer, ReadySignal};
 use crate::leader::{LeaderElector, LeaderState, LeaseConfig};
 use crate::metrics::{Metrics, PhaseCollector};
@@ -31,7 +31,7 @@ use dts_api::{ClientConfig, DtsClient};
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What triggers a reconcile: a new generation, a new
-/// reconcile-requested-at annotation, deletion or finalizer changes. The
+/// reconcile-requested-at or paused annotation, deletion or finalizer changes. The
 /// operator's own status writes change none of these, so they never
 /// trigger it.
 fn trigger_hash(job: &DtsJob) -> Option<u64> {
@@ -39,6 +39,7 @@ fn trigger_hash(job: &DtsJob) -> Option<u64> {
     let mut h = DefaultHasher::new();
     job.metadata.generation.hash(&mut h);
     job.annotations().get(RECONCILE_REQUESTED_AT).hash(&mut h);
+    job.annotations().get(PAUSED).hash(&mut h);
     job.metadata
         .deletion_timestamp
         .as_ref()
@@ -303,14 +304,14 @@ mod tests {
         for (name, uid) in [("a", "uid-a"), ("b", "uid-b"), ("c", "uid-c")] {
             let ev = watcher::Event::Apply(job(name, uid));
             writer.apply_watcher_event(&ev);
-            backoff.failed(uid, None);
+            backoff.failed(uid, None, None);
         }
         // A delete seen by the watch.
         let gone = watcher::Event::Delete(job("a", "uid-a"));
         writer.apply_watcher_event(&gone);
         forget_deleted(&backoff, &gone, &reader);
-        assert_eq!(backoff.remaining("uid-a"), None);
-        assert!(backoff.remaining("uid-b").is_some());
+        assert_eq!(backoff.remaining("uid-a", None), None);
+        assert!(backoff.remaining("uid-b", None).is_some());
 
         // A delete missed during a watch gap: the relist no longer has "b".
         for ev in [
@@ -321,8 +322,8 @@ mod tests {
             writer.apply_watcher_event(&ev);
             forget_deleted(&backoff, &ev, &reader);
         }
-        assert_eq!(backoff.remaining("uid-b"), None, "relisted away");
-        assert!(backoff.remaining("uid-c").is_some(), "still there, still waiting");
+        assert_eq!(backoff.remaining("uid-b", None), None, "relisted away");
+        assert!(backoff.remaining("uid-c", None).is_some(), "still there, still waiting");
         assert_eq!(backoff.len(), 1);
     }
 }

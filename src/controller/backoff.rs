@@ -19,12 +19,15 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 
 /// The backoff state of one object.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct Entry {
     /// Consecutive failures.
     failures: u32,
-    /// No retry before this instant, whatever else triggers a reconcile.
+    /// No retry before this instant, whatever else triggers a reconcile...
     not_before: Option<Instant>,
+    /// ...except a new reconcile-requested-at value: the one seen when
+    /// the retry was scheduled.
+    requested_at: Option<String>,
 }
 
 #[derive(Debug)]
@@ -55,8 +58,9 @@ impl Backoff {
 
     /// Records a failure of `uid`, schedules its retry and returns how long
     /// to wait: never less than the server's `retry_after`, and no retry is
-    /// due before then ([`Backoff::remaining`]).
-    pub fn failed(&self, uid: &str, retry_after: Option<Duration>) -> Duration {
+    /// due before then ([`Backoff::remaining`]) unless the object's
+    /// reconcile-requested-at annotation changes from `requested_at`.
+    pub fn failed(&self, uid: &str, retry_after: Option<Duration>, requested_at: Option<&str>) -> Duration {
         let floor = retry_after.unwrap_or_default();
         self.with(|map| {
             let entry = map.entry(uid.to_owned()).or_default();
@@ -68,13 +72,20 @@ impl Backoff {
                 .max(floor)
                 .min(self.cap.max(floor));
             entry.not_before = Some(Instant::now() + delay);
+            entry.requested_at = requested_at.map(str::to_owned);
             delay
         })
     }
 
-    /// How long `uid` must still wait, if a retry is scheduled in the future.
-    pub fn remaining(&self, uid: &str) -> Option<Duration> {
-        let due = self.with(|map| map.get(uid).and_then(|e| e.not_before))?;
+    /// How long `uid` must still wait, if a retry is scheduled in the
+    /// future and no new reconcile was requested since (`requested_at` is
+    /// the annotation's current value).
+    pub fn remaining(&self, uid: &str, requested_at: Option<&str>) -> Option<Duration> {
+        let due = self.with(|map| {
+            map.get(uid)
+                .filter(|e| e.requested_at.as_deref() == requested_at)
+                .and_then(|e| e.not_before)
+        })?;
         due.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())
     }
 
@@ -109,56 +120,65 @@ mod tests {
     fn delays_double_up_to_the_cap_with_jitter_in_the_upper_half() {
         let b = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
         for (i, nominal) in [1u64, 2, 4, 8, 16].iter().enumerate() {
-            let d = b.failed("uid-a", None);
+            let d = b.failed("uid-a", None, None);
             assert!(d >= Duration::from_millis(nominal * 500), "attempt {i}: {d:?}");
             assert!(d <= Duration::from_secs(*nominal), "attempt {i}: {d:?}");
         }
         for _ in 0..30 {
-            b.failed("uid-a", None);
+            b.failed("uid-a", None, None);
         }
-        assert!(b.failed("uid-a", None) <= Duration::from_secs(300));
+        assert!(b.failed("uid-a", None, None) <= Duration::from_secs(300));
     }
 
     #[test]
     fn retry_after_is_a_floor_and_success_resets() {
         let b = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
-        assert!(b.failed("k", Some(Duration::from_secs(7))) >= Duration::from_secs(7));
-        b.failed("k", None);
+        assert!(b.failed("k", Some(Duration::from_secs(7)), None) >= Duration::from_secs(7));
+        b.failed("k", None, None);
         b.forget("k");
-        assert!(b.failed("k", None) <= Duration::from_secs(1));
+        assert!(b.failed("k", None, None) <= Duration::from_secs(1));
         // Objects are independent.
-        assert!(b.failed("other", None) <= Duration::from_secs(1));
+        assert!(b.failed("other", None, None) <= Duration::from_secs(1));
     }
 
     #[test]
     fn a_failure_schedules_its_retry_and_forgetting_clears_it() {
         let b = Backoff::new(Duration::from_secs(60), Duration::from_secs(300));
-        assert_eq!(b.remaining("k"), None);
-        b.failed("k", None);
-        assert!(b.remaining("k").unwrap() > Duration::from_secs(20));
+        assert_eq!(b.remaining("k", None), None);
+        b.failed("k", None, None);
+        assert!(b.remaining("k", None).unwrap() > Duration::from_secs(20));
         b.forget("k");
-        assert_eq!(b.remaining("k"), None);
+        assert_eq!(b.remaining("k", None), None);
+    }
+
+    #[test]
+    fn a_new_reconcile_request_cuts_the_wait_short() {
+        let b = Backoff::new(Duration::from_secs(60), Duration::from_secs(300));
+        b.failed("k", None, Some("t1"));
+        assert!(b.remaining("k", Some("t1")).is_some(), "same request: wait");
+        assert_eq!(b.remaining("k", Some("t2")), None, "a new value: no wait");
+        assert_eq!(b.remaining("k", None), None, "annotation removed: a change too");
     }
 
     #[test]
     fn a_recreated_object_does_not_inherit_the_old_delay() {
         let b = Backoff::new(Duration::from_secs(60), Duration::from_secs(300));
-        b.failed("uid-old", None);
+        b.failed("uid-old", None, None);
         // Same name, new object: a new UID, so no wait.
-        assert_eq!(b.remaining("uid-new"), None);
+        assert_eq!(b.remaining("uid-new", None), None);
     }
 
     #[test]
     fn entries_of_deleted_objects_are_dropped() {
         let b = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
         for uid in ["a", "b", "c"] {
-            b.failed(uid, None);
+            b.failed(uid, None, None);
         }
         b.forget("a");
         assert_eq!(b.len(), 2);
         b.retain(&HashSet::from(["c".to_owned()]));
         assert_eq!(b.len(), 1);
-        assert!(b.remaining("c").is_some());
-        assert_eq!(b.remaining("b"), None);
+        assert!(b.remaining("c", None).is_some());
+        assert_eq!(b.remaining("b", None), None);
     }
 }

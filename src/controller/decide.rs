@@ -7,6 +7,8 @@
 //!   outcome is unknown) is described with DescribeDtsJobDetail first;
 //! * a terminal failure is not retried while its fingerprint (generation,
 //!   Secret version, reconcile-requested-at) still matches;
+//! * a paused DtsJob (`kubedts.io/paused: "true"`) gets no call and no
+//!   change beyond its `Paused` condition;
 //! * every StopDtsJob is preceded by the `Stopping` mark, written under the
 //!   resourceVersion this decision was made on ([`Call::mark`]), so a stale
 //!   view or a second writer ends in a 409 instead of a second call.
@@ -85,6 +87,12 @@ pub struct Call {
 pub fn decide(obs: &Observed) -> Decision {
     if !obs.leader {
         return Decision::Standby;
+    }
+    if obs.paused {
+        return Decision::Settle {
+            status: status::paused(obs),
+            warning: None,
+        };
     }
     let fingerprint = fingerprint(obs.generation, obs.secret_version(), obs.requested_at.as_deref());
     let intent = intent(&obs.spec, &obs.status, &fingerprint);

@@ -180,30 +180,33 @@ async fn reconcile_steps(job: &DtsJob, ctx: &Context) -> Result<Action, Error> {
         }
     }
     write::events(ctx, job, &outcome.events).await;
-    Ok(schedule(ctx, &obs.uid, outcome.next))
+    Ok(schedule(ctx, &obs, outcome.next))
 }
 
 /// Turns [`Next`] into the controller's Action, keeping the backoff.
-fn schedule(ctx: &Context, uid: &str, next: Next) -> Action {
+fn schedule(ctx: &Context, obs: &observe::Observed, next: Next) -> Action {
     match next {
         Next::Settled => {
-            ctx.backoff.forget(uid);
+            ctx.backoff.forget(&obs.uid);
             Action::await_change()
         }
         Next::Standby => Action::await_change(),
         Next::Now => {
-            ctx.backoff.forget(uid);
+            ctx.backoff.forget(&obs.uid);
             Action::requeue(Duration::ZERO)
         }
         Next::After(wait) => Action::requeue(wait),
-        Next::Retry { floor } => Action::requeue(ctx.backoff.failed(uid, floor)),
+        Next::Retry { floor } => Action::requeue(ctx.backoff.failed(&obs.uid, floor, obs.requested_at.as_deref())),
     }
 }
 
 /// Requeue policy for reconcile errors: per-object backoff, never a hot loop.
 pub fn error_policy(job: Arc<DtsJob>, err: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.reconcile_failed(err.reason());
-    let wait = ctx.backoff.failed(&job.uid().unwrap_or_default(), None);
+    let requested_at = job.annotations().get(crate::crd::RECONCILE_REQUESTED_AT);
+    let wait = ctx
+        .backoff
+        .failed(&job.uid().unwrap_or_default(), None, requested_at.map(String::as_str));
     warn!(namespace = %job.namespace().unwrap_or_default(), name = %job.name_any(), reason = %err.reason(), error = %err, ?wait, "reconcile failed");
     Action::requeue(wait)
 }
@@ -237,6 +240,7 @@ pub(crate) mod fixtures {
             spec,
             status,
             requested_at: None,
+            paused: false,
             leader: true,
             credentials: Credentials::Ready(Resolved {
                 credentials: dts_api::Credentials::new("LTAIfixture", "fixture-secret"),
@@ -255,6 +259,7 @@ pub(crate) mod fixtures {
             region_id: "cn-hangzhou".into(),
             directions: directions.to_vec(),
             desired_state: desired,
+            deletion_policy: None,
             credentials_secret_ref: None,
         }
     }

@@ -10,7 +10,7 @@ use kube::ResourceExt;
 
 use super::credentials::{self, CredentialsError, Resolved};
 use super::{decide, Context, Error};
-use crate::crd::{Direction, DtsJob, DtsJobSpec, DtsJobStatus, RECONCILE_REQUESTED_AT};
+use crate::crd::{Direction, DtsJob, DtsJobSpec, DtsJobStatus, PAUSED, RECONCILE_REQUESTED_AT};
 use dts_api::JobRef;
 
 /// The credentials a decision may use.
@@ -39,6 +39,8 @@ pub struct Observed {
     /// The cached status (empty before the first write).
     pub status: DtsJobStatus,
     pub requested_at: Option<String>,
+    /// The `kubedts.io/paused` annotation is `"true"`.
+    pub paused: bool,
     /// This replica holds the leader Lease.
     pub leader: bool,
     pub credentials: Credentials,
@@ -62,6 +64,10 @@ impl Observed {
             spec: job.spec.clone(),
             status: job.status.clone().unwrap_or_default(),
             requested_at: job.annotations().get(RECONCILE_REQUESTED_AT).cloned(),
+            paused: job
+                .annotations()
+                .get(PAUSED)
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
             leader,
             credentials: Credentials::NotNeeded,
             retry_in,
@@ -92,9 +98,9 @@ impl Observed {
 /// Secret is read only when a call may be needed.
 pub async fn observe(job: &DtsJob, ctx: &Context) -> Result<Observed, Error> {
     let mut obs = Observed::of(job, (ctx.may_act)(), None, now())?;
-    obs.retry_in = ctx.backoff.remaining(&obs.uid);
+    obs.retry_in = ctx.backoff.remaining(&obs.uid, obs.requested_at.as_deref());
     let leader = obs.leader;
-    if leader && decide::may_call(&obs.spec, &obs.status) {
+    if leader && !obs.paused && decide::may_call(&obs.spec, &obs.status) {
         obs.credentials = match credentials::resolve(
             &ctx.client,
             &obs.namespace,

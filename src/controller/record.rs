@@ -19,9 +19,9 @@ use super::act::{Answer, CallResult};
 use super::decide::{record_of_mut, Call, Decision};
 use super::observe::Observed;
 use super::status;
-use crate::crd::{Direction, DirectionState, DirectionStatus, DtsJobStatus};
+use crate::crd::{CallRecord, Direction, DirectionState, DirectionStatus, DtsJobStatus, HISTORY_LIMIT};
 use crate::reason::Reason;
-use dts_api::{DtsError, ErrorClass};
+use dts_api::{ApiSuccess, DtsError, ErrorClass, JobDetail};
 
 /// How long to wait before deciding again after a write was refused with
 /// 409 (the watch cache is behind, or somebody else wrote).
@@ -148,7 +148,9 @@ fn record_calls(obs: &Observed, call: &Call, results: Vec<CallResult>) -> Outcom
     let base = call.mark.as_ref().unwrap_or(&obs.status);
     let mut directions = base.directions.clone();
     let mut t = Tally::default();
+    let mut history = Vec::new();
     for CallResult { direction: d, answer } in results {
+        calls_of(obs, d, &answer, &mut history);
         let r = record_of_mut(&mut directions, &obs.spec, d);
         match answer {
             Answer::NotSent => {}
@@ -210,7 +212,10 @@ fn record_calls(obs: &Observed, call: &Call, results: Vec<CallResult>) -> Outcom
             Answer::Stop(Err(e), _) => fail(r, &e, call, &mut t),
         }
     }
-    let status = status::build(obs, &call.intent, directions, None, base);
+    let mut status = status::build(obs, &call.intent, directions, None, base);
+    status.history.extend(history);
+    let excess = status.history.len().saturating_sub(HISTORY_LIMIT);
+    status.history.drain(..excess);
     let write = (status != *base).then(|| Write {
         status,
         precondition: match call.mark {
@@ -229,6 +234,50 @@ fn record_calls(obs: &Observed, call: &Call, results: Vec<CallResult>) -> Outcom
         write,
         events: group(t.notes),
         next,
+    }
+}
+
+/// The history entries of one direction's answer: every call that was sent.
+fn described(r: &Result<JobDetail, DtsError>) -> Result<Option<String>, &DtsError> {
+    r.as_ref().map(|ok| ok.request_id.clone())
+}
+
+fn stopped(r: &Result<ApiSuccess, DtsError>) -> Result<Option<String>, &DtsError> {
+    r.as_ref().map(|ok| ok.request_id.clone())
+}
+
+fn calls_of(obs: &Observed, d: Direction, answer: &Answer, out: &mut Vec<CallRecord>) {
+    let entry = |action: &str, result: Result<Option<String>, &DtsError>| {
+        let (request_id, outcome, code) = match result {
+            Ok(request_id) => (request_id, "success", None),
+            Err(e) => (
+                e.request_id.clone(),
+                match e.class {
+                    ErrorClass::Retryable => "retryable",
+                    ErrorClass::Ambiguous => "ambiguous",
+                    ErrorClass::Terminal => "terminal",
+                },
+                Some(e.code.clone().unwrap_or_else(|| e.reason().as_str().to_owned())),
+            ),
+        };
+        CallRecord {
+            time: obs.now.clone(),
+            action: action.to_owned(),
+            direction: d,
+            request_id,
+            outcome: outcome.to_owned(),
+            code,
+        }
+    };
+    match answer {
+        Answer::NotSent => {}
+        Answer::Describe(r) => out.push(entry("DescribeDtsJobDetail", described(r))),
+        Answer::Stop(r, confirm) => {
+            out.push(entry("StopDtsJob", stopped(r)));
+            if let Some(c) = confirm {
+                out.push(entry("DescribeDtsJobDetail", described(c)));
+            }
+        }
     }
 }
 

@@ -18,6 +18,8 @@ use crate::reason::Reason;
 pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
+/// Present only while the `kubedts.io/paused` annotation is `"true"`.
+pub const PAUSED: &str = "Paused";
 
 /// Why the operator cannot act at all (the credentials cannot be had).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,6 +84,7 @@ pub fn build(
         phase: Some(summary.phase),
         conditions,
         directions,
+        history: base.history.clone(),
     }
 }
 
@@ -228,6 +231,24 @@ pub fn failure_line(r: &DirectionStatus) -> String {
         Some(id) => format!("{}: {msg} (RequestId {id})", r.direction),
         None => format!("{}: {msg}", r.direction),
     }
+}
+
+/// The status of a paused DtsJob: what the server holds, plus a `Paused`
+/// condition for this generation. Nothing else changes while paused.
+pub fn paused(obs: &Observed) -> DtsJobStatus {
+    let mut status = obs.status.clone();
+    let paused = condition(
+        PAUSED,
+        "True",
+        Reason::Paused,
+        "the kubedts.io/paused annotation is \"true\": no DTS call and no change until it is removed",
+        obs.generation,
+        &obs.status,
+        &obs.now,
+    );
+    status.conditions.retain(|c| c.type_ != PAUSED);
+    status.conditions.push(paused);
+    status
 }
 
 /// The message of condition `type_` in `status`, if present.

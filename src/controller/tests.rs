@@ -460,7 +460,7 @@ async fn retry_then_success() {
     assert_eq!(r.state, DirectionState::Pending);
     assert_eq!(r.error_code.as_deref(), Some("Throttling.User"));
     for _ in 0..2 {
-        while let Some(wait) = h.ctx.backoff.remaining(UID) {
+        while let Some(wait) = h.ctx.backoff.remaining(UID, None) {
             tokio::time::sleep(wait).await;
         }
         h.reconcile().await;
@@ -479,7 +479,7 @@ async fn a_retry_is_not_sent_before_its_backoff() {
     h.reconcile().await;
     // As if DTS had asked for a minute (x-acs-retry-after): some other
     // trigger (a Secret touch) arriving meanwhile makes no call.
-    h.ctx.backoff.failed(UID, Some(Duration::from_secs(60)));
+    h.ctx.backoff.failed(UID, Some(Duration::from_secs(60)), None);
     h.reconcile().await;
     assert_eq!(h.dts.calls("StopDtsJob").len(), 1);
 }
@@ -580,7 +580,7 @@ async fn ambiguous_failure_leads_to_a_describe_not_a_second_stop() {
         DirectionState::Stopping,
         "outcome unknown: stays Stopping"
     );
-    while let Some(wait) = h.ctx.backoff.remaining(UID) {
+    while let Some(wait) = h.ctx.backoff.remaining(UID, None) {
         tokio::time::sleep(wait).await;
     }
     h.reconcile().await;
@@ -756,4 +756,88 @@ async fn a_call_waiting_for_the_rate_limit_is_not_sent_once_the_lease_is_lost() 
         "only the call made while leading reached DTS: {stops:?}"
     );
     assert_eq!(stops[0].params["SynchronizationDirection"], "Forward");
+}
+
+impl Harness {
+    /// Sets an annotation, as `kubectl annotate --overwrite` does (a new
+    /// resourceVersion, the same generation).
+    fn annotate(&self, key: &str, value: &str) {
+        let mut s = self.api.lock().unwrap();
+        s.job["metadata"]["annotations"][key] = json!(value);
+        s.resource_version += 1;
+        let rv = s.resource_version.to_string();
+        s.job["metadata"]["resourceVersion"] = json!(rv);
+    }
+}
+
+#[tokio::test]
+async fn a_paused_job_gets_one_paused_condition_and_nothing_else() {
+    let h = harness(two_way_stopped());
+    h.annotate(crate::crd::PAUSED, "true");
+    h.reconcile().await;
+    assert!(h.dts.calls.lock().unwrap().is_empty(), "no DTS call while paused");
+    assert_eq!(h.writes(), 1, "the Paused condition is the one write");
+    let paused = h.status().conditions.into_iter().find(|c| c.type_ == "Paused").unwrap();
+    assert_eq!((paused.status.as_str(), paused.reason.as_str()), ("True", "Paused"));
+    assert!(h.status().directions.is_empty(), "nothing else changed");
+    // The operator saw the annotation (the condition above); now, nothing.
+    h.reconcile().await;
+    h.reconcile().await;
+    assert_eq!(h.writes(), 1, "no further write while paused");
+    assert!(h.dts.calls.lock().unwrap().is_empty());
+
+    // Unpaused: the stop goes ahead and the condition goes away.
+    h.annotate(crate::crd::PAUSED, "false");
+    h.reconcile().await;
+    assert_eq!(h.dts.calls("StopDtsJob").len(), 2);
+    assert!(h.status().conditions.iter().all(|c| c.type_ != "Paused"));
+    assert_eq!(h.status().phase, Some(Phase::Stopped));
+}
+
+#[tokio::test]
+async fn a_new_reconcile_request_cuts_the_backoff_short() {
+    let h = harness(json!({"jobId": "j1", "regionId": "cn-hangzhou", "desiredState": "Stopped"}));
+    h.dts.script("StopDtsJob", vec![throttled()]);
+    h.reconcile().await;
+    // As if DTS had asked for a minute.
+    h.ctx.backoff.failed(UID, Some(Duration::from_secs(60)), None);
+    h.reconcile().await;
+    assert_eq!(h.dts.calls("StopDtsJob").len(), 1, "the retry waits");
+    h.annotate(crate::crd::RECONCILE_REQUESTED_AT, "2026-12-01T00:00:00Z");
+    h.reconcile().await;
+    assert_eq!(h.dts.calls("StopDtsJob").len(), 2, "a new request does not wait");
+    assert_eq!(h.direction("Forward").state, DirectionState::Stopped);
+}
+
+#[tokio::test]
+async fn the_history_keeps_every_request_id_across_retries() {
+    let h = harness(json!({"jobId": "j1", "regionId": "cn-hangzhou", "desiredState": "Stopped"}));
+    h.dts.script("StopDtsJob", vec![throttled()]);
+    h.reconcile().await;
+    while let Some(wait) = h.ctx.backoff.remaining(UID, None) {
+        tokio::time::sleep(wait).await;
+    }
+    h.reconcile().await;
+    let history = h.status().history;
+    let seen: Vec<_> = history
+        .iter()
+        .map(|c| {
+            (
+                c.action.as_str(),
+                c.outcome.as_str(),
+                c.code.as_deref(),
+                c.request_id.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("StopDtsJob", "retryable", Some("Throttling.User"), Some("REQ-0001")),
+            ("StopDtsJob", "success", None, Some("REQ-0002")),
+        ],
+        "{history:#?}"
+    );
+    // The direction shows only the last answer; the history has both.
+    assert_eq!(h.direction("Forward").request_id.as_deref(), Some("REQ-0002"));
 }

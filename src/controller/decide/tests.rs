@@ -343,3 +343,19 @@ fn fingerprint_changes_with_each_input() {
     assert_ne!(base, fingerprint(3, Some("100"), Some("2026-01-01T00:00:00Z")));
     assert_eq!(base, fingerprint(3, Some("100"), None));
 }
+
+#[test]
+fn a_paused_job_settles_with_only_a_paused_condition() {
+    let mut obs = observed(
+        spec(Some(DesiredState::Stopped), &[Forward]),
+        status(vec![rec(Forward, Pending, None)]),
+    );
+    obs.paused = true;
+    let Decision::Settle { status, warning } = decide(&obs) else {
+        panic!("paused: no call")
+    };
+    assert_eq!(warning, None);
+    assert_eq!(status.directions, obs.status.directions, "the records are untouched");
+    let types: Vec<_> = status.conditions.iter().map(|c| c.type_.as_str()).collect();
+    assert_eq!(types, ["Paused"]);
+}

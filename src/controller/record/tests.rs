@@ -301,3 +301,45 @@ fn two_directions_stopped_in_one_reconcile_share_one_event() {
     assert_eq!((e.reason, e.action.as_str()), (Reason::Stopped, "StopForwardReverse"));
     assert!(e.note.contains("REQ-F") && e.note.contains("REQ-R"), "{}", e.note);
 }
+
+#[test]
+fn the_history_records_each_call_and_keeps_the_newest_ten() {
+    use crate::crd::{CallRecord, HISTORY_LIMIT};
+    let old = |i: usize| CallRecord {
+        time: obs_now(),
+        action: "StopDtsJob".into(),
+        direction: Forward,
+        request_id: Some(format!("OLD-{i}")),
+        outcome: "retryable".into(),
+        code: Some("Throttling.User".into()),
+    };
+    let mut obs = observed_with(None);
+    obs.status.history = (0..9).map(old).collect();
+    let decision = decide(&obs);
+    let acted = Acted::Calls(vec![CallResult {
+        direction: Forward,
+        answer: Answer::Stop(Err(terminal("InvalidJobStatus")), Some(detail("Finished"))),
+    }]);
+    let status = record(&obs, &decision, acted).write.expect("a change").status;
+    assert_eq!(status.history.len(), HISTORY_LIMIT);
+    assert_eq!(
+        status.history[0].request_id.as_deref(),
+        Some("OLD-1"),
+        "the oldest went"
+    );
+    let last: Vec<_> = status.history[8..]
+        .iter()
+        .map(|c| (c.action.as_str(), c.outcome.as_str(), c.request_id.as_deref()))
+        .collect();
+    assert_eq!(
+        last,
+        [
+            ("StopDtsJob", "terminal", Some("ERR-1")),
+            ("DescribeDtsJobDetail", "success", Some("DESC-1")),
+        ]
+    );
+}
+
+fn obs_now() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+    crate::controller::fixtures::now()
+}
