@@ -67,6 +67,10 @@ pub enum Decision {
     },
     /// Calls are needed.
     Call(Call),
+    /// Add (`true`) or remove (`false`) the stop-on-delete finalizer; no call.
+    Finalizer(bool),
+    /// The object is going away and nothing is left to do: no call, no write.
+    Idle,
 }
 
 /// The calls of one reconcile.
@@ -94,8 +98,17 @@ pub fn decide(obs: &Observed) -> Decision {
             warning: None,
         };
     }
+    match (obs.deleting, obs.has_finalizer(), obs.wants_finalizer()) {
+        // Deleted without the finalizer: the DTS job is left alone.
+        (true, false, _) => return Decision::Idle,
+        // The policy was switched back to Orphan: let go.
+        (_, true, false) => return Decision::Finalizer(false),
+        (false, false, true) => return Decision::Finalizer(true),
+        (true, true, true) if stopped_for_deletion(obs) => return Decision::Finalizer(false),
+        _ => {}
+    }
     let fingerprint = fingerprint(obs.generation, obs.secret_version(), obs.requested_at.as_deref());
-    let intent = intent(&obs.spec, &obs.status, &fingerprint);
+    let intent = intent(&obs.spec, &obs.status, &fingerprint, obs.deleting);
     let steps = intent.pending();
     let settle = |blocked: Option<Blocked>| {
         let status = status::build(
@@ -150,11 +163,23 @@ pub fn decide(obs: &Observed) -> Decision {
     })
 }
 
-/// Whether any call may be needed for `spec` and `status`, whatever the
-/// credentials: only then are they read. (No real fingerprint is empty, so
-/// every terminal failure counts as pending here.)
-pub fn may_call(spec: &DtsJobSpec, status: &DtsJobStatus) -> bool {
-    !intent(spec, status, "").pending().is_empty()
+/// Whether any call may be needed, whatever the credentials: only then are
+/// they read. (No real fingerprint is empty, so every terminal failure
+/// counts as pending here.)
+pub fn may_call(obs: &Observed) -> bool {
+    !intent(&obs.spec, &obs.status, "", obs.deleting).pending().is_empty()
+}
+
+/// Whether a DtsJob being deleted under `deletionPolicy: Stop` may go: every
+/// listed direction is stopped, or DTS no longer knows the job.
+fn stopped_for_deletion(obs: &Observed) -> bool {
+    listed_directions(&obs.spec).into_iter().all(|d| {
+        record_of(&obs.spec, &obs.status.directions, d).is_some_and(|r| match r.state {
+            DirectionState::Stopped => true,
+            DirectionState::Failed => r.error_code.as_deref().map(Reason::for_dts_code) == Some(Reason::JobNotFound),
+            _ => false,
+        })
+    })
 }
 
 /// After a terminal answer to a stop, whether to ask DescribeDtsJobDetail if
@@ -225,9 +250,10 @@ pub fn listed_directions(spec: &DtsJobSpec) -> Vec<Direction> {
     out
 }
 
-/// What the spec asks, given the recorded status, per listed direction.
-pub fn intent(spec: &DtsJobSpec, status: &DtsJobStatus, fingerprint: &str) -> Intent {
-    if spec.desired_state != Some(DesiredState::Stopped) {
+/// What the spec asks, given the recorded status, per listed direction. A
+/// DtsJob being deleted under `deletionPolicy: Stop` asks for a stop.
+pub fn intent(spec: &DtsJobSpec, status: &DtsJobStatus, fingerprint: &str, deleting: bool) -> Intent {
+    if spec.desired_state != Some(DesiredState::Stopped) && !deleting {
         let any_stopped = listed_directions(spec)
             .into_iter()
             .any(|d| record_of(spec, &status.directions, d).is_some_and(|r| r.state == DirectionState::Stopped));

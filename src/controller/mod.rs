@@ -166,9 +166,13 @@ async fn reconcile_steps(job: &DtsJob, ctx: &Context) -> Result<Action, Error> {
         Decision::Call(call) => match &call.mark {
             Some(mark) => match write::status(ctx, &obs, mark, obs.resource_version.as_deref()).await? {
                 Written::Ok => Acted::Calls(act::run(&ctx.dts, &obs, call).await),
-                Written::Conflict | Written::NotLeader => Acted::MarkRefused,
+                Written::Conflict | Written::NotLeader => Acted::Refused,
             },
             None => Acted::Calls(act::run(&ctx.dts, &obs, call).await),
+        },
+        Decision::Finalizer(add) => match write::finalizer(ctx, &obs, *add).await? {
+            Written::Ok => Acted::NoCall,
+            Written::Conflict | Written::NotLeader => Acted::Refused,
         },
         _ => Acted::NoCall,
     };
@@ -241,6 +245,8 @@ pub(crate) mod fixtures {
             status,
             requested_at: None,
             paused: false,
+            deleting: false,
+            finalizers: Vec::new(),
             leader: true,
             credentials: Credentials::Ready(Resolved {
                 credentials: dts_api::Credentials::new("LTAIfixture", "fixture-secret"),

@@ -10,7 +10,10 @@ use kube::ResourceExt;
 
 use super::credentials::{self, CredentialsError, Resolved};
 use super::{decide, Context, Error};
-use crate::crd::{Direction, DtsJob, DtsJobSpec, DtsJobStatus, PAUSED, RECONCILE_REQUESTED_AT};
+use crate::crd::{
+    DeletionPolicy, Direction, DtsJob, DtsJobSpec, DtsJobStatus, PAUSED, RECONCILE_REQUESTED_AT,
+    STOP_ON_DELETE_FINALIZER,
+};
 use dts_api::JobRef;
 
 /// The credentials a decision may use.
@@ -41,6 +44,10 @@ pub struct Observed {
     pub requested_at: Option<String>,
     /// The `kubedts.io/paused` annotation is `"true"`.
     pub paused: bool,
+    /// The object is being deleted (it has a deletionTimestamp).
+    pub deleting: bool,
+    /// The object's finalizers.
+    pub finalizers: Vec<String>,
     /// This replica holds the leader Lease.
     pub leader: bool,
     pub credentials: Credentials,
@@ -68,6 +75,8 @@ impl Observed {
                 .annotations()
                 .get(PAUSED)
                 .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
+            deleting: job.metadata.deletion_timestamp.is_some(),
+            finalizers: job.finalizers().to_vec(),
             leader,
             credentials: Credentials::NotNeeded,
             retry_in,
@@ -85,6 +94,16 @@ impl Observed {
         }
     }
 
+    /// Whether the stop-on-delete finalizer is set.
+    pub fn has_finalizer(&self) -> bool {
+        self.finalizers.iter().any(|f| f == STOP_ON_DELETE_FINALIZER)
+    }
+
+    /// Whether the spec asks for the finalizer (`deletionPolicy: Stop`).
+    pub fn wants_finalizer(&self) -> bool {
+        self.spec.deletion_policy == Some(DeletionPolicy::Stop)
+    }
+
     /// The resourceVersion of the credentials Secret, if one was read.
     pub fn secret_version(&self) -> Option<&str> {
         match &self.credentials {
@@ -100,7 +119,7 @@ pub async fn observe(job: &DtsJob, ctx: &Context) -> Result<Observed, Error> {
     let mut obs = Observed::of(job, (ctx.may_act)(), None, now())?;
     obs.retry_in = ctx.backoff.remaining(&obs.uid, obs.requested_at.as_deref());
     let leader = obs.leader;
-    if leader && !obs.paused && decide::may_call(&obs.spec, &obs.status) {
+    if leader && !obs.paused && decide::may_call(&obs) {
         obs.credentials = match credentials::resolve(
             &ctx.client,
             &obs.namespace,

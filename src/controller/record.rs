@@ -32,8 +32,9 @@ pub const CONFLICT_RETRY: Duration = Duration::from_millis(500);
 pub enum Acted {
     /// No call was due (every other decision).
     NoCall,
-    /// The Stopping mark was refused (409): nothing was sent.
-    MarkRefused,
+    /// The write before the calls (the Stopping mark, or the finalizer)
+    /// was refused (409) or not sent (the Lease is gone): nothing was sent.
+    Refused,
     /// The answers, in the order of the steps (possibly fewer).
     Calls(Vec<CallResult>),
 }
@@ -95,7 +96,11 @@ impl Outcome {
 /// Records what `decision` and the answers in `acted` mean.
 pub fn record(obs: &Observed, decision: &Decision, acted: Acted) -> Outcome {
     match (decision, acted) {
-        (Decision::Standby, _) => Outcome::quiet(Next::Standby),
+        (Decision::Standby | Decision::Idle, _) => Outcome::quiet(Next::Standby),
+        (Decision::Finalizer(_), Acted::Refused) => Outcome::quiet(Next::After(CONFLICT_RETRY)),
+        // Added: decide again at once (the stop-on-delete rules now apply).
+        (Decision::Finalizer(true), _) => Outcome::quiet(Next::Now),
+        (Decision::Finalizer(false), _) => Outcome::quiet(Next::Settled),
         (Decision::Wait(wait), _) => Outcome::quiet(Next::After(*wait)),
         (Decision::Settle { status, warning }, _) => {
             if *status == obs.status {
@@ -120,7 +125,7 @@ pub fn record(obs: &Observed, decision: &Decision, acted: Acted) -> Outcome {
                 next: Next::Settled,
             }
         }
-        (Decision::Call(_), Acted::MarkRefused | Acted::NoCall) => Outcome::quiet(Next::After(CONFLICT_RETRY)),
+        (Decision::Call(_), Acted::Refused | Acted::NoCall) => Outcome::quiet(Next::After(CONFLICT_RETRY)),
         (Decision::Call(call), Acted::Calls(results)) => record_calls(obs, call, results),
     }
 }
@@ -225,7 +230,8 @@ fn record_calls(obs: &Observed, call: &Call, results: Vec<CallResult>) -> Outcom
     });
     let next = if t.retry {
         Next::Retry { floor: t.floor }
-    } else if t.again {
+    } else if t.again || obs.deleting {
+        // Being deleted: decide again at once, to let the finalizer go.
         Next::Now
     } else {
         Next::Settled

@@ -329,7 +329,7 @@ mod tests {
     #[test]
     fn observe_only_is_ready_and_says_why() {
         let sp = spec(None, &[Direction::Forward]);
-        let p = intent(&sp, &DtsJobStatus::default(), "f");
+        let p = intent(&sp, &DtsJobStatus::default(), "f", false);
         let s = summarize_at(&sp, &p, vec![], None, 2, &DtsJobStatus::default(), &now());
         assert_eq!(s.observed_generation, Some(2));
         assert_eq!(s.phase, Some(Phase::Running));

@@ -17,7 +17,7 @@ use tracing::{info, warn};
 use super::observe::Observed;
 use super::record::Note;
 use super::{Context, Error, FIELD_MANAGER};
-use crate::crd::{DtsJob, DtsJobStatus};
+use crate::crd::{DtsJob, DtsJobStatus, STOP_ON_DELETE_FINALIZER};
 use crate::metrics::WriteOutcome;
 
 /// What a status write came to.
@@ -69,6 +69,45 @@ pub async fn status(
     };
     ctx.metrics.status_write(outcome);
     result
+}
+
+/// Adds (`add`) or removes the stop-on-delete finalizer, keeping any other
+/// finalizer, under the observed resourceVersion (a JSON merge patch
+/// replaces the whole list, so the precondition is what keeps another
+/// writer's finalizer from being lost).
+pub async fn finalizer(ctx: &Context, obs: &Observed, add: bool) -> Result<Written, Error> {
+    if !(ctx.may_act)() {
+        return Ok(Written::NotLeader);
+    }
+    let mut finalizers: Vec<&str> = obs
+        .finalizers
+        .iter()
+        .map(String::as_str)
+        .filter(|f| *f != STOP_ON_DELETE_FINALIZER)
+        .collect();
+    if add {
+        finalizers.push(STOP_ON_DELETE_FINALIZER);
+    }
+    let api: Api<DtsJob> = Api::namespaced(ctx.client.clone(), &obs.namespace);
+    let body = json!({
+        "metadata": { "resourceVersion": obs.resource_version, "finalizers": finalizers }
+    });
+    let sent = tokio::time::timeout(
+        ctx.settings.write_timeout,
+        api.patch(&obs.name, &PatchParams::default(), &Patch::Merge(&body)),
+    )
+    .await;
+    match sent {
+        Ok(Ok(_)) => {
+            info!(finalizer = STOP_ON_DELETE_FINALIZER, add, "finalizer updated");
+            Ok(Written::Ok)
+        }
+        Ok(Err(kube::Error::Api(s))) if s.code == 409 => Ok(Written::Conflict),
+        // Already gone: nothing is left to hold.
+        Ok(Err(kube::Error::Api(s))) if s.code == 404 && !add => Ok(Written::Ok),
+        Ok(Err(e)) => Err(Error::Kube(e)),
+        Err(_) => Err(Error::WriteTimeout(ctx.settings.write_timeout)),
+    }
 }
 
 /// Publishes `notes` as Events of `job`, each also logged. An Event that

@@ -17,6 +17,8 @@ const FP: &str = "generation=1;secret=10;requested=-";
 enum Want {
     Standby,
     Wait,
+    Finalizer(bool),
+    Idle,
     Settle {
         phase: Phase,
         warning: Option<Reason>,
@@ -50,6 +52,8 @@ fn shape(d: &Decision) -> Want {
             phase: status.phase.expect("a settled status has a phase"),
             warning: warning.as_ref().map(|(r, _)| *r),
         },
+        Decision::Finalizer(add) => Want::Finalizer(*add),
+        Decision::Idle => Want::Idle,
         Decision::Call(c) => Want::Call {
             steps: c.steps.clone(),
             marked: c
@@ -75,6 +79,12 @@ struct Row {
 }
 
 fn none(_: &mut Observed) {}
+
+fn deleting_under_stop(o: &mut Observed) {
+    o.spec.deletion_policy = Some(crate::crd::DeletionPolicy::Stop);
+    o.finalizers = vec![crate::crd::STOP_ON_DELETE_FINALIZER.into()];
+    o.deleting = true;
+}
 
 fn rows() -> Vec<Row> {
     let stop = Some(DesiredState::Stopped);
@@ -272,6 +282,74 @@ fn rows() -> Vec<Row> {
             },
         },
         Row {
+            rule: "deletionPolicy Stop: the finalizer is added before anything else",
+            desired: None,
+            directions: &[Forward],
+            records: vec![],
+            tweak: |o| o.spec.deletion_policy = Some(crate::crd::DeletionPolicy::Stop),
+            want: Want::Finalizer(true),
+        },
+        Row {
+            rule: "back to Orphan: the finalizer is removed",
+            desired: None,
+            directions: &[Forward],
+            records: vec![],
+            tweak: |o| o.finalizers = vec![crate::crd::STOP_ON_DELETE_FINALIZER.into()],
+            want: Want::Finalizer(false),
+        },
+        Row {
+            rule: "deleted under Stop: every listed direction is stopped, whatever desiredState says",
+            desired: None,
+            directions: &[Forward, Reverse],
+            records: vec![],
+            tweak: deleting_under_stop,
+            want: Want::Call {
+                steps: vec![(Forward, Step::Stop), (Reverse, Step::Stop)],
+                marked: vec![Forward, Reverse],
+            },
+        },
+        Row {
+            rule: "deleted under Stop, already stopped: the finalizer goes, no call",
+            desired: stop,
+            directions: &[Forward, Reverse],
+            records: vec![rec(Forward, Stopped, None), rec(Reverse, Stopped, None)],
+            tweak: deleting_under_stop,
+            want: Want::Finalizer(false),
+        },
+        Row {
+            rule: "deleted under Stop, a job DTS does not know: it does not block the deletion",
+            desired: stop,
+            directions: &[Forward],
+            records: vec![DirectionStatus {
+                error_code: Some("Forbidden.InstanceNotFound".into()),
+                ..rec(Forward, Failed, Some(FP))
+            }],
+            tweak: deleting_under_stop,
+            want: Want::Finalizer(false),
+        },
+        Row {
+            rule: "deleted under Stop, refused terminally for another reason: it waits (Stalled)",
+            desired: stop,
+            directions: &[Forward],
+            records: vec![DirectionStatus {
+                error_code: Some("Forbidden.RAM".into()),
+                ..rec(Forward, Failed, Some(FP))
+            }],
+            tweak: deleting_under_stop,
+            want: Want::Settle {
+                phase: Phase::Failed,
+                warning: None,
+            },
+        },
+        Row {
+            rule: "deleted under Orphan: nothing, not even a write",
+            desired: stop,
+            directions: &[Forward],
+            records: vec![],
+            tweak: |o| o.deleting = true,
+            want: Want::Idle,
+        },
+        Row {
             rule: "a record of another jobId is not trusted",
             desired: stop,
             directions: &[Forward],
@@ -327,12 +405,15 @@ fn credentials_are_read_whenever_a_call_can_follow() {
         let mut obs = observed(spec(row.desired, row.directions), status(row.records));
         (row.tweak)(&mut obs);
         if let Decision::Call(_) = decide(&obs) {
-            assert!(may_call(&obs.spec, &obs.status), "{}", row.rule);
+            assert!(may_call(&obs), "{}", row.rule);
         }
     }
-    let all_stopped = status(vec![rec(Forward, Stopped, None)]);
-    assert!(!may_call(&spec(Some(DesiredState::Stopped), &[Forward]), &all_stopped));
-    assert!(!may_call(&spec(None, &[Forward]), &status(vec![])));
+    let all_stopped = observed(
+        spec(Some(DesiredState::Stopped), &[Forward]),
+        status(vec![rec(Forward, Stopped, None)]),
+    );
+    assert!(!may_call(&all_stopped));
+    assert!(!may_call(&observed(spec(None, &[Forward]), status(vec![]))));
 }
 
 #[test]

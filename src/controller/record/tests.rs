@@ -215,7 +215,7 @@ fn record_follows_the_rules_for_every_answer() {
 fn a_refused_mark_prevents_every_call_and_every_write() {
     let obs = observed_with(None);
     let decision = decide(&obs);
-    let out = record(&obs, &decision, Acted::MarkRefused);
+    let out = record(&obs, &decision, Acted::Refused);
     assert_eq!(out.write, None);
     assert!(out.events.is_empty());
     assert_eq!(out.next, Next::After(CONFLICT_RETRY), "decide again on a fresher view");
