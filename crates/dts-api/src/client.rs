@@ -15,6 +15,9 @@ use std::time::Duration;
 
 use super::endpoint;
 use super::error::DtsError;
+// `JobDetail` lives with the other answer readers; it keeps its old path.
+pub use super::jobs::JobDetail;
+use super::jobs::{JobPage, JobsQuery};
 use super::response::parse_response;
 use super::sign::{self, Credentials};
 use super::transport::{HttpRequest, ReqwestTransport, Transport};
@@ -122,25 +125,6 @@ pub struct ApiSuccess {
     pub body: serde_json::Value,
 }
 
-/// The part of `DescribeDtsJobDetail` the controller acts on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobDetail {
-    pub request_id: Option<String>,
-    pub http_status: u16,
-    /// The job's top-level `Status` (e.g. `Synchronizing`, `Finished`).
-    pub status: Option<String>,
-}
-
-impl JobDetail {
-    /// `Status == Finished`, compared case-insensitively: the docs and the
-    /// Terraform provider disagree on the casing of status values.
-    pub fn is_finished(&self) -> bool {
-        self.status
-            .as_deref()
-            .is_some_and(|s| s.trim().eq_ignore_ascii_case("Finished"))
-    }
-}
-
 /// The DTS API client. Cheap to clone; share one per operator.
 #[derive(Clone)]
 pub struct DtsClient {
@@ -174,23 +158,47 @@ impl DtsClient {
         self.call(creds, &job.region_id, "StopDtsJob", params).await
     }
 
+    /// `StartDtsJob` for one direction of a job: starts a configured job,
+    /// and is also how a suspended job is resumed (Terraform's status flow
+    /// does exactly that, docs/dts-api.md §6). The same parameters as
+    /// [`stop_dts_job`](Self::stop_dts_job), as the SDK's request model has
+    /// them. Not idempotent from the caller's point of view: after an
+    /// ambiguous failure, describe first.
+    pub async fn start_dts_job(&self, creds: &Credentials, job: &JobRef) -> Result<ApiSuccess, DtsError> {
+        let params = job.params("DtsInstanceId");
+        self.call(creds, &job.region_id, "StartDtsJob", params).await
+    }
+
+    /// `SuspendDtsJob` for one direction of a job; the job's `Status`
+    /// becomes `Suspending` (paused). DTS documents that on change-tracking
+    /// tasks this answers success *without* pausing, so a caller that needs
+    /// the pause must describe afterwards rather than trust the success.
+    /// The same parameters as [`stop_dts_job`](Self::stop_dts_job).
+    pub async fn suspend_dts_job(&self, creds: &Credentials, job: &JobRef) -> Result<ApiSuccess, DtsError> {
+        let params = job.params("DtsInstanceId");
+        self.call(creds, &job.region_id, "SuspendDtsJob", params).await
+    }
+
     /// `DescribeDtsJobDetail` for one direction of a job. Note the
-    /// `DtsInstanceID` spelling this operation (alone) uses.
+    /// `DtsInstanceID` spelling this operation (alone) uses. The answer is
+    /// read by [`JobDetail::from_success`].
     pub async fn describe_dts_job_detail(&self, creds: &Credentials, job: &JobRef) -> Result<JobDetail, DtsError> {
         let params = job.params("DtsInstanceID");
         let ok = self.call(creds, &job.region_id, "DescribeDtsJobDetail", params).await?;
-        let status = ok
-            .body
-            .get("Status")
-            .and_then(|v| v.as_str())
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned);
-        Ok(JobDetail {
-            request_id: ok.request_id,
-            http_status: ok.http_status,
-            status,
-        })
+        Ok(JobDetail::from_success(&ok))
+    }
+
+    /// One page of `DescribeDtsJobs`: many jobs' status in one call (DTS
+    /// documents a rate limit of 20 calls/s per account and region for it,
+    /// docs/dts-api.md §6). The query's `region_id` is sent both as
+    /// `Region`, which this operation requires, and as `RegionId`. A query
+    /// that cannot be sent (an id with a comma, a bad region) is refused
+    /// before anything is signed. The answer is read by
+    /// [`JobPage::from_success`]; paging is the caller's loop.
+    pub async fn describe_dts_jobs(&self, creds: &Credentials, query: &JobsQuery) -> Result<JobPage, DtsError> {
+        let params = query.params()?;
+        let ok = self.call(creds, &query.region_id, "DescribeDtsJobs", params).await?;
+        Ok(JobPage::from_success(&ok))
     }
 
     /// Any DTS RPC action, one attempt. `region_id` selects the endpoint and
@@ -566,9 +574,8 @@ mod tests {
     #[test]
     fn finished_is_case_insensitive() {
         let d = |s: Option<&str>| JobDetail {
-            request_id: None,
-            http_status: 200,
             status: s.map(str::to_owned),
+            ..JobDetail::default()
         };
         assert!(d(Some("Finished")).is_finished());
         assert!(d(Some("finished")).is_finished());

@@ -5,7 +5,11 @@
 //!
 //! * [`sign`]: pure signing (HMAC-SHA1 RPC and ACS3-HMAC-SHA256);
 //! * [`client`]: request building ([`client::build_request`], pure) and the
-//!   [`DtsClient`] calls (`StopDtsJob`, `DescribeDtsJobDetail`, any action);
+//!   [`DtsClient`] calls (`StopDtsJob`, `StartDtsJob`, `SuspendDtsJob`,
+//!   `DescribeDtsJobDetail`, `DescribeDtsJobs`, any action);
+//! * [`jobs`]: the describe answers read into [`JobDetail`] and
+//!   [`JobPage`]/[`JobView`] (pure, testable without a transport), and the
+//!   [`JobsQuery`] of a DescribeDtsJobs page;
 //! * [`response`]: reading every answer shape DTS produces;
 //! * [`error`]: [`DtsError`], its [`ErrorClass`] and stable `reason()`;
 //! * [`endpoint`]: regionId → host, with the official SDK's map;
@@ -86,12 +90,14 @@
 pub mod client;
 pub mod endpoint;
 pub mod error;
+pub mod jobs;
 pub mod response;
 pub mod sign;
 pub mod transport;
 
 pub use client::{build_request, ApiSuccess, ClientConfig, DtsClient, JobDetail, JobRef, SignatureVersion};
 pub use error::{DtsError, ErrorClass, ErrorKind, ErrorReason};
+pub use jobs::{JobPage, JobView, JobsQuery, MAX_PAGE_SIZE};
 pub use sign::Credentials;
 pub use transport::{HttpRequest, HttpResponse, ReqwestTransport, Transport, TransportError};
 

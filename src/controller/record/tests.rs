@@ -28,6 +28,7 @@ fn detail(status: &str) -> Result<JobDetail, DtsError> {
         request_id: Some("DESC-1".into()),
         http_status: 200,
         status: Some(status.into()),
+        ..Default::default()
     })
 }
 
