@@ -18,6 +18,10 @@ pub const RECONCILE_REQUESTED_AT: &str = "kubedts.io/reconcile-requested-at";
 /// makes no DTS call and no change beyond one `Paused` condition.
 pub const PAUSED: &str = "kubedts.io/paused";
 
+/// Annotation that sets how often DTS is read for one DtsJob (a duration
+/// such as `30s` or `5m`; `0` turns polling off for it).
+pub const POLL_INTERVAL: &str = "kubedts.io/poll-interval";
+
 /// The finalizer of a DtsJob with `deletionPolicy: Stop`.
 pub const STOP_ON_DELETE_FINALIZER: &str = "kubedts.io/stop-on-delete";
 

@@ -8,6 +8,7 @@
 //! * [`run`]: wiring of watches, client, limits, leader election and controller
 //!   for `dts-operator run`;
 //! * [`leader`]: leader election on a coordination.k8s.io Lease;
+//! * [`view`]: DTS's own view of the jobs, as last read;
 //! * [`http`], [`metrics`], [`telemetry`]: `/metrics`, `/livez`, `/readyz`,
 //!   Prometheus metrics and logging.
 //!
@@ -25,3 +26,4 @@ pub mod metrics;
 pub mod reason;
 pub mod run;
 pub mod telemetry;
+pub mod view;

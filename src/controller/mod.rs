@@ -102,6 +102,9 @@ pub struct Context {
     /// every DTS call and every write.
     pub may_act: Gate,
     pub settings: Settings,
+    /// DTS's view of the jobs, as last read (by the observer and by
+    /// confirmations); observe reads it instead of calling DTS.
+    pub view: Arc<crate::view::DtsView>,
 }
 
 impl Context {
@@ -136,6 +139,7 @@ impl Context {
             metrics,
             may_act,
             settings,
+            view: Arc::default(),
         }
     }
 }

@@ -1,0 +1,190 @@
+//! DTS's own view of the jobs, as the operator last read it.
+//!
+//! Filled by the batch observer (DescribeDtsJobs, grouped by credentials
+//! and region) and by the confirmations after a lifecycle call
+//! (DescribeDtsJobDetail); read by the reconcile's observe step, so a
+//! reconcile never makes a DTS call just to look. Keyed by (regionId,
+//! jobId): a DtsJob is one DTS job in one region.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::crd::Direction;
+use dts_api::{JobDetail, JobView};
+
+/// What DTS reported for one direction.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DirectionView {
+    /// DTS's `Status` (compare case-insensitively).
+    pub status: Option<String>,
+    /// `Delay`, as DTS sent it.
+    pub delay_ms: Option<i64>,
+    /// `Checkpoint`, unix seconds.
+    pub checkpoint: Option<i64>,
+    /// `ErrorMessage`.
+    pub error_message: Option<String>,
+}
+
+impl DirectionView {
+    /// Whether `Status` is `wanted`, ignoring case and surrounding spaces.
+    pub fn status_is(&self, wanted: &str) -> bool {
+        self.status
+            .as_deref()
+            .is_some_and(|s| s.trim().eq_ignore_ascii_case(wanted))
+    }
+}
+
+impl From<&JobView> for DirectionView {
+    fn from(v: &JobView) -> Self {
+        Self {
+            status: v.status.clone(),
+            delay_ms: v.delay_ms,
+            checkpoint: v.checkpoint,
+            error_message: v.error_message.clone(),
+        }
+    }
+}
+
+impl From<&JobDetail> for DirectionView {
+    fn from(v: &JobDetail) -> Self {
+        Self {
+            status: v.status.clone(),
+            delay_ms: v.delay_ms,
+            checkpoint: v.checkpoint,
+            error_message: v.error_message.clone(),
+        }
+    }
+}
+
+/// One direction's view and when it was read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Seen {
+    pub view: DirectionView,
+    pub read_at: Time,
+}
+
+/// The views of all jobs the operator has read.
+#[derive(Debug, Default)]
+pub struct DtsView {
+    map: RwLock<HashMap<(String, String, Direction), Seen>>,
+}
+
+impl DtsView {
+    /// The last view of `job_id`'s `direction` in `region_id`.
+    pub fn get(&self, region_id: &str, job_id: &str, direction: Direction) -> Option<Seen> {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        map.get(&(region_id.to_owned(), job_id.to_owned(), direction)).cloned()
+    }
+
+    /// Stores a read; returns whether the view differs from the one known
+    /// before (the read time alone is not a change).
+    pub fn put(&self, region_id: &str, job_id: &str, direction: Direction, view: DirectionView, read_at: Time) -> bool {
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        let key = (region_id.to_owned(), job_id.to_owned(), direction);
+        let changed = map.get(&key).is_none_or(|old| old.view != view);
+        map.insert(key, Seen { view, read_at });
+        changed
+    }
+
+    /// Stores a DescribeDtsJobs entry: its own direction (Forward unless it
+    /// says otherwise) and its nested `ReverseJob`. Returns whether anything
+    /// changed.
+    pub fn put_job(&self, region_id: &str, job: &JobView, read_at: &Time) -> bool {
+        let direction = match job.direction.as_deref() {
+            Some(d) if d.eq_ignore_ascii_case("Reverse") => Direction::Reverse,
+            _ => Direction::Forward,
+        };
+        let mut changed = self.put(region_id, &job.job_id, direction, job.into(), read_at.clone());
+        if let Some(reverse) = &job.reverse {
+            changed |= self.put(
+                region_id,
+                &job.job_id,
+                Direction::Reverse,
+                (&**reverse).into(),
+                read_at.clone(),
+            );
+        }
+        changed
+    }
+
+    /// How many direction views are held.
+    pub fn len(&self) -> usize {
+        self.map.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether no view is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> Time {
+        Time(s.parse().unwrap())
+    }
+
+    fn job(status: &str, reverse: Option<&str>) -> JobView {
+        JobView {
+            job_id: "j1".into(),
+            instance_id: None,
+            status: Some(status.into()),
+            delay_ms: Some(3),
+            checkpoint: None,
+            error_message: None,
+            direction: reverse.map(|_| "Forward".into()),
+            reverse: reverse.map(|r| {
+                Box::new(JobView {
+                    job_id: "j1-reverse".into(),
+                    instance_id: None,
+                    status: Some(r.into()),
+                    delay_ms: None,
+                    checkpoint: None,
+                    error_message: None,
+                    direction: Some("Reverse".into()),
+                    reverse: None,
+                })
+            }),
+        }
+    }
+
+    #[test]
+    fn a_read_is_a_change_only_when_the_view_differs() {
+        let v = DtsView::default();
+        assert!(v.put_job(
+            "cn-hangzhou",
+            &job("Synchronizing", Some("Synchronizing")),
+            &t("2026-12-01T00:00:00Z")
+        ));
+        assert_eq!(v.len(), 2, "Forward and the nested Reverse");
+        assert!(
+            !v.put_job(
+                "cn-hangzhou",
+                &job("Synchronizing", Some("Synchronizing")),
+                &t("2026-12-01T00:05:00Z")
+            ),
+            "the same view read later is no change"
+        );
+        let seen = v.get("cn-hangzhou", "j1", Direction::Forward).unwrap();
+        assert_eq!(seen.read_at, t("2026-12-01T00:05:00Z"), "the read time is kept");
+        assert!(v.put_job(
+            "cn-hangzhou",
+            &job("Synchronizing", Some("Suspending")),
+            &t("2026-12-01T00:10:00Z")
+        ));
+        assert!(v
+            .get("cn-hangzhou", "j1", Direction::Reverse)
+            .unwrap()
+            .view
+            .status_is("suspending"));
+        assert_eq!(
+            v.get("cn-shanghai", "j1", Direction::Forward),
+            None,
+            "regions are apart"
+        );
+    }
+}
