@@ -134,9 +134,17 @@ fn lifecycle(
     )
 }
 
+/// How `Checkpoint` is typed: the SDK models type it as an integer in
+/// DescribeDtsJobDetail and as a string in DescribeDtsJobs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CheckpointAs {
+    Integer,
+    String,
+}
+
 /// The fields DTS returns for one direction of a job (the caller checked
 /// that the direction exists).
-fn job_fields(job: &Job, dir: Direction, now: Timestamp) -> Map<String, Value> {
+fn job_fields(job: &Job, dir: Direction, now: Timestamp, cp: CheckpointAs) -> Map<String, Value> {
     let state = job.dir(dir);
     let mut m = Map::new();
     m.insert("DtsJobId".into(), job.job_id.clone().into());
@@ -156,12 +164,13 @@ fn job_fields(job: &Job, dir: Direction, now: Timestamp) -> Map<String, Value> {
         state.map(|s| s.error_message.clone()).unwrap_or_default().into(),
     );
     m.insert("Delay".into(), state.map_or(0, |s| s.delay_ms).into());
+    let checkpoint = state.and_then(|s| s.checkpoint).unwrap_or_else(|| now.as_second());
     m.insert(
         "Checkpoint".into(),
-        state
-            .and_then(|s| s.checkpoint)
-            .unwrap_or_else(|| now.as_second())
-            .into(),
+        match cp {
+            CheckpointAs::Integer => checkpoint.into(),
+            CheckpointAs::String => checkpoint.to_string().into(),
+        },
     );
     m
 }
@@ -181,7 +190,7 @@ fn describe_detail(jobs: &Jobs, params: &BTreeMap<String, String>, request_id: &
     if job.status(dir).is_none() {
         return job_error(request_id, JobError::InvalidDirection);
     }
-    let mut fields = job_fields(job, dir, now);
+    let mut fields = job_fields(job, dir, now, CheckpointAs::Integer);
     fields.insert("SynchronizationDirection".into(), dir.as_str().into());
     success(request_id, fields)
 }
@@ -237,11 +246,11 @@ fn describe_jobs(
         .skip(start)
         .take(usize::try_from(page_size).unwrap_or(usize::MAX))
         .map(|j| {
-            let mut m = job_fields(j, Direction::Forward, now);
+            let mut m = job_fields(j, Direction::Forward, now, CheckpointAs::String);
             if j.two_way {
                 m.insert(
                     "ReverseJob".into(),
-                    Value::Object(job_fields(j, Direction::Reverse, now)),
+                    Value::Object(job_fields(j, Direction::Reverse, now, CheckpointAs::String)),
                 );
             }
             Value::Object(m)
