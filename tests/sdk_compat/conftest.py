@@ -22,7 +22,10 @@ CONFIG = {
     "jobs": [
         {"jobId": "dtsjob2way", "instanceId": "dtsinst2way", "regionId": "cn-hangzhou", "twoWay": True, "status": "Synchronizing"},
         {"jobId": "dtsjob1way", "regionId": "cn-hangzhou", "twoWay": False, "status": "Synchronizing"},
-    ],
+        {"jobId": "dtsjobtrack", "regionId": "cn-hangzhou", "jobType": "SUBSCRIBE", "status": "Normal"},
+    ]
+    # Enough jobs in another region for DescribeDtsJobs to need three pages of 30.
+    + [{"jobId": f"dtspage{i:02}", "regionId": "cn-shanghai"} for i in range(65)],
 }
 
 
@@ -40,6 +43,16 @@ class Emulator:
 
     def journal(self):
         return self.admin("journal")
+
+    def post(self, path, body):
+        req = urllib.request.Request(
+            f"http://{self.endpoint}/_emulator/{path}",
+            data=json.dumps(body).encode(),
+            headers={"content-type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
 
 
 @pytest.fixture

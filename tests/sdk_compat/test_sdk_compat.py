@@ -204,3 +204,73 @@ def test_describe_calls_read_back_the_stop(emulator):
     jobs = tea_client(emulator, "v2").describe_dts_jobs(models.DescribeDtsJobsRequest(region="cn-hangzhou", job_type="SYNC")).body
     two = next(j for j in jobs.dts_job_list if j.dts_job_id == "dtsjob2way")
     assert (two.status, two.reverse_job.status) == ("Synchronizing", "Finished")
+
+
+def lifecycle_request(cls, job="dtsjob2way", direction="Forward"):
+    return cls(dts_job_id=job, region_id="cn-hangzhou", synchronization_direction=direction)
+
+
+@pytest.mark.parametrize("algorithm,scheme", [(None, "ACS3-HMAC-SHA256"), ("v2", "HMAC-SHA1")])
+def test_suspend_and_start_round_trip(emulator, algorithm, scheme):
+    client = tea_client(emulator, algorithm)
+    resp = client.suspend_dts_job(lifecycle_request(models.SuspendDtsJobRequest, direction="Reverse"))
+    assert resp.status_code == 200 and resp.body.success is True, resp.body.to_map()
+    assert emulator.status("dtsjob2way") == {"Forward": "Synchronizing", "Reverse": "Suspending"}
+    resp = client.start_dts_job(lifecycle_request(models.StartDtsJobRequest, direction="Reverse"))
+    assert resp.body.success is True, resp.body.to_map()
+    assert emulator.status("dtsjob2way")["Reverse"] == "Synchronizing"
+    actions = [(e["action"], e["scheme"], e["authOk"], e["errorCode"]) for e in emulator.journal()]
+    assert actions == [("SuspendDtsJob", scheme, True, None), ("StartDtsJob", scheme, True, None)]
+
+
+def test_suspend_on_change_tracking_job_succeeds_without_pausing(emulator):
+    resp = tea_client(emulator).suspend_dts_job(lifecycle_request(models.SuspendDtsJobRequest, job="dtsjobtrack"))
+    assert resp.body.success is True, resp.body.to_map()
+    assert emulator.status("dtsjobtrack") == {"Forward": "Normal"}
+
+
+def test_describe_dts_job_detail_parses_status_delay_checkpoint(emulator):
+    emulator.post(
+        "jobs/dtsjob2way/state",
+        {"direction": "Reverse", "status": "Failed", "errorMessage": "binlog purged", "delayMs": 4200, "checkpoint": 1700000000},
+    )
+    for algorithm in (None, "v2"):
+        body = tea_client(emulator, algorithm).describe_dts_job_detail(
+            models.DescribeDtsJobDetailRequest(dts_job_id="dtsjob2way", synchronization_direction="Reverse", region_id="cn-hangzhou")
+        ).body
+        assert isinstance(body, models.DescribeDtsJobDetailResponseBody)
+        assert (body.status, body.delay, body.checkpoint) == ("Failed", 4200, 1700000000)
+        assert (body.error_message, body.dts_job_direction, body.dts_job_id) == ("binlog purged", "Reverse", "dtsjob2way")
+    fwd = tea_client(emulator).describe_dts_job_detail(models.DescribeDtsJobDetailRequest(dts_job_id="dtsjob2way")).body
+    assert (fwd.status, fwd.delay, fwd.error_message, fwd.dts_job_direction) == ("Synchronizing", 0, "", "Forward")
+    assert isinstance(fwd.checkpoint, int) and fwd.checkpoint > 1700000000
+
+
+def test_describe_dts_jobs_pages_and_filters_with_the_sdk_models(emulator):
+    client = tea_client(emulator)
+    seen = []
+    for page, want in [(1, 30), (2, 30), (3, 5)]:
+        body = client.describe_dts_jobs(
+            models.DescribeDtsJobsRequest(region="cn-shanghai", page_size=30, page_number=page)
+        ).body
+        assert (body.total_record_count, body.page_number, body.page_record_count) == (65, page, want)
+        assert len(body.dts_job_list) == want
+        assert all(isinstance(j, models.DescribeDtsJobsResponseBodyDtsJobList) for j in body.dts_job_list)
+        seen += [j.dts_job_id for j in body.dts_job_list]
+    assert seen == [f"dtspage{i:02}" for i in range(65)]
+
+    tea_client(emulator, "v2").stop_dts_job(lifecycle_request(models.StopDtsJobRequest, direction="Reverse"))
+    body = tea_client(emulator, "v2").describe_dts_jobs(
+        models.DescribeDtsJobsRequest(region="cn-hangzhou", dts_job_id="dtsjob2way,dtsjob1way,nosuchjob", page_size=10)
+    ).body
+    assert (body.total_record_count, body.page_record_count, body.page_number) == (2, 2, 1)
+    by_id = {j.dts_job_id: j for j in body.dts_job_list}
+    assert set(by_id) == {"dtsjob2way", "dtsjob1way"}
+    two = by_id["dtsjob2way"]
+    assert (two.status, two.dts_job_direction, two.delay) == ("Synchronizing", "Forward", 0)
+    assert isinstance(two.reverse_job, models.DescribeDtsJobsResponseBodyDtsJobListReverseJob)
+    rev = two.reverse_job
+    assert (rev.dts_job_id, rev.status, rev.dts_job_direction, rev.delay) == ("dtsjob2way", "Finished", "Reverse", 0)
+    # The SDK model types this Checkpoint as a string (DescribeDtsJobDetail: int).
+    assert isinstance(rev.checkpoint, str) and int(rev.checkpoint) > 1700000000
+    assert by_id["dtsjob1way"].reverse_job is None

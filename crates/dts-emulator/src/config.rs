@@ -19,7 +19,18 @@ pub struct Config {
     pub accounts: Vec<Account>,
     #[serde(default)]
     pub jobs: Vec<JobSpec>,
+    /// Describe* calls allowed per second per (AccessKeyId, region), a token
+    /// bucket whose burst is the rate; `0` = unlimited. Absent: 20, the
+    /// documented DescribeDtsJobs limit per account per region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub describe_qps: Option<u32>,
 }
+
+/// The default Describe* quota per (AccessKeyId, region), calls per second.
+pub const DEFAULT_DESCRIBE_QPS: u32 = 20;
+
+/// The job types of DTS's `JobType` parameter.
+pub const JOB_TYPES: [&str; 3] = ["SYNC", "MIGRATION", "SUBSCRIBE"];
 
 /// An AccessKey that the emulator accepts: the client's own credential type
 /// (whose `Debug` redacts the secret and token). With `securityToken` it is
@@ -40,10 +51,37 @@ pub struct JobSpec {
     /// Initial status of every direction.
     #[serde(default = "default_status")]
     pub status: String,
+    /// `SYNC` (default), `MIGRATION` or `SUBSCRIBE` (change tracking: a
+    /// SuspendDtsJob answers success and changes nothing). Case-insensitive.
+    #[serde(default = "default_job_type")]
+    pub job_type: String,
+    /// Milliseconds a StopDtsJob, SuspendDtsJob or StartDtsJob takes to
+    /// reach its target status (every direction); 0 = immediately.
+    #[serde(default)]
+    pub transition_ms: u64,
+    /// Replication delay every direction reports (`Delay`, milliseconds).
+    #[serde(default)]
+    pub delay_ms: u64,
+    /// `Checkpoint` every direction reports (unix seconds); absent: the
+    /// time of the call (no lag).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<i64>,
+    /// `ErrorMessage` every direction reports (e.g. with `status: Failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
 }
 
 fn default_status() -> String {
     "Synchronizing".to_owned()
+}
+
+fn default_job_type() -> String {
+    "SYNC".to_owned()
+}
+
+/// The upper-case job type if `t` is one of [`JOB_TYPES`].
+pub fn normalize_job_type(t: &str) -> Option<&'static str> {
+    JOB_TYPES.into_iter().find(|k| k.eq_ignore_ascii_case(t.trim()))
 }
 
 impl JobSpec {
@@ -61,6 +99,18 @@ impl JobSpec {
         }
         if self.status.trim().is_empty() {
             return Err(format!("job {:?}: status is empty", self.job_id));
+        }
+        match normalize_job_type(&self.job_type) {
+            None => {
+                return Err(format!(
+                    "job {:?}: jobType {:?} is not one of SYNC, MIGRATION, SUBSCRIBE",
+                    self.job_id, self.job_type
+                ))
+            }
+            Some(t) if t != "SYNC" && self.two_way => {
+                return Err(format!("job {:?}: twoWay needs jobType SYNC, not {t}", self.job_id))
+            }
+            Some(_) => {}
         }
         Ok(())
     }
@@ -131,6 +181,12 @@ impl Config {
         }
         Ok(())
     }
+
+    /// The Describe* quota in force at start-up (and after
+    /// `DELETE /_emulator/faults`).
+    pub fn describe_qps(&self) -> u32 {
+        self.describe_qps.unwrap_or(DEFAULT_DESCRIBE_QPS)
+    }
 }
 
 #[cfg(test)]
@@ -147,6 +203,15 @@ mod tests {
         let c = Config::parse(json).unwrap();
         assert_eq!(c.jobs[0].status, "Synchronizing");
         assert!(!c.jobs[0].two_way);
+        assert_eq!(c.jobs[0].job_type, "SYNC");
+        assert_eq!((c.jobs[0].transition_ms, c.jobs[0].delay_ms), (0, 0));
+        assert_eq!(c.describe_qps(), DEFAULT_DESCRIBE_QPS);
+        let c = Config::parse(
+            "describeQps: 0\njobs:\n  - {jobId: t, regionId: r, jobType: subscribe, transitionMs: 500, delayMs: 7, checkpoint: 1700000000}\n",
+        )
+        .unwrap();
+        assert_eq!(c.describe_qps(), 0);
+        assert_eq!(c.jobs[0].checkpoint, Some(1_700_000_000));
     }
 
     #[test]
@@ -167,6 +232,14 @@ mod tests {
                 "duplicate jobId \"j\"",
             ),
             ("", "empty"),
+            (
+                "jobs:\n  - {jobId: j, regionId: r, jobType: BATCH}\n",
+                "jobType \"BATCH\"",
+            ),
+            (
+                "jobs:\n  - {jobId: j, regionId: r, jobType: SUBSCRIBE, twoWay: true}\n",
+                "twoWay needs jobType SYNC",
+            ),
         ] {
             let e = Config::parse(text).unwrap_err();
             assert!(e.contains(needle), "{text:?}: {e}");

@@ -1,15 +1,17 @@
 //! Fault injection, set through `POST /_emulator/faults`.
 //!
 //! Faults fall in two groups, because a client must handle them differently:
-//! * *before any effect* (`throttleNext`, `failNext`, `qps`): the call is
+//! * *before any effect* (`throttleNext`, `failNext`, `qps`, and the
+//!   Describe* quota `describeQps`): the call is
 //!   answered with an error and the job is not touched — safe to retry;
 //! * *after the effect* (`latencyMs`, `malformedNext`, `resetNext`): the job
 //!   has changed and the call is journaled, then the answer is delayed,
 //!   garbled or never sent — the client cannot know whether it worked, as
 //!   with a real service.
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -34,6 +36,8 @@ pub struct FaultsRequest {
     pub qps: Option<u32>,
     /// `x-acs-retry-after` sent with throttled answers (default 1000 ms).
     pub retry_after_ms: Option<u64>,
+    /// Describe* calls per second per (AccessKeyId, region); `0` = unlimited.
+    pub describe_qps: Option<u32>,
 }
 
 /// `failNext`: the next `count` calls get this gateway error.
@@ -68,6 +72,8 @@ pub struct FaultsView {
     pub reset_next: u32,
     pub qps: Option<u32>,
     pub retry_after_ms: u64,
+    /// The Describe* quota per (AccessKeyId, region); 0 = unlimited.
+    pub describe_qps: u32,
 }
 
 /// What to do before a verified call takes effect.
@@ -99,14 +105,76 @@ impl Delivery {
     }
 }
 
+/// A token bucket per key, refilled at `rate` tokens a second and holding at
+/// most `rate` (the burst is one second's worth of calls).
+#[derive(Debug, Default)]
+pub struct KeyedBuckets {
+    rate: u32,
+    buckets: HashMap<(String, String), (f64, Instant)>,
+}
+
+impl KeyedBuckets {
+    pub fn new(rate: u32) -> KeyedBuckets {
+        KeyedBuckets {
+            rate,
+            buckets: HashMap::new(),
+        }
+    }
+
+    /// Takes a token for `key` at `now`; `Err(ms)` when none is left, with
+    /// the milliseconds until the next one.
+    pub fn take(&mut self, key: (String, String), now: Instant) -> Result<(), u64> {
+        if self.rate == 0 {
+            return Ok(());
+        }
+        let rate = f64::from(self.rate);
+        let (tokens, last) = self.buckets.entry(key).or_insert((rate, now));
+        let elapsed = now.saturating_duration_since(*last).as_secs_f64();
+        *tokens = (*tokens + elapsed * rate).min(rate);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            // Whole milliseconds, rounded up, at least 1.
+            let wait = ((1.0 - *tokens) / rate * 1000.0).ceil();
+            Err((wait as u64).max(1))
+        }
+    }
+}
+
 /// Live fault state.
 #[derive(Debug, Default)]
 pub struct Faults {
     view: FaultsView,
     limiter: Option<DefaultDirectRateLimiter>,
+    describe: KeyedBuckets,
 }
 
 impl Faults {
+    /// No faults, and a Describe* quota of `describe_qps` per (AccessKeyId,
+    /// region) (0 = unlimited).
+    pub fn new(describe_qps: u32) -> Faults {
+        Faults {
+            view: FaultsView {
+                describe_qps,
+                ..Default::default()
+            },
+            limiter: None,
+            describe: KeyedBuckets::new(describe_qps),
+        }
+    }
+
+    /// The Describe* quota: `Reject` with `Throttling.User` when the
+    /// (AccessKeyId, region) bucket is empty. Called after [`Faults::before`]
+    /// for Describe* actions only.
+    pub fn describe_quota(&mut self, access_key_id: &str, region: &str, now: Instant) -> Before {
+        match self.describe.take((access_key_id.to_owned(), region.to_owned()), now) {
+            Ok(()) => Before::Proceed,
+            Err(ms) => Before::Reject(GatewayError::throttled(), Some(ms)),
+        }
+    }
+
     pub fn view(&self) -> FaultsView {
         let mut v = self.view.clone();
         v.retry_after_ms = self.retry_after_ms();
@@ -148,6 +216,10 @@ impl Faults {
         }
         if let Some(ms) = req.retry_after_ms {
             self.view.retry_after_ms = ms;
+        }
+        if let Some(q) = req.describe_qps {
+            self.view.describe_qps = q;
+            self.describe = KeyedBuckets::new(q);
         }
         if let Some(q) = req.qps {
             self.view.qps = NonZeroU32::new(q).map(|_| q);
@@ -262,5 +334,31 @@ mod tests {
                 ..Default::default()
             })
             .is_err());
+    }
+
+    #[test]
+    fn describe_quota_is_per_key_with_a_burst_of_the_rate() {
+        let mut f = Faults::new(3);
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(f.describe_quota("a", "r", t0), Before::Proceed);
+        }
+        assert!(matches!(f.describe_quota("a", "r", t0), Before::Reject(e, Some(334)) if e.code == "Throttling.User"));
+        assert_eq!(f.describe_quota("b", "r", t0), Before::Proceed);
+        assert_eq!(f.describe_quota("a", "r2", t0), Before::Proceed);
+        // One token back a third of a second later.
+        assert_eq!(
+            f.describe_quota("a", "r", t0 + Duration::from_millis(334)),
+            Before::Proceed
+        );
+        f.apply(FaultsRequest {
+            describe_qps: Some(0),
+            ..Default::default()
+        })
+        .unwrap();
+        for _ in 0..100 {
+            assert_eq!(f.describe_quota("a", "r", t0), Before::Proceed);
+        }
+        assert_eq!(f.view().describe_qps, 0);
     }
 }

@@ -4,12 +4,13 @@
 //! (docs/dts-api.md §5); only a missing required parameter is a gateway error.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use jiff::Timestamp;
 use serde_json::{json, Map, Value};
 
 use crate::error::GatewayError;
-use crate::state::{Direction, Job, JobError, Jobs, Transition};
+use crate::state::{is, Direction, Job, JobError, Jobs, Transition};
 
 /// The operations the emulator serves; any other action is
 /// `InvalidApi.NotFound`.
@@ -90,18 +91,20 @@ fn opt<'a>(params: &'a BTreeMap<String, String>, k: &str) -> Option<&'a str> {
     params.get(k).map(String::as_str).filter(|v| !v.is_empty())
 }
 
-/// Runs `action` (one of [`ACTIONS`]) against `jobs`.
+/// Runs `action` (one of [`ACTIONS`]) against `jobs`; `clock` times
+/// lifecycle transitions, `now` is the wall clock of `Checkpoint`.
 pub fn call(
     jobs: &mut Jobs,
+    clock: Instant,
     action: &str,
     params: &BTreeMap<String, String>,
     request_id: &str,
     now: Timestamp,
 ) -> Result<Answer, GatewayError> {
     match action {
-        "StopDtsJob" => lifecycle(jobs, params, request_id, Transition::Stop),
-        "StartDtsJob" => lifecycle(jobs, params, request_id, Transition::Start),
-        "SuspendDtsJob" => lifecycle(jobs, params, request_id, Transition::Suspend),
+        "StopDtsJob" => lifecycle(jobs, params, request_id, Transition::Stop, clock),
+        "StartDtsJob" => lifecycle(jobs, params, request_id, Transition::Start, clock),
+        "SuspendDtsJob" => lifecycle(jobs, params, request_id, Transition::Suspend, clock),
         "DescribeDtsJobDetail" => Ok(describe_detail(jobs, params, request_id, now)),
         "DescribeDtsJobs" => describe_jobs(jobs, params, request_id, now),
         _ => Err(GatewayError::api_not_found()),
@@ -113,6 +116,7 @@ fn lifecycle(
     params: &BTreeMap<String, String>,
     request_id: &str,
     t: Transition,
+    clock: Instant,
 ) -> Result<Answer, GatewayError> {
     let job_id = opt(params, "DtsJobId");
     let instance_id = opt(params, "DtsInstanceId");
@@ -123,15 +127,25 @@ fn lifecycle(
         return Ok(invalid_parameter(request_id, "SynchronizationDirection"));
     };
     Ok(
-        match jobs.transition(job_id, instance_id, opt(params, "RegionId"), dir, t) {
+        match jobs.transition(job_id, instance_id, opt(params, "RegionId"), dir, t, clock) {
             Ok(()) => success(request_id, Map::new()),
             Err(e) => job_error(request_id, e),
         },
     )
 }
 
-/// The fields DTS returns for one direction of a job.
-fn job_fields(job: &Job, dir: Direction, now: Timestamp) -> Map<String, Value> {
+/// How `Checkpoint` is typed: the SDK models type it as an integer in
+/// DescribeDtsJobDetail and as a string in DescribeDtsJobs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CheckpointAs {
+    Integer,
+    String,
+}
+
+/// The fields DTS returns for one direction of a job (the caller checked
+/// that the direction exists).
+fn job_fields(job: &Job, dir: Direction, now: Timestamp, cp: CheckpointAs) -> Map<String, Value> {
+    let state = job.dir(dir);
     let mut m = Map::new();
     m.insert("DtsJobId".into(), job.job_id.clone().into());
     m.insert(
@@ -139,14 +153,25 @@ fn job_fields(job: &Job, dir: Direction, now: Timestamp) -> Map<String, Value> {
         job.instance_id.clone().unwrap_or_default().into(),
     );
     m.insert("DtsJobName".into(), job.job_id.clone().into());
-    m.insert("JobType".into(), "SYNC".into());
+    m.insert("JobType".into(), job.job_type.clone().into());
     m.insert("Status".into(), job.status(dir).unwrap_or_default().into());
+    // Returned only for two-way topologies (docs/dts-api.md §6.1).
     if job.two_way {
         m.insert("DtsJobDirection".into(), dir.as_str().into());
     }
-    m.insert("ErrorMessage".into(), "".into());
-    m.insert("Delay".into(), 0.into());
-    m.insert("Checkpoint".into(), now.as_second().into());
+    m.insert(
+        "ErrorMessage".into(),
+        state.map(|s| s.error_message.clone()).unwrap_or_default().into(),
+    );
+    m.insert("Delay".into(), state.map_or(0, |s| s.delay_ms).into());
+    let checkpoint = state.and_then(|s| s.checkpoint).unwrap_or_else(|| now.as_second());
+    m.insert(
+        "Checkpoint".into(),
+        match cp {
+            CheckpointAs::Integer => checkpoint.into(),
+            CheckpointAs::String => checkpoint.to_string().into(),
+        },
+    );
     m
 }
 
@@ -165,7 +190,7 @@ fn describe_detail(jobs: &Jobs, params: &BTreeMap<String, String>, request_id: &
     if job.status(dir).is_none() {
         return job_error(request_id, JobError::InvalidDirection);
     }
-    let mut fields = job_fields(job, dir, now);
+    let mut fields = job_fields(job, dir, now, CheckpointAs::Integer);
     fields.insert("SynchronizationDirection".into(), dir.as_str().into());
     success(request_id, fields)
 }
@@ -189,7 +214,8 @@ fn describe_jobs(
     request_id: &str,
     now: Timestamp,
 ) -> Result<Answer, GatewayError> {
-    let page_size = page_param(params, "PageSize", 20, 100)?;
+    // The SDK model documents a maximum of 30.
+    let page_size = page_param(params, "PageSize", 20, 30)?;
     let page_number = page_param(params, "PageNumber", 1, u64::from(u32::MAX))?;
     let list = |k: &str| opt(params, k).map(|v| v.split(',').map(str::trim).collect::<Vec<_>>());
     let ids = list("DtsJobId");
@@ -197,12 +223,14 @@ fn describe_jobs(
     // `Region` is the documented parameter; `RegionId` is deprecated here
     // but still sent by some clients.
     let region = opt(params, "Region").or(opt(params, "RegionId"));
-    // Every emulated job is a synchronization job.
-    let job_type_ok = opt(params, "JobType").is_none_or(|t| t.eq_ignore_ascii_case("SYNC"));
-    let all = jobs.list();
-    let matching: Vec<&Job> = all
+    // DTS defaults JobType to MIGRATION; the emulator lists every type when
+    // it is absent, as it always has.
+    let job_type = opt(params, "JobType");
+    let status = opt(params, "Status");
+    let matching: Vec<&Job> = jobs
         .iter()
-        .filter(|_| job_type_ok)
+        .filter(|j| job_type.is_none_or(|t| t.eq_ignore_ascii_case(&j.job_type)))
+        .filter(|j| status.is_none_or(|s| j.status(Direction::Forward).is_some_and(|f| is(f, s))))
         .filter(|j| region.is_none_or(|r| r == j.region_id))
         .filter(|j| ids.as_ref().is_none_or(|ids| ids.contains(&j.job_id.as_str())))
         .filter(|j| {
@@ -218,11 +246,11 @@ fn describe_jobs(
         .skip(start)
         .take(usize::try_from(page_size).unwrap_or(usize::MAX))
         .map(|j| {
-            let mut m = job_fields(j, Direction::Forward, now);
+            let mut m = job_fields(j, Direction::Forward, now, CheckpointAs::String);
             if j.two_way {
                 m.insert(
                     "ReverseJob".into(),
-                    Value::Object(job_fields(j, Direction::Reverse, now)),
+                    Value::Object(job_fields(j, Direction::Reverse, now, CheckpointAs::String)),
                 );
             }
             Value::Object(m)

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use jiff::Timestamp;
 use serde_json::Value;
@@ -29,6 +29,8 @@ const MAX_BODY: usize = 1 << 20;
 /// State shared by all handlers.
 pub struct Shared {
     accounts: HashMap<String, Account>,
+    /// The config's Describe* quota, restored by `DELETE /_emulator/faults`.
+    pub describe_qps: u32,
     inner: Mutex<Inner>,
 }
 
@@ -50,10 +52,11 @@ impl Shared {
                 .iter()
                 .map(|a| (a.access_key_id.clone(), a.clone()))
                 .collect(),
+            describe_qps: config.describe_qps(),
             inner: Mutex::new(Inner {
                 jobs: Jobs::new(&config.jobs),
                 nonces: NonceCache::default(),
-                faults: Faults::default(),
+                faults: Faults::new(config.describe_qps()),
                 journal: Journal::default(),
             }),
         }
@@ -77,6 +80,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
                 .delete(admin::clear_faults),
         )
         .route("/_emulator/jobs", get(admin::list_jobs).post(admin::add_job))
+        .route("/_emulator/jobs/{job_id}", get(admin::get_job))
+        .route("/_emulator/jobs/{job_id}/state", post(admin::change_job))
         .fallback(dts_call)
         .with_state(shared)
 }
@@ -176,6 +181,17 @@ async fn dts_call(
     }
 }
 
+/// The region a Describe* call is counted against: DescribeDtsJobs's
+/// `Region` (or the deprecated `RegionId`), else `RegionId`; `""` when the
+/// call names none.
+fn quota_region(params: &std::collections::BTreeMap<String, String>) -> &str {
+    ["Region", "RegionId"]
+        .iter()
+        .filter_map(|k| params.get(*k))
+        .find(|v| !v.is_empty())
+        .map_or("", String::as_str)
+}
+
 /// Routes, verifies, applies faults and runs the operation; returns the
 /// answer and the journal entry.
 fn handle(
@@ -247,7 +263,17 @@ fn handle(
         let o = reject(&mut entry, e, retry_after);
         return (o, entry);
     }
-    let answer = match dts::call(&mut inner.jobs, &action, &parsed.params, request_id, now) {
+    let clock = std::time::Instant::now();
+    if action.starts_with("Describe") {
+        let key_id = parsed.access_key_id.as_deref().unwrap_or_default();
+        if let Before::Reject(e, retry_after) = inner.faults.describe_quota(key_id, quota_region(&parsed.params), clock)
+        {
+            let o = reject(&mut entry, e, retry_after);
+            return (o, entry);
+        }
+    }
+    inner.jobs.settle(clock);
+    let answer = match dts::call(&mut inner.jobs, clock, &action, &parsed.params, request_id, now) {
         Ok(a) => a,
         Err(e) => {
             let o = reject(&mut entry, e, None);
