@@ -44,6 +44,8 @@ pub const HISTORY_LIMIT: usize = 10;
     printcolumn = r#"{"name":"Desired","type":"string","jsonPath":".spec.desiredState"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"DTS Status","type":"string","jsonPath":".status.directions[0].observed.status"}"#,
+    printcolumn = r#"{"name":"Delay","type":"integer","jsonPath":".status.directions[0].observed.delayMs"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[x_kube(validation = Rule::new(
@@ -71,11 +73,19 @@ pub struct DtsJobSpec {
     #[schemars(length(min = 1, max = 2), extend("x-kubernetes-list-type" = "set"))]
     pub directions: Vec<Direction>,
 
-    /// What the job should be doing. Stopped ends the job (StopDtsJob; it
-    /// cannot be restarted afterwards). Running and unset make no call: the
-    /// operator only reports.
+    /// What the job should be doing, per listed direction. Running: DTS
+    /// shows it synchronizing (a suspended job is resumed with StartDtsJob).
+    /// Suspended: paused with SuspendDtsJob. Stopped: ended with StopDtsJob,
+    /// once; a stopped job cannot be restarted. Unset: observe only, never
+    /// changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub desired_state: Option<DesiredState>,
+
+    /// Manage (the default): a job DTS shows in another state than desired
+    /// (suspended in the console, say) is driven back, with an Event.
+    /// ObserveOnly: such a difference is only reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub management_policy: Option<ManagementPolicy>,
 
     /// What deleting the DtsJob does to the DTS job. Orphan (the default)
     /// leaves it as it is; Stop stops every listed direction (at most once)
@@ -122,7 +132,18 @@ impl std::fmt::Display for Direction {
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum DesiredState {
     Running,
+    Suspended,
     Stopped,
+}
+
+/// Whether the operator corrects DTS when it differs from the spec.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum ManagementPolicy {
+    /// Drive the job back to the desired state.
+    #[default]
+    Manage,
+    /// Only report the difference.
+    ObserveOnly,
 }
 
 /// What deleting a DtsJob does to its DTS job.
@@ -151,7 +172,7 @@ pub struct DtsJobStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// A one-word summary: Pending, Running, Stopping, Stopped or Failed.
+    /// A one-word summary: Pending, Running, Suspended, Stopping, Stopped or Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
 
@@ -165,8 +186,10 @@ pub struct DtsJobStatus {
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["direction"]))]
     pub directions: Vec<DirectionStatus>,
 
-    /// The last DTS calls the operator made for this DtsJob (at most 10,
-    /// oldest first), so no RequestId is lost when a direction is retried.
+    /// The last DTS calls the operator made for this DtsJob that changed the
+    /// job or decided a stop (at most 10, oldest first; the reads that
+    /// confirm a suspend or start are left out), so no RequestId is lost
+    /// when a direction is retried.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub history: Vec<CallRecord>,
@@ -197,6 +220,7 @@ pub struct CallRecord {
 pub enum Phase {
     Pending,
     Running,
+    Suspended,
     Stopping,
     Stopped,
     Failed,
@@ -257,6 +281,67 @@ pub struct DirectionStatus {
     /// failure is not retried.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_for: Option<String>,
+    /// What DTS last reported for this direction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<Observation>,
+    /// A SuspendDtsJob or StartDtsJob in progress (or refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transition: Option<Transition>,
+}
+
+/// What DTS reported for one direction.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Observation {
+    /// DTS's Status (for example Synchronizing, Suspending, Finished, Failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Replication delay, as DTS reports it (Delay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<i64>,
+    /// Checkpoint, unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<i64>,
+    /// DTS's ErrorMessage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    /// When DTS was read (updated only together with a change).
+    pub observed_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+}
+
+/// A suspend or start of one direction.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Transition {
+    /// Running (StartDtsJob) or Suspended (SuspendDtsJob).
+    pub target: DesiredState,
+    /// Requested (about to be sent, or sent with an unknown outcome),
+    /// Confirming (DTS accepted; waiting for it to show the target),
+    /// Failed (refused), or TimedOut (the target never showed).
+    pub state: TransitionState,
+    /// When the call was (about to be) made.
+    pub since: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+    /// RequestId of the call's answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// Error code of a refusal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    /// Error message of a refusal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    /// The inputs a refusal or time-out is tied to (see failedFor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_for: Option<String>,
+}
+
+/// Where a suspend or start stands.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum TransitionState {
+    Requested,
+    Confirming,
+    Failed,
+    TimedOut,
 }
 
 impl DirectionStatus {
@@ -275,6 +360,8 @@ impl DirectionStatus {
             attempts: 0,
             last_attempt_time: None,
             failed_for: None,
+            observed: None,
+            transition: None,
         }
     }
 }

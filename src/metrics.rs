@@ -215,6 +215,7 @@ impl Collector for PhaseCollector {
         for p in [
             Phase::Pending,
             Phase::Running,
+            Phase::Suspended,
             Phase::Stopping,
             Phase::Stopped,
             Phase::Failed,

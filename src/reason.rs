@@ -85,6 +85,22 @@ reasons! {
     RestartNotSupported,
     /// The `kubedts.io/paused` annotation is `"true"`: no call, no change.
     Paused,
+    /// DTS shows every listed direction running, as desired.
+    Running,
+    /// DTS shows every listed direction suspended, as desired.
+    Suspended,
+    /// SuspendDtsJob was accepted; waiting for DTS to show Suspending.
+    Suspending,
+    /// StartDtsJob was accepted; waiting for DTS to show the job running.
+    Starting,
+    /// ObserveOnly: DTS shows another state than desired; nothing is changed.
+    NotInDesiredState,
+    /// DTS accepted a suspend or start but never showed its target.
+    TransitionNotConfirmed,
+    /// DTS reports the job Failed.
+    DtsJobFailed,
+    /// DTS reports the job Finished although it is not to be stopped.
+    JobFinished,
     /// Nothing is pending.
     Settled,
     /// No terminal error.

@@ -16,8 +16,9 @@ use tokio::sync::Semaphore;
 use super::decide::{confirm_after, Call, Step};
 use super::observe::{Credentials, Observed};
 use super::Gate;
-use crate::crd::Direction;
+use crate::crd::{DesiredState, Direction};
 use crate::metrics::Metrics;
+use crate::view::DtsView;
 use dts_api::sign;
 use dts_api::{ApiSuccess, DtsClient, DtsError, ErrorClass, JobDetail, JobRef};
 
@@ -48,6 +49,17 @@ impl DtsCaller {
     /// `None`: not sent, because the Lease was lost while the call waited.
     pub async fn stop(&self, creds: &sign::Credentials, job: &JobRef) -> Option<Result<ApiSuccess, DtsError>> {
         self.limited("StopDtsJob", self.client.stop_dts_job(creds, job)).await
+    }
+
+    /// `None`: not sent, because the Lease was lost while the call waited.
+    pub async fn suspend(&self, creds: &sign::Credentials, job: &JobRef) -> Option<Result<ApiSuccess, DtsError>> {
+        self.limited("SuspendDtsJob", self.client.suspend_dts_job(creds, job))
+            .await
+    }
+
+    /// `None`: not sent, because the Lease was lost while the call waited.
+    pub async fn start(&self, creds: &sign::Credentials, job: &JobRef) -> Option<Result<ApiSuccess, DtsError>> {
+        self.limited("StartDtsJob", self.client.start_dts_job(creds, job)).await
     }
 
     /// `None`: not sent, because the Lease was lost while the call waited.
@@ -86,6 +98,10 @@ pub enum Answer {
     /// StopDtsJob's answer and, after a terminal one, the describe that
     /// looked whether the job already finished ([`confirm_after`]).
     Stop(Result<ApiSuccess, DtsError>, Option<Result<JobDetail, DtsError>>),
+    /// SuspendDtsJob's (target Suspended) or StartDtsJob's (Running) answer.
+    Lifecycle(DesiredState, Result<ApiSuccess, DtsError>),
+    /// DescribeDtsJobDetail's answer, read to confirm a suspend or start.
+    Confirm(Result<JobDetail, DtsError>),
 }
 
 /// One direction's answer.
@@ -96,8 +112,9 @@ pub struct CallResult {
 }
 
 /// Runs the steps of `call` in order. Stops at the first call that was not
-/// sent (the Lease is gone; the rest stay as marked).
-pub async fn run(dts: &DtsCaller, obs: &Observed, call: &Call) -> Vec<CallResult> {
+/// sent (the Lease is gone; the rest stay as marked). Every direction read
+/// is stored in `view`, so the next reconcile sees it without a call.
+pub async fn run(dts: &DtsCaller, view: &DtsView, obs: &Observed, call: &Call) -> Vec<CallResult> {
     let Credentials::Ready(resolved) = &obs.credentials else {
         return Vec::new();
     };
@@ -115,7 +132,25 @@ pub async fn run(dts: &DtsCaller, obs: &Observed, call: &Call) -> Vec<CallResult
                 }
                 other => other.map(|r| Answer::Stop(r, None)),
             },
+            Step::Suspend => dts
+                .suspend(creds, &job)
+                .await
+                .map(|r| Answer::Lifecycle(DesiredState::Suspended, r)),
+            Step::Start => dts
+                .start(creds, &job)
+                .await
+                .map(|r| Answer::Lifecycle(DesiredState::Running, r)),
+            Step::Confirm => dts.describe(creds, &job).await.map(Answer::Confirm),
         };
+        if let Some(Answer::Confirm(Ok(detail)) | Answer::Describe(Ok(detail))) = &answer {
+            view.put(
+                &obs.spec.region_id,
+                &obs.spec.job_id,
+                *direction,
+                detail.into(),
+                obs.now.clone(),
+            );
+        }
         let sent = answer.is_some();
         results.push(CallResult {
             direction: *direction,

@@ -15,10 +15,17 @@
 
 use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::runtime::events::EventType;
+
 use super::observe::{Credentials, Observed};
 use super::status::{self, Blocked};
-use crate::crd::{DesiredState, Direction, DirectionState, DirectionStatus, DtsJobSpec, DtsJobStatus};
+use crate::crd::{
+    DesiredState, Direction, DirectionState, DirectionStatus, DtsJobSpec, DtsJobStatus, Observation, Transition,
+    TransitionState,
+};
 use crate::reason::Reason;
+use crate::view::DirectionView;
 use dts_api::DtsError;
 
 /// The next step for one direction.
@@ -30,6 +37,20 @@ pub enum Step {
     Describe,
     /// Send StopDtsJob.
     Stop,
+    /// Send SuspendDtsJob.
+    Suspend,
+    /// Send StartDtsJob.
+    Start,
+    /// A suspend or start was (or may have been) sent: read the direction
+    /// with DescribeDtsJobDetail until DTS shows its target.
+    Confirm,
+}
+
+impl Step {
+    /// Whether the step is a call that changes the job (and so is marked first).
+    pub fn changes_the_job(self) -> bool {
+        matches!(self, Step::Stop | Step::Suspend | Step::Start)
+    }
 }
 
 /// What the spec asks of the resource as a whole.
@@ -41,13 +62,17 @@ pub enum Intent {
     RestartNotSupported,
     /// `desiredState: Stopped`: one step per listed direction, in spec order.
     Stop(Vec<(Direction, Step)>),
+    /// `desiredState: Running` or `Suspended`: hold each listed direction there.
+    Hold(DesiredState, Vec<(Direction, Step)>),
 }
 
 impl Intent {
     /// The directions that need a DTS call now.
     pub fn pending(&self) -> Vec<(Direction, Step)> {
         match self {
-            Intent::Stop(steps) => steps.iter().copied().filter(|(_, s)| *s != Step::Done).collect(),
+            Intent::Stop(steps) | Intent::Hold(_, steps) => {
+                steps.iter().copied().filter(|(_, s)| *s != Step::Done).collect()
+            }
             _ => Vec::new(),
         }
     }
@@ -60,10 +85,11 @@ pub enum Decision {
     Standby,
     /// Calls are due but a retry is scheduled later: wait, write nothing.
     Wait(Duration),
-    /// No call: write `status` (when it changed), with `warning` as an Event.
+    /// No call: write `status` (when it changed), with `events` published
+    /// alongside that write.
     Settle {
         status: DtsJobStatus,
-        warning: Option<(Reason, String)>,
+        events: Vec<(EventType, Reason, String)>,
     },
     /// Calls are needed.
     Call(Call),
@@ -79,12 +105,20 @@ pub struct Call {
     pub intent: Intent,
     /// The pending steps, in spec order.
     pub steps: Vec<(Direction, Step)>,
-    /// The status to write before any call when a step is a stop: each such
-    /// direction `Stopping`, its attempt counted. Written under the observed
-    /// resourceVersion; a refusal (409) cancels the calls.
-    pub mark: Option<DtsJobStatus>,
+    /// The status the answers are recorded on: the mark when there is one,
+    /// else the observed status with DTS's latest view applied.
+    pub base: DtsJobStatus,
+    /// Whether `base` is a mark to write before any call (a step changes
+    /// the job): each stopped direction `Stopping` with its attempt counted,
+    /// each suspended or started one with a `Requested` transition. Written
+    /// under the observed resourceVersion; a refusal (409) cancels the calls.
+    pub marked: bool,
+    /// Why each suspend or start is sent (what DTS showed), for its Event.
+    pub why: Vec<(Direction, String)>,
     /// The inputs a terminal failure recorded now is tied to.
     pub fingerprint: String,
+    /// Events found while applying DTS's view, published with the calls'.
+    pub events: Vec<(EventType, Reason, String)>,
 }
 
 /// Decides what to do with `obs`.
@@ -95,7 +129,7 @@ pub fn decide(obs: &Observed) -> Decision {
     if obs.paused {
         return Decision::Settle {
             status: status::paused(obs),
-            warning: None,
+            events: Vec::new(),
         };
     }
     match (obs.deleting, obs.has_finalizer(), obs.wants_finalizer()) {
@@ -108,36 +142,34 @@ pub fn decide(obs: &Observed) -> Decision {
         _ => {}
     }
     let fingerprint = fingerprint(obs.generation, obs.secret_version(), obs.requested_at.as_deref());
-    let intent = intent(&obs.spec, &obs.status, &fingerprint, obs.deleting);
+    let (current, events) = refreshed(obs, &fingerprint);
+    let intent = intent(obs, &current.directions, &fingerprint);
     let steps = intent.pending();
-    let settle = |blocked: Option<Blocked>| {
-        let status = status::build(
-            obs,
-            &intent,
-            obs.status.directions.clone(),
-            blocked.as_ref(),
-            &obs.status,
-        );
-        let warning = match (&intent, blocked) {
-            (_, Some(b)) => Some((b.reason, b.message)),
-            (Intent::RestartNotSupported, None) => Some((
+    let settle = |blocked: Option<Blocked>, mut events: Vec<(EventType, Reason, String)>| {
+        let status = status::build(obs, &intent, current.directions.clone(), blocked.as_ref(), &obs.status);
+        match (&intent, blocked) {
+            (_, Some(b)) => events.push((EventType::Warning, b.reason, b.message)),
+            (Intent::RestartNotSupported, None) => events.push((
+                EventType::Warning,
                 Reason::RestartNotSupported,
                 status::condition_message(&status, status::STALLED),
             )),
-            _ => None,
-        };
-        Decision::Settle { status, warning }
+            (Intent::Hold(..), None) => events.extend(hold_warning(obs, &status)),
+            _ => {}
+        }
+        Decision::Settle { status, events }
     };
     if steps.is_empty() {
-        return settle(None);
+        return settle(None, events);
     }
     match &obs.credentials {
         Credentials::Ready(_) => {}
         Credentials::Missing(e) => {
-            return settle(Some(Blocked {
+            let blocked = Blocked {
                 reason: e.reason(),
                 message: e.to_string(),
-            }))
+            };
+            return settle(Some(blocked), events);
         }
         // Observing reads the credentials whenever `may_call` holds, and it
         // holds whenever a step is pending; without them nothing is sent.
@@ -146,28 +178,193 @@ pub fn decide(obs: &Observed) -> Decision {
     if let Some(wait) = obs.retry_in {
         return Decision::Wait(wait);
     }
-    let mark = steps.iter().any(|(_, s)| *s == Step::Stop).then(|| {
-        let mut directions = obs.status.directions.clone();
-        for (d, step) in &steps {
-            if *step == Step::Stop {
-                mark_stopping(&mut directions, obs, *d);
+    let marked = steps.iter().any(|(_, s)| s.changes_the_job());
+    let mut directions = current.directions.clone();
+    let mut why = Vec::new();
+    for (d, step) in &steps {
+        match step {
+            Step::Stop => mark_stopping(&mut directions, obs, *d),
+            Step::Suspend | Step::Start => {
+                let target = if *step == Step::Suspend {
+                    DesiredState::Suspended
+                } else {
+                    DesiredState::Running
+                };
+                why.push((*d, why_transition(obs, &obs.status.directions, *d, target)));
+                record_of_mut(&mut directions, &obs.spec, *d).transition = Some(Transition {
+                    target,
+                    state: TransitionState::Requested,
+                    since: obs.now.clone(),
+                    request_id: None,
+                    error_code: None,
+                    error_message: None,
+                    failed_for: None,
+                });
             }
+            _ => {}
         }
-        status::build(obs, &intent, directions, None, &obs.status)
-    });
+    }
+    let base = status::build(obs, &intent, directions, None, &obs.status);
     Decision::Call(Call {
         intent,
         steps,
-        mark,
+        base,
+        marked,
+        why,
         fingerprint,
+        events,
     })
+}
+
+/// How long DTS may take to show the target of an accepted suspend or
+/// start before the transition ends as `TimedOut` (`TransitionNotConfirmed`).
+pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The longest pause between two confirmations (they start at 1 s and double).
+pub const CONFIRM_MAX_INTERVAL: Duration = Duration::from_secs(300);
+
+/// DTS statuses of a direction that is running (compared case-insensitively).
+const RUNNING_STATUSES: &[&str] = &["Synchronizing", "Migrating", "Initializing", "Normal", "Catched"];
+
+/// Whether DTS's view shows `target`.
+pub fn reached(view: &DirectionView, target: DesiredState) -> bool {
+    match target {
+        DesiredState::Suspended => view.status_is("Suspending"),
+        DesiredState::Running => RUNNING_STATUSES.iter().any(|s| view.status_is(s)),
+        DesiredState::Stopped => view.status_is("Finished"),
+    }
+}
+
+/// Whether the operator drives a direction DTS shows as `view` to `target`:
+/// it suspends a running job and starts a suspended or not-started one, and
+/// leaves every other state (Failed, Finished, Prechecking...) to a human.
+fn actionable(view: &DirectionView, target: DesiredState) -> bool {
+    match target {
+        DesiredState::Suspended => reached(view, DesiredState::Running),
+        DesiredState::Running => view.status_is("Suspending") || view.status_is("NotStarted"),
+        DesiredState::Stopped => false,
+    }
+}
+
+/// The observed status with DTS's latest view applied: each direction's
+/// `observed` (only when the view changed: the read time alone is not a
+/// change), transitions DTS now confirms or that timed out, and stops DTS
+/// already shows done. Returns the Events these changes deserve.
+fn refreshed(obs: &Observed, fingerprint: &str) -> (DtsJobStatus, Vec<(EventType, Reason, String)>) {
+    let mut status = obs.status.clone();
+    let mut events = Vec::new();
+    let stopping = obs.deleting || obs.spec.desired_state == Some(DesiredState::Stopped);
+    for d in listed_directions(&obs.spec) {
+        let Some(seen) = obs.view(d) else { continue };
+        let view = &seen.view;
+        let r = record_of_mut(&mut status.directions, &obs.spec, d);
+        let observation = Observation {
+            status: view.status.clone(),
+            delay_ms: view.delay_ms,
+            checkpoint: view.checkpoint,
+            error_message: view.error_message.clone(),
+            observed_at: seen.read_at.clone(),
+        };
+        let same = r.observed.as_ref().is_some_and(|o| {
+            Observation {
+                observed_at: seen.read_at.clone(),
+                ..o.clone()
+            } == observation
+        });
+        if !same {
+            r.observed = Some(observation);
+        }
+        if let Some(t) = r.transition.as_mut() {
+            if matches!(t.state, TransitionState::Requested | TransitionState::Confirming) {
+                if reached(view, t.target) {
+                    let reason = if t.target == DesiredState::Suspended {
+                        Reason::Suspended
+                    } else {
+                        Reason::Running
+                    };
+                    let shown = view.status.as_deref().unwrap_or("?");
+                    events.push((EventType::Normal, reason, format!("{d}: DTS shows {shown}")));
+                    r.transition = None;
+                } else if elapsed(&t.since, &obs.now) > CONFIRM_TIMEOUT {
+                    t.state = TransitionState::TimedOut;
+                    t.failed_for = Some(fingerprint.to_owned());
+                    let shown = view.status.as_deref().unwrap_or("?");
+                    let text = format!(
+                        "{d}: DTS accepted the call but still shows {shown} after {} s",
+                        CONFIRM_TIMEOUT.as_secs()
+                    );
+                    events.push((EventType::Warning, Reason::TransitionNotConfirmed, text));
+                }
+            }
+        }
+        if stopping && r.state == DirectionState::Pending && reached(view, DesiredState::Stopped) {
+            r.state = DirectionState::Stopped;
+            r.failed_for = None;
+            let text = format!("{d}: DTS shows the job Finished; no StopDtsJob sent");
+            events.push((EventType::Normal, Reason::AlreadyStopped, text));
+        }
+    }
+    (status, events)
+}
+
+/// Time from `since` to `now`.
+pub fn elapsed(since: &Time, now: &Time) -> Duration {
+    let secs = now.0.as_second().saturating_sub(since.0.as_second());
+    Duration::from_secs(u64::try_from(secs).unwrap_or(0))
+}
+
+/// When to confirm again, `since` a call: 1 s, then as long as it has been
+/// (so 1, 2, 4, 8 s ...), at most [`CONFIRM_MAX_INTERVAL`].
+pub fn confirm_delay(since: &Time, now: &Time) -> Duration {
+    elapsed(since, now).clamp(Duration::from_secs(1), CONFIRM_MAX_INTERVAL)
+}
+
+/// The Event text of a suspend or start: what DTS showed, and whether the
+/// difference came from outside (DTS had shown the target before).
+fn why_transition(obs: &Observed, before: &[DirectionStatus], d: Direction, target: DesiredState) -> String {
+    let shown = obs
+        .view(d)
+        .and_then(|s| s.view.status.clone())
+        .unwrap_or_else(|| "no status yet".into());
+    let was_there = record_of(&obs.spec, before, d)
+        .and_then(|r| r.observed.as_ref())
+        .is_some_and(|o| {
+            let v = DirectionView {
+                status: o.status.clone(),
+                ..Default::default()
+            };
+            reached(&v, target)
+        });
+    let wanted = match target {
+        DesiredState::Suspended => "Suspended",
+        _ => "Running",
+    };
+    if was_there {
+        format!("DTS shows {shown} (changed outside the operator), desired {wanted}")
+    } else {
+        format!("DTS shows {shown}, desired {wanted}")
+    }
+}
+
+/// The Warning a settled Running/Suspended DtsJob deserves: ObserveOnly
+/// with DTS in another state, DTS reporting the job Failed or Finished.
+fn hold_warning(obs: &Observed, status: &DtsJobStatus) -> Option<(EventType, Reason, String)> {
+    let ready = status.conditions.iter().find(|c| c.type_ == status::READY)?;
+    let stalled = status.conditions.iter().find(|c| c.type_ == status::STALLED)?;
+    let _ = obs;
+    if stalled.status == "True" {
+        let reason = Reason::ALL.iter().find(|r| r.as_str() == stalled.reason)?;
+        return Some((EventType::Warning, *reason, stalled.message.clone()));
+    }
+    (ready.reason == Reason::NotInDesiredState.as_str())
+        .then(|| (EventType::Warning, Reason::NotInDesiredState, ready.message.clone()))
 }
 
 /// Whether any call may be needed, whatever the credentials: only then are
 /// they read. (No real fingerprint is empty, so every terminal failure
 /// counts as pending here.)
 pub fn may_call(obs: &Observed) -> bool {
-    !intent(&obs.spec, &obs.status, "", obs.deleting).pending().is_empty()
+    !intent(obs, &obs.status.directions, "").pending().is_empty()
 }
 
 /// Whether a DtsJob being deleted under `deletionPolicy: Stop` may go: every
@@ -250,22 +447,36 @@ pub fn listed_directions(spec: &DtsJobSpec) -> Vec<Direction> {
     out
 }
 
-/// What the spec asks, given the recorded status, per listed direction. A
-/// DtsJob being deleted under `deletionPolicy: Stop` asks for a stop.
-pub fn intent(spec: &DtsJobSpec, status: &DtsJobStatus, fingerprint: &str, deleting: bool) -> Intent {
-    if spec.desired_state != Some(DesiredState::Stopped) && !deleting {
+/// What the spec asks, given the recorded `directions` (with DTS's view
+/// applied), per listed direction. A DtsJob being deleted under
+/// `deletionPolicy: Stop` asks for a stop.
+pub fn intent(obs: &Observed, directions: &[DirectionStatus], fingerprint: &str) -> Intent {
+    let spec = &obs.spec;
+    if spec.desired_state != Some(DesiredState::Stopped) && !obs.deleting {
         let any_stopped = listed_directions(spec)
             .into_iter()
-            .any(|d| record_of(spec, &status.directions, d).is_some_and(|r| r.state == DirectionState::Stopped));
+            .any(|d| record_of(spec, directions, d).is_some_and(|r| r.state == DirectionState::Stopped));
         return match (spec.desired_state, any_stopped) {
-            (Some(DesiredState::Running), true) => Intent::RestartNotSupported,
-            _ => Intent::Observe,
+            (Some(_), true) => Intent::RestartNotSupported,
+            (Some(target), false) => Intent::Hold(
+                target,
+                listed_directions(spec)
+                    .into_iter()
+                    .map(|d| {
+                        (
+                            d,
+                            hold_step(obs, record_of(spec, directions, d), d, target, fingerprint),
+                        )
+                    })
+                    .collect(),
+            ),
+            (None, _) => Intent::Observe,
         };
     }
     let steps = listed_directions(spec)
         .into_iter()
         .map(|d| {
-            let step = match record_of(spec, &status.directions, d) {
+            let step = match record_of(spec, directions, d) {
                 None => Step::Stop,
                 Some(r) => match r.state {
                     DirectionState::Stopped => Step::Done,
@@ -279,6 +490,40 @@ pub fn intent(spec: &DtsJobSpec, status: &DtsJobStatus, fingerprint: &str, delet
         })
         .collect();
     Intent::Stop(steps)
+}
+
+/// The step that holds direction `d` at `target` (Running or Suspended).
+fn hold_step(
+    obs: &Observed,
+    r: Option<&DirectionStatus>,
+    d: Direction,
+    target: DesiredState,
+    fingerprint: &str,
+) -> Step {
+    if let Some(t) = r.and_then(|r| r.transition.as_ref()).filter(|t| t.target == target) {
+        match t.state {
+            // Sent, or maybe sent: look, never send again blindly.
+            TransitionState::Requested | TransitionState::Confirming => return Step::Confirm,
+            TransitionState::Failed | TransitionState::TimedOut if t.failed_for.as_deref() == Some(fingerprint) => {
+                return Step::Done
+            }
+            _ => {}
+        }
+    }
+    let call = if target == DesiredState::Suspended {
+        Step::Suspend
+    } else {
+        Step::Start
+    };
+    match obs.view(d).map(|s| &s.view) {
+        Some(v) if reached(v, target) => Step::Done,
+        Some(v) if obs.manages() && actionable(v, target) => call,
+        Some(_) => Step::Done,
+        // Never read: a suspend is sent anyway (DTS refuses what it cannot
+        // do); a job to keep running is left alone until DTS is read.
+        None if target == DesiredState::Suspended && obs.manages() => call,
+        None => Step::Done,
+    }
 }
 
 /// The inputs a terminal failure is tied to: the spec generation, the

@@ -167,13 +167,13 @@ async fn reconcile_steps(job: &DtsJob, ctx: &Context) -> Result<Action, Error> {
     let decision = decide::decide(&obs);
     debug!(?decision, "decided");
     let acted = match &decision {
-        Decision::Call(call) => match &call.mark {
-            Some(mark) => match write::status(ctx, &obs, mark, obs.resource_version.as_deref()).await? {
-                Written::Ok => Acted::Calls(act::run(&ctx.dts, &obs, call).await),
+        Decision::Call(call) if call.marked => {
+            match write::status(ctx, &obs, &call.base, obs.resource_version.as_deref()).await? {
+                Written::Ok => Acted::Calls(act::run(&ctx.dts, &ctx.view, &obs, call).await),
                 Written::Conflict | Written::NotLeader => Acted::Refused,
-            },
-            None => Acted::Calls(act::run(&ctx.dts, &obs, call).await),
-        },
+            }
+        }
+        Decision::Call(call) => Acted::Calls(act::run(&ctx.dts, &ctx.view, &obs, call).await),
         Decision::Finalizer(add) => match write::finalizer(ctx, &obs, *add).await? {
             Written::Ok => Acted::NoCall,
             Written::Conflict | Written::NotLeader => Acted::Refused,
@@ -256,6 +256,7 @@ pub(crate) mod fixtures {
                 credentials: dts_api::Credentials::new("LTAIfixture", "fixture-secret"),
                 secret_version: Some("10".into()),
             }),
+            views: Vec::new(),
             retry_in: None,
             now: now(),
         }
@@ -269,6 +270,7 @@ pub(crate) mod fixtures {
             region_id: "cn-hangzhou".into(),
             directions: directions.to_vec(),
             desired_state: desired,
+            management_policy: None,
             deletion_policy: None,
             credentials_secret_ref: None,
         }

@@ -11,9 +11,10 @@ use kube::ResourceExt;
 use super::credentials::{self, CredentialsError, Resolved};
 use super::{decide, Context, Error};
 use crate::crd::{
-    DeletionPolicy, Direction, DtsJob, DtsJobSpec, DtsJobStatus, PAUSED, RECONCILE_REQUESTED_AT,
+    DeletionPolicy, Direction, DtsJob, DtsJobSpec, DtsJobStatus, ManagementPolicy, PAUSED, RECONCILE_REQUESTED_AT,
     STOP_ON_DELETE_FINALIZER,
 };
+use crate::view::Seen;
 use dts_api::JobRef;
 
 /// The credentials a decision may use.
@@ -51,6 +52,9 @@ pub struct Observed {
     /// This replica holds the leader Lease.
     pub leader: bool,
     pub credentials: Credentials,
+    /// DTS's view of each listed direction, as last read (by the observer
+    /// or a confirmation); missing when DTS has not been read yet.
+    pub views: Vec<(Direction, Seen)>,
     /// A scheduled retry that is not due yet.
     pub retry_in: Option<Duration>,
     /// Second precision: Kubernetes stores times so, and a sub-second
@@ -79,6 +83,7 @@ impl Observed {
             finalizers: job.finalizers().to_vec(),
             leader,
             credentials: Credentials::NotNeeded,
+            views: Vec::new(),
             retry_in,
             now,
         })
@@ -104,6 +109,16 @@ impl Observed {
         self.spec.deletion_policy == Some(DeletionPolicy::Stop)
     }
 
+    /// DTS's last view of `direction`, if read.
+    pub fn view(&self, direction: Direction) -> Option<&Seen> {
+        self.views.iter().find(|(d, _)| *d == direction).map(|(_, s)| s)
+    }
+
+    /// Whether the operator corrects DTS (`managementPolicy: Manage`, the default).
+    pub fn manages(&self) -> bool {
+        self.spec.management_policy.unwrap_or_default() == ManagementPolicy::Manage
+    }
+
     /// The resourceVersion of the credentials Secret, if one was read.
     pub fn secret_version(&self) -> Option<&str> {
         match &self.credentials {
@@ -117,6 +132,10 @@ impl Observed {
 /// Secret is read only when a call may be needed.
 pub async fn observe(job: &DtsJob, ctx: &Context) -> Result<Observed, Error> {
     let mut obs = Observed::of(job, (ctx.may_act)(), None, now())?;
+    obs.views = decide::listed_directions(&obs.spec)
+        .into_iter()
+        .filter_map(|d| Some((d, ctx.view.get(&obs.spec.region_id, &obs.spec.job_id, d)?)))
+        .collect();
     obs.retry_in = ctx.backoff.remaining(&obs.uid, obs.requested_at.as_deref());
     let leader = obs.leader;
     if leader && !obs.paused && decide::may_call(&obs) {

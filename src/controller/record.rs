@@ -16,11 +16,16 @@ use std::time::Duration;
 use kube::runtime::events::EventType;
 
 use super::act::{Answer, CallResult};
+use super::decide;
 use super::decide::{record_of_mut, Call, Decision};
 use super::observe::Observed;
 use super::status;
-use crate::crd::{CallRecord, Direction, DirectionState, DirectionStatus, DtsJobStatus, HISTORY_LIMIT};
+use crate::crd::{
+    CallRecord, DesiredState, Direction, DirectionState, DirectionStatus, DtsJobStatus, Observation, TransitionState,
+    HISTORY_LIMIT,
+};
 use crate::reason::Reason;
+use crate::view::DirectionView;
 use dts_api::{ApiSuccess, DtsError, ErrorClass, JobDetail};
 
 /// How long to wait before deciding again after a write was refused with
@@ -102,15 +107,15 @@ pub fn record(obs: &Observed, decision: &Decision, acted: Acted) -> Outcome {
         (Decision::Finalizer(true), _) => Outcome::quiet(Next::Now),
         (Decision::Finalizer(false), _) => Outcome::quiet(Next::Settled),
         (Decision::Wait(wait), _) => Outcome::quiet(Next::After(*wait)),
-        (Decision::Settle { status, warning }, _) => {
+        (Decision::Settle { status, events }, _) => {
             if *status == obs.status {
                 return Outcome::quiet(Next::Settled);
             }
-            // The warning is published once, with the write that shows it.
-            let events = warning
+            // The Events are published once, with the write that shows them.
+            let events = events
                 .iter()
-                .map(|(reason, message)| Note {
-                    type_: EventType::Warning,
+                .map(|(type_, reason, message)| Note {
+                    type_: *type_,
                     reason: *reason,
                     action: "Reconcile".into(),
                     note: message.clone(),
@@ -134,6 +139,10 @@ pub fn record(obs: &Observed, decision: &Decision, acted: Acted) -> Outcome {
 #[derive(Default)]
 struct Tally {
     notes: Vec<(EventType, Reason, Direction, String)>,
+    /// Events not tied to one call (found while applying DTS's view).
+    reconcile_notes: Vec<(EventType, Reason, String)>,
+    /// The soonest confirmation due.
+    confirm_in: Option<Duration>,
     retry: bool,
     floor: Option<Duration>,
     again: bool,
@@ -150,9 +159,12 @@ impl Tally {
 }
 
 fn record_calls(obs: &Observed, call: &Call, results: Vec<CallResult>) -> Outcome {
-    let base = call.mark.as_ref().unwrap_or(&obs.status);
+    let base = &call.base;
     let mut directions = base.directions.clone();
     let mut t = Tally::default();
+    for (type_, reason, text) in &call.events {
+        t.reconcile_notes.push((*type_, *reason, text.clone()));
+    }
     let mut history = Vec::new();
     for CallResult { direction: d, answer } in results {
         calls_of(obs, d, &answer, &mut history);
@@ -215,35 +227,55 @@ fn record_calls(obs: &Observed, call: &Call, results: Vec<CallResult>) -> Outcom
                 t.note(EventType::Normal, Reason::AlreadyStopped, d, text);
             }
             Answer::Stop(Err(e), _) => fail(r, &e, call, &mut t),
+            Answer::Lifecycle(target, result) => {
+                let why = call
+                    .why
+                    .iter()
+                    .find(|(w, _)| *w == d)
+                    .map(|(_, w)| w.clone())
+                    .unwrap_or_default();
+                lifecycle(obs, call, r, target, result, &why, &mut t);
+            }
+            Answer::Confirm(result) => confirm(obs, r, result, &mut t),
         }
     }
     let mut status = status::build(obs, &call.intent, directions, None, base);
     status.history.extend(history);
     let excess = status.history.len().saturating_sub(HISTORY_LIMIT);
     status.history.drain(..excess);
-    let write = (status != *base).then(|| Write {
+    // Compared with what the server holds: the mark when one was written,
+    // else the observed status (DTS's view applied is a change too).
+    let held = if call.marked { &call.base } else { &obs.status };
+    let write = (status != *held).then(|| Write {
         status,
-        precondition: match call.mark {
-            Some(_) => None,
-            None => obs.resource_version.clone(),
-        },
+        precondition: (!call.marked).then(|| obs.resource_version.clone()).flatten(),
     });
     let next = if t.retry {
         Next::Retry { floor: t.floor }
     } else if t.again || obs.deleting {
         // Being deleted: decide again at once, to let the finalizer go.
         Next::Now
+    } else if let Some(wait) = t.confirm_in {
+        Next::After(wait)
     } else {
         Next::Settled
     };
-    Outcome {
-        write,
-        events: group(t.notes),
-        next,
-    }
+    let mut events: Vec<Note> = t
+        .reconcile_notes
+        .into_iter()
+        .map(|(type_, reason, note)| Note {
+            type_,
+            reason,
+            action: "Reconcile".into(),
+            note,
+        })
+        .collect();
+    events.extend(group(t.notes));
+    Outcome { write, events, next }
 }
 
-/// The history entries of one direction's answer: every call that was sent.
+/// The history entries of one direction's answer: every call that changed
+/// the job or decided a stop.
 fn described(r: &Result<JobDetail, DtsError>) -> Result<Option<String>, &DtsError> {
     r.as_ref().map(|ok| ok.request_id.clone())
 }
@@ -283,6 +315,115 @@ fn calls_of(obs: &Observed, d: Direction, answer: &Answer, out: &mut Vec<CallRec
             if let Some(c) = confirm {
                 out.push(entry("DescribeDtsJobDetail", described(c)));
             }
+        }
+        Answer::Lifecycle(target, r) => {
+            let action = match target {
+                DesiredState::Suspended => "SuspendDtsJob",
+                _ => "StartDtsJob",
+            };
+            out.push(entry(action, stopped(r)));
+        }
+        // Confirmation reads are left out: a few per suspend or start would
+        // push the RequestIds of the calls that changed the job out of the
+        // ten kept.
+        Answer::Confirm(_) => {}
+    }
+}
+
+/// A SuspendDtsJob or StartDtsJob answer.
+fn lifecycle(
+    obs: &Observed,
+    call: &Call,
+    r: &mut DirectionStatus,
+    target: DesiredState,
+    result: Result<ApiSuccess, DtsError>,
+    why: &str,
+    t: &mut Tally,
+) {
+    let d = r.direction;
+    let (action, waiting) = match target {
+        DesiredState::Suspended => ("SuspendDtsJob", Reason::Suspending),
+        _ => ("StartDtsJob", Reason::Starting),
+    };
+    let Some(tr) = r.transition.as_mut() else { return };
+    match result {
+        Ok(ok) => {
+            tr.state = TransitionState::Confirming;
+            tr.request_id = ok.request_id.clone();
+            tr.error_code = None;
+            tr.error_message = None;
+            let wait = decide::confirm_delay(&tr.since, &obs.now);
+            t.confirm_in = Some(t.confirm_in.map_or(wait, |w| w.min(wait)));
+            let text = with_request_id(format!("{d}: {why}: {action} accepted"), &ok.request_id);
+            t.note(EventType::Normal, waiting, d, text);
+        }
+        Err(e) if e.class == ErrorClass::Retryable => {
+            // Not executed: nothing is in flight; decided again after the backoff.
+            r.transition = None;
+            t.retry(&e);
+            t.note(
+                EventType::Warning,
+                Reason::RetryScheduled,
+                d,
+                format!("{d}: {action}: {e}; retrying"),
+            );
+        }
+        Err(e) if e.class == ErrorClass::Ambiguous => {
+            // Maybe executed: stays Requested, so the next attempt looks first.
+            tr.request_id = e.request_id.clone();
+            t.retry = true;
+            let text = format!("{d}: {action}: {e}; DTS will be read before any new call");
+            t.note(EventType::Warning, Reason::StopOutcomeUnknown, d, text);
+        }
+        Err(e) => {
+            tr.state = TransitionState::Failed;
+            tr.request_id = e.request_id.clone();
+            tr.error_code = Some(e.code.clone().unwrap_or_else(|| e.reason().as_str().to_owned()));
+            tr.error_message = Some(e.message.clone().unwrap_or_else(|| e.to_string()));
+            tr.failed_for = Some(call.fingerprint.clone());
+            t.note(
+                EventType::Warning,
+                Reason::for_dts_error(&e),
+                d,
+                format!("{d}: {action}: {e}"),
+            );
+        }
+    }
+}
+
+/// A DescribeDtsJobDetail read after a suspend or start.
+fn confirm(obs: &Observed, r: &mut DirectionStatus, result: Result<JobDetail, DtsError>, t: &mut Tally) {
+    let d = r.direction;
+    match result {
+        Ok(detail) => {
+            r.observed = Some(Observation {
+                status: detail.status.clone(),
+                delay_ms: detail.delay_ms,
+                checkpoint: detail.checkpoint,
+                error_message: detail.error_message.clone(),
+                observed_at: obs.now.clone(),
+            });
+            let Some(tr) = r.transition.as_mut() else { return };
+            let view = DirectionView::from(&detail);
+            if decide::reached(&view, tr.target) {
+                let reason = if tr.target == DesiredState::Suspended {
+                    Reason::Suspended
+                } else {
+                    Reason::Running
+                };
+                let shown = detail.status.as_deref().unwrap_or("?");
+                let text = with_request_id(format!("{d}: DTS shows {shown}"), &detail.request_id);
+                t.note(EventType::Normal, reason, d, text);
+                r.transition = None;
+            } else {
+                tr.state = TransitionState::Confirming;
+                let wait = decide::confirm_delay(&tr.since, &obs.now);
+                t.confirm_in = Some(t.confirm_in.map_or(wait, |w| w.min(wait)));
+            }
+        }
+        Err(e) => {
+            // Looking failed: look again after the backoff.
+            t.retry(&e);
         }
     }
 }

@@ -10,10 +10,11 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use super::decide::{listed_directions, record_of, Intent};
+use super::decide::{self, listed_directions, record_of, Intent};
 use super::observe::Observed;
-use crate::crd::{DesiredState, DirectionState, DirectionStatus, DtsJobSpec, DtsJobStatus, Phase};
+use crate::crd::{DesiredState, DirectionState, DirectionStatus, DtsJobSpec, DtsJobStatus, Phase, TransitionState};
 use crate::reason::Reason;
+use crate::view::DirectionView;
 
 pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
@@ -64,6 +65,13 @@ pub fn build(
             stalled: Some((b.reason, b.message.clone())),
         },
         (Intent::Stop(_), _) => stop_summary(spec, &listed),
+        (Intent::Hold(..), Some(b)) => Summary {
+            phase: Phase::Pending,
+            ready: ("False", b.reason, b.message.clone()),
+            reconciling: None,
+            stalled: Some((b.reason, b.message.clone())),
+        },
+        (Intent::Hold(target, _), None) => hold_summary(obs, *target, &listed),
     };
 
     let condition = |type_: &str, status: &str, reason: Reason, message: &str| {
@@ -117,8 +125,123 @@ fn observe_summary(spec: &DtsJobSpec, listed: &[&DirectionStatus]) -> Summary {
     }
 }
 
+/// Running or Suspended: what DTS shows against what is desired.
+fn hold_summary(obs: &Observed, target: DesiredState, listed: &[&DirectionStatus]) -> Summary {
+    let (wanted, reached_reason, waiting_reason, phase) = match target {
+        DesiredState::Suspended => ("Suspended", Reason::Suspended, Reason::Suspending, Phase::Suspended),
+        _ => ("Running", Reason::Running, Reason::Starting, Phase::Running),
+    };
+    let mut stalled: Vec<(Reason, String)> = Vec::new();
+    let mut waiting: Vec<String> = Vec::new();
+    let mut differs: Vec<String> = Vec::new();
+    let mut unknown: Vec<&str> = Vec::new();
+    for d in listed_directions(&obs.spec) {
+        let r = listed.iter().find(|r| r.direction == d);
+        // What DTS last showed, as recorded (the observer's view applied, or
+        // a confirmation read in this very reconcile).
+        let view = r.and_then(|r| r.observed.as_ref()).map(|o| DirectionView {
+            status: o.status.clone(),
+            delay_ms: o.delay_ms,
+            checkpoint: o.checkpoint,
+            error_message: o.error_message.clone(),
+        });
+        let view = view.as_ref();
+        let shown = view.and_then(|v| v.status.as_deref()).unwrap_or("no status");
+        let transition = r.and_then(|r| r.transition.as_ref()).filter(|t| t.target == target);
+        match (transition.map(|t| t.state), view) {
+            (Some(TransitionState::Failed), _) => {
+                let t = transition.expect("matched Some");
+                let code = t.error_code.as_deref().unwrap_or("refused");
+                let msg = t.error_message.as_deref().unwrap_or("");
+                stalled.push((
+                    t.error_code
+                        .as_deref()
+                        .map(Reason::for_dts_code)
+                        .unwrap_or(Reason::StopFailed),
+                    format!("{d}: {code}: {msg}").trim_end_matches(": ").to_owned(),
+                ));
+            }
+            (Some(TransitionState::TimedOut), _) => stalled.push((
+                Reason::TransitionNotConfirmed,
+                format!("{d}: DTS accepted the call but shows {shown}, not {wanted}"),
+            )),
+            (Some(_), _) => waiting.push(format!("{d}: waiting for DTS to show {wanted} (shows {shown})")),
+            (None, Some(v)) if decide::reached(v, target) => {}
+            (None, Some(v)) if v.status_is("Failed") => stalled.push((
+                Reason::DtsJobFailed,
+                format!(
+                    "{d}: DTS reports the job Failed: {}",
+                    v.error_message.as_deref().unwrap_or("no error message")
+                ),
+            )),
+            (None, Some(v)) if v.status_is("Finished") => stalled.push((
+                Reason::JobFinished,
+                format!(
+                    "{d}: DTS reports the job Finished; it cannot be {}",
+                    wanted.to_lowercase()
+                ),
+            )),
+            (None, Some(_)) => differs.push(format!("{d}: DTS shows {shown}, desired {wanted}")),
+            (None, None) => unknown.push(d.as_str()),
+        }
+    }
+    if let Some((reason, _)) = stalled.first().cloned() {
+        let message = stalled.iter().map(|(_, m)| m.clone()).collect::<Vec<_>>().join("; ");
+        return Summary {
+            phase: Phase::Failed,
+            ready: ("False", reason, message.clone()),
+            reconciling: None,
+            stalled: Some((reason, message)),
+        };
+    }
+    if !waiting.is_empty() || (!differs.is_empty() && obs.manages()) {
+        let message = waiting.into_iter().chain(differs).collect::<Vec<_>>().join("; ");
+        return Summary {
+            phase: Phase::Running,
+            ready: ("Unknown", waiting_reason, message.clone()),
+            reconciling: Some((waiting_reason, message)),
+            stalled: None,
+        };
+    }
+    if !differs.is_empty() {
+        let message = format!("{} (managementPolicy ObserveOnly: not changed)", differs.join("; "));
+        return Summary {
+            phase: Phase::Running,
+            ready: ("False", Reason::NotInDesiredState, message),
+            reconciling: None,
+            stalled: None,
+        };
+    }
+    if !unknown.is_empty() && target == DesiredState::Running {
+        // Not read yet: reported as before any reading, without a claim.
+        return Summary {
+            phase: Phase::Running,
+            ready: (
+                "True",
+                Reason::ObserveOnly,
+                format!(
+                    "desiredState is Running; DTS has not been read yet for {}",
+                    unknown.join(" and ")
+                ),
+            ),
+            reconciling: None,
+            stalled: None,
+        };
+    }
+    Summary {
+        phase,
+        ready: (
+            "True",
+            reached_reason,
+            format!("DTS shows every listed direction {wanted}"),
+        ),
+        reconciling: None,
+        stalled: None,
+    }
+}
+
 fn restart_message() -> String {
-    "desiredState is Running but the job was stopped: DTS cannot restart a stopped job; create a new job instead".into()
+    "desiredState is Running or Suspended but the job was stopped: DTS cannot restart a stopped job; create a new job instead".into()
 }
 
 fn stop_summary(spec: &DtsJobSpec, listed: &[&DirectionStatus]) -> Summary {
@@ -161,7 +284,9 @@ fn stop_summary(spec: &DtsJobSpec, listed: &[&DirectionStatus]) -> Summary {
         };
     }
     if stopped == total {
-        let already = listed.iter().any(|r| r.error_code.is_some());
+        // Stopped with an error recorded, or without any call of ours: DTS had
+        // finished the job already.
+        let already = listed.iter().any(|r| r.error_code.is_some() || r.attempts == 0);
         let names = listed
             .iter()
             .map(|r| r.direction.as_str())
@@ -329,7 +454,7 @@ mod tests {
     #[test]
     fn observe_only_is_ready_and_says_why() {
         let sp = spec(None, &[Direction::Forward]);
-        let p = intent(&sp, &DtsJobStatus::default(), "f", false);
+        let p = intent(&observed(sp.clone(), DtsJobStatus::default()), &[], "f");
         let s = summarize_at(&sp, &p, vec![], None, 2, &DtsJobStatus::default(), &now());
         assert_eq!(s.observed_generation, Some(2));
         assert_eq!(s.phase, Some(Phase::Running));

@@ -48,16 +48,20 @@ fn shape(d: &Decision) -> Want {
     match d {
         Decision::Standby => Want::Standby,
         Decision::Wait(_) => Want::Wait,
-        Decision::Settle { status, warning } => Want::Settle {
+        Decision::Settle { status, events } => Want::Settle {
             phase: status.phase.expect("a settled status has a phase"),
-            warning: warning.as_ref().map(|(r, _)| *r),
+            warning: events
+                .iter()
+                .find(|(t, _, _)| *t == kube::runtime::events::EventType::Warning)
+                .map(|(_, r, _)| *r),
         },
         Decision::Finalizer(add) => Want::Finalizer(*add),
         Decision::Idle => Want::Idle,
         Decision::Call(c) => Want::Call {
             steps: c.steps.clone(),
             marked: c
-                .mark
+                .marked
+                .then_some(&c.base)
                 .iter()
                 .flat_map(|m| m.directions.iter())
                 .filter(|r| r.state == Stopping)
@@ -388,7 +392,8 @@ fn the_mark_counts_the_attempt_and_clears_an_old_failure() {
     let Decision::Call(call) = decide(&obs) else {
         panic!("a changed Secret is a new intent")
     };
-    let mark = call.mark.expect("a stop is marked first");
+    assert!(call.marked, "a stop is marked first");
+    let mark = call.base;
     let r = &mark.directions[0];
     assert_eq!((r.state, r.attempts), (Stopping, 3));
     assert_eq!(r.failed_for, None);
@@ -432,11 +437,256 @@ fn a_paused_job_settles_with_only_a_paused_condition() {
         status(vec![rec(Forward, Pending, None)]),
     );
     obs.paused = true;
-    let Decision::Settle { status, warning } = decide(&obs) else {
+    let Decision::Settle { status, events } = decide(&obs) else {
         panic!("paused: no call")
     };
-    assert_eq!(warning, None);
+    assert!(events.is_empty());
     assert_eq!(status.directions, obs.status.directions, "the records are untouched");
     let types: Vec<_> = status.conditions.iter().map(|c| c.type_.as_str()).collect();
     assert_eq!(types, ["Paused"]);
+}
+
+// ---------- Running and Suspended ----------
+
+mod hold {
+    use super::*;
+    use crate::crd::{ManagementPolicy, Transition, TransitionState};
+    use crate::view::{DirectionView, Seen};
+
+    fn seen(status: &str) -> Seen {
+        Seen {
+            view: DirectionView {
+                status: Some(status.into()),
+                delay_ms: Some(1200),
+                ..Default::default()
+            },
+            read_at: crate::controller::fixtures::now(),
+        }
+    }
+
+    fn transition(target: DesiredState, state: TransitionState, since: &str) -> Transition {
+        Transition {
+            target,
+            state,
+            since: Time(since.parse().unwrap()),
+            request_id: Some("REQ-T".into()),
+            error_code: None,
+            error_message: None,
+            failed_for: None,
+        }
+    }
+
+    fn with_transition(t: Transition) -> DirectionStatus {
+        DirectionStatus {
+            transition: Some(t),
+            ..DirectionStatus::new(Forward, "job1")
+        }
+    }
+
+    /// (rule, desired, views, record, observe-only, want)
+    type HoldRow = (
+        &'static str,
+        DesiredState,
+        Vec<(Direction, &'static str)>,
+        Option<DirectionStatus>,
+        bool,
+        Want,
+    );
+
+    fn rows() -> Vec<HoldRow> {
+        use DesiredState::{Running, Suspended};
+        let now = "2026-11-27T10:00:00Z";
+        let a_minute_ago = "2026-11-27T09:59:00Z";
+        let an_hour_ago = "2026-11-27T09:00:00Z";
+        let settle = |phase, warning| Want::Settle { phase, warning };
+        let call = |steps: Vec<(Direction, Step)>| Want::Call { steps, marked: vec![] };
+        vec![
+            (
+                "Suspended, running in DTS: one SuspendDtsJob per direction",
+                Suspended,
+                vec![(Forward, "Synchronizing"), (Reverse, "Synchronizing")],
+                None,
+                false,
+                call(vec![(Forward, Step::Suspend), (Reverse, Step::Suspend)]),
+            ),
+            (
+                "Suspended, never read: suspend anyway",
+                Suspended,
+                vec![],
+                None,
+                false,
+                call(vec![(Forward, Step::Suspend), (Reverse, Step::Suspend)]),
+            ),
+            (
+                "Suspended and DTS shows Suspending: Ready, no call",
+                Suspended,
+                vec![(Forward, "suspending"), (Reverse, "Suspending")],
+                None,
+                false,
+                settle(Phase::Suspended, None),
+            ),
+            (
+                "a suspend in flight is confirmed by reading, never sent again",
+                Suspended,
+                vec![(Forward, "Synchronizing"), (Reverse, "Suspending")],
+                Some(with_transition(transition(
+                    Suspended,
+                    TransitionState::Confirming,
+                    a_minute_ago,
+                ))),
+                false,
+                call(vec![(Forward, Step::Confirm)]),
+            ),
+            (
+                "a suspend maybe sent (crash after the mark) is read first",
+                Suspended,
+                vec![(Forward, "Synchronizing"), (Reverse, "Suspending")],
+                Some(with_transition(transition(Suspended, TransitionState::Requested, now))),
+                false,
+                call(vec![(Forward, Step::Confirm)]),
+            ),
+            (
+                "a suspend DTS never shows ends TransitionNotConfirmed, no loop",
+                Suspended,
+                vec![(Forward, "Normal"), (Reverse, "Suspending")],
+                Some(with_transition(transition(
+                    Suspended,
+                    TransitionState::Confirming,
+                    an_hour_ago,
+                ))),
+                false,
+                settle(Phase::Failed, Some(Reason::TransitionNotConfirmed)),
+            ),
+            (
+                "Running, DTS shows Suspending (the console): started again under Manage",
+                Running,
+                vec![(Forward, "Suspending"), (Reverse, "Synchronizing")],
+                None,
+                false,
+                call(vec![(Forward, Step::Start)]),
+            ),
+            (
+                "Running, DTS shows Suspending, ObserveOnly: reported, no call",
+                Running,
+                vec![(Forward, "Suspending"), (Reverse, "Synchronizing")],
+                None,
+                true,
+                settle(Phase::Running, Some(Reason::NotInDesiredState)),
+            ),
+            (
+                "Running and running: Ready, no call",
+                Running,
+                vec![(Forward, "Synchronizing"), (Reverse, "Migrating")],
+                None,
+                false,
+                settle(Phase::Running, None),
+            ),
+            (
+                "Running, never read: no call (as before any reading)",
+                Running,
+                vec![],
+                None,
+                false,
+                settle(Phase::Running, None),
+            ),
+            (
+                "DTS reports Failed: Stalled, no call",
+                Running,
+                vec![(Forward, "Failed"), (Reverse, "Synchronizing")],
+                None,
+                false,
+                settle(Phase::Failed, Some(Reason::DtsJobFailed)),
+            ),
+            (
+                "DTS reports Finished while to run: Stalled, no call",
+                Suspended,
+                vec![(Forward, "Finished"), (Reverse, "Suspending")],
+                None,
+                false,
+                settle(Phase::Failed, Some(Reason::JobFinished)),
+            ),
+        ]
+    }
+
+    #[test]
+    fn decide_holds_running_and_suspended() {
+        let mut failures = Vec::new();
+        for (rule, desired, views, record, observe_only, want) in rows() {
+            let mut obs = observed(
+                spec(Some(desired), &[Forward, Reverse]),
+                status(record.into_iter().collect()),
+            );
+            obs.views = views.into_iter().map(|(d, s)| (d, seen(s))).collect();
+            if observe_only {
+                obs.spec.management_policy = Some(ManagementPolicy::ObserveOnly);
+            }
+            let got = shape(&decide(&obs));
+            if got != want {
+                failures.push(format!("{rule}:\n  want {want:?}\n  got  {got:?}"));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn a_suspend_is_marked_requested_before_it_is_sent() {
+        let mut obs = observed(spec(Some(DesiredState::Suspended), &[Forward]), status(vec![]));
+        obs.views = vec![(Forward, seen("Synchronizing"))];
+        let Decision::Call(call) = decide(&obs) else {
+            panic!("a suspend is due")
+        };
+        assert!(call.marked);
+        let t = call.base.directions[0].transition.as_ref().expect("marked");
+        assert_eq!(
+            (t.target, t.state),
+            (DesiredState::Suspended, TransitionState::Requested)
+        );
+        assert_eq!(t.since, obs.now);
+        assert_eq!(
+            call.why,
+            [(Forward, "DTS shows Synchronizing, desired Suspended".to_owned())]
+        );
+        let observed = call.base.directions[0]
+            .observed
+            .as_ref()
+            .expect("DTS's view is recorded");
+        assert_eq!(
+            (observed.status.as_deref(), observed.delay_ms),
+            (Some("Synchronizing"), Some(1200))
+        );
+    }
+
+    #[test]
+    fn a_view_that_did_not_change_writes_nothing() {
+        let mut obs = observed(spec(Some(DesiredState::Running), &[Forward]), status(vec![]));
+        obs.views = vec![(Forward, seen("Synchronizing"))];
+        let Decision::Settle { status: first, .. } = decide(&obs) else {
+            panic!("settle")
+        };
+        // Read again later, same answer: the status the server holds already says so.
+        let mut again = observed(obs.spec.clone(), first.clone());
+        let mut later = seen("Synchronizing");
+        later.read_at = Time("2026-11-27T10:05:00Z".parse().unwrap());
+        again.views = vec![(Forward, later)];
+        let Decision::Settle { status: second, .. } = decide(&again) else {
+            panic!("settle")
+        };
+        assert_eq!(first, second, "the read time alone is not a change");
+    }
+
+    #[test]
+    fn dts_showing_finished_before_the_first_stop_needs_no_stop() {
+        let mut obs = observed(spec(Some(DesiredState::Stopped), &[Forward]), status(vec![]));
+        obs.views = vec![(Forward, seen("FINISHED"))];
+        let Decision::Settle { status, events } = decide(&obs) else {
+            panic!("no call for a job DTS shows Finished")
+        };
+        assert_eq!(status.phase, Some(Phase::Stopped));
+        let ready = status.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("True", "AlreadyStopped")
+        );
+        assert!(events.iter().any(|(_, r, _)| *r == Reason::AlreadyStopped));
+    }
 }

@@ -198,7 +198,7 @@ fn record_follows_the_rules_for_every_answer() {
             .write
             .as_ref()
             .map(|w| &w.status)
-            .or(call.mark.as_ref())
+            .or(call.marked.then_some(&call.base))
             .and_then(|s| s.directions.iter().find(|r| r.direction == Forward))
             .map(|r| r.state);
         let events: Vec<_> = out.events.iter().map(|n| (n.type_, n.reason)).collect();
@@ -343,4 +343,130 @@ fn the_history_records_each_call_and_keeps_the_newest_ten() {
 
 fn obs_now() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
     crate::controller::fixtures::now()
+}
+
+mod hold {
+    use super::*;
+    use crate::crd::TransitionState;
+    use crate::view::{DirectionView, Seen};
+
+    fn suspending_obs(view: &str) -> Observed {
+        let mut obs = observed(spec(Some(DesiredState::Suspended), &[Forward]), DtsJobStatus::default());
+        obs.views = vec![(
+            Forward,
+            Seen {
+                view: DirectionView {
+                    status: Some(view.into()),
+                    ..Default::default()
+                },
+                read_at: obs_now(),
+            },
+        )];
+        obs
+    }
+
+    #[test]
+    fn an_accepted_suspend_is_confirmed_by_reading_a_second_later() {
+        let obs = suspending_obs("Synchronizing");
+        let decision = decide(&obs);
+        let acted = Acted::Calls(vec![CallResult {
+            direction: Forward,
+            answer: Answer::Lifecycle(DesiredState::Suspended, ok("REQ-S")),
+        }]);
+        let out = record(&obs, &decision, acted);
+        let w = out.write.expect("the transition is written");
+        let t = w.status.directions[0].transition.as_ref().unwrap();
+        assert_eq!(
+            (t.state, t.request_id.as_deref()),
+            (TransitionState::Confirming, Some("REQ-S"))
+        );
+        assert_eq!(out.next, Next::After(Duration::from_secs(1)));
+        let ready = w.status.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("Unknown", "Suspending"),
+            "not Ready yet"
+        );
+        assert_eq!(out.events[0].reason, Reason::Suspending);
+        assert!(out.events[0].note.contains("REQ-S"), "{:?}", out.events);
+        assert_eq!(w.status.history[0].action, "SuspendDtsJob");
+    }
+
+    #[test]
+    fn the_confirmation_that_shows_the_target_makes_it_ready() {
+        let obs = suspending_obs("Synchronizing");
+        let decision = decide(&obs);
+        let first = record(
+            &obs,
+            &decision,
+            Acted::Calls(vec![CallResult {
+                direction: Forward,
+                answer: Answer::Lifecycle(DesiredState::Suspended, ok("REQ-S")),
+            }]),
+        )
+        .write
+        .unwrap()
+        .status;
+        // Next reconcile: still the old view (no observer), so it reads.
+        let mut obs = suspending_obs("Synchronizing");
+        obs.status = first;
+        let decision = decide(&obs);
+        let Decision::Call(call) = &decision else {
+            panic!("a confirmation read")
+        };
+        assert_eq!(call.steps, [(Forward, crate::controller::decide::Step::Confirm)]);
+        assert!(!call.marked, "a read is not marked");
+        let not_yet = record(
+            &obs,
+            &decision,
+            Acted::Calls(vec![CallResult {
+                direction: Forward,
+                answer: Answer::Confirm(detail("Synchronizing")),
+            }]),
+        );
+        assert_eq!(not_yet.next, Next::After(Duration::from_secs(1)), "read again soon");
+        let done = record(
+            &obs,
+            &decision,
+            Acted::Calls(vec![CallResult {
+                direction: Forward,
+                answer: Answer::Confirm(detail("Suspending")),
+            }]),
+        );
+        let status = done.write.unwrap().status;
+        assert_eq!(status.directions[0].transition, None);
+        assert_eq!(status.phase, Some(crate::crd::Phase::Suspended));
+        let ready = status.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("True", "Suspended"));
+        assert_eq!(done.next, Next::Settled);
+        assert!(done.events.iter().any(|e| e.reason == Reason::Suspended));
+    }
+
+    #[test]
+    fn a_refused_suspend_stalls_and_waits_for_new_inputs() {
+        let obs = suspending_obs("Synchronizing");
+        let decision = decide(&obs);
+        let out = record(
+            &obs,
+            &decision,
+            Acted::Calls(vec![CallResult {
+                direction: Forward,
+                answer: Answer::Lifecycle(DesiredState::Suspended, Err(terminal("InvalidJobStatus"))),
+            }]),
+        );
+        let status = out.write.unwrap().status;
+        let t = status.directions[0].transition.as_ref().unwrap();
+        assert_eq!(t.state, TransitionState::Failed);
+        let stalled = status.conditions.iter().find(|c| c.type_ == "Stalled").unwrap();
+        assert_eq!(
+            (stalled.status.as_str(), stalled.reason.as_str()),
+            ("True", "InvalidJobStatus")
+        );
+        let mut again = suspending_obs("Synchronizing");
+        again.status = status;
+        assert!(
+            matches!(decide(&again), Decision::Settle { .. }),
+            "not sent again while the inputs are the same"
+        );
+    }
 }
