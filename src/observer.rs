@@ -51,6 +51,11 @@ use dts_api::{DtsError, ErrorReason, JobsQuery, MAX_PAGE_SIZE};
 /// The shortest time between two cycles, whatever the intervals say.
 pub const MIN_CYCLE: Duration = Duration::from_secs(1);
 
+/// The least time between two DescribeDtsJobs calls of one group: DTS
+/// documents 20 calls/s per account and region (docs/dts-api.md §6), so one
+/// group never exceeds that, whatever `--dts-rate-limit` allows.
+pub const GROUP_CALL_SPACING: Duration = Duration::from_millis(50);
+
 /// Each cycle starts up to this share of the interval late.
 const JITTER: f64 = 0.1;
 
@@ -230,12 +235,13 @@ pub struct GroupRead {
 }
 
 /// Reads one group: its chunks in order, each one page (one extra page per
-/// group at most when `TotalRecordCount` says there is more), stopping at
-/// the first failure. Stores every entry in `ctx.view` with `now`.
+/// group at most when `TotalRecordCount` says there is more), at most one
+/// call per [`GROUP_CALL_SPACING`], stopping at the first failure. Stores every entry in `ctx.view` with `now`.
 pub async fn read_group(ctx: &Context, group: &Group, now: &Time, stopping: &watch::Receiver<bool>) -> GroupRead {
     let mut out = GroupRead::default();
     let mut extra_pages = 1u32;
     let mut changed_ids = HashSet::new();
+    let mut last_call: Option<tokio::time::Instant> = None;
     'chunks: for chunk in group.chunks() {
         let mut page_number = 1;
         let mut received = 0u64;
@@ -251,6 +257,10 @@ pub async fn read_group(ctx: &Context, group: &Group, now: &Time, stopping: &wat
                 page_number,
                 page_size: MAX_PAGE_SIZE,
             };
+            if let Some(last) = last_call {
+                tokio::time::sleep_until(last + GROUP_CALL_SPACING).await;
+            }
+            last_call = Some(tokio::time::Instant::now());
             let Some(answer) = ctx.dts.describe_jobs(&group.credentials, &query).await else {
                 out.interrupted = true;
                 break 'chunks;

@@ -474,3 +474,18 @@ async fn run_polls_at_once_and_stops_on_request() {
         .unwrap();
     assert_eq!(dts.calls.lock().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn one_group_stays_under_twenty_calls_a_second() {
+    let jobs: Vec<Arc<DtsJob>> = (0..95).map(|i| plain(&format!("j{i:02}"))).collect();
+    let mut f = fixture(&jobs, FIVE_MINUTES);
+    let (_stop_tx, stopping) = watch::channel(false);
+    let start = std::time::Instant::now();
+    f.observer.cycle(&stopping).await;
+    assert_eq!(f.dts.calls.lock().unwrap().len(), 4);
+    assert!(
+        start.elapsed() >= GROUP_CALL_SPACING * 3,
+        "4 calls of one group are spaced: {:?}",
+        start.elapsed()
+    );
+}
