@@ -2,9 +2,10 @@
 //! the metrics/health server and the controller.
 //!
 //! Shutdown order matters: on SIGTERM the controller stops taking new work
-//! and finishes in-flight reconciles (and so their DTS calls); only then is
-//! the Lease released, so a standby can never call DTS while this replica
-//! still has a call on the wire.
+//! and finishes in-flight reconciles (and so their DTS calls), and the
+//! observer sends no further read and lets its calls on the wire end; only
+//! then is the Lease released, so a standby can never call DTS while this
+//! replica still has a call on the wire.
 
 use std::sync::Arc;
 
