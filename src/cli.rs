@@ -43,6 +43,12 @@ pub struct RunArgs {
     #[arg(long, env = "DTS_RETRY_MAX_DELAY", default_value = "5m", value_parser = parse_duration)]
     pub retry_max_delay: Duration,
 
+    /// How often DTS is read for each DtsJob (batched DescribeDtsJobs, by
+    /// account and region); 0 turns the observer off. A DtsJob's
+    /// kubedts.io/poll-interval annotation overrides it ("0" for none).
+    #[arg(long, env = "DTS_POLL_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+
     /// Log level or filter (RUST_LOG syntax); RUST_LOG wins when set.
     #[arg(long, env = "DTS_OPERATOR_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -162,6 +168,18 @@ mod tests {
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("ten").is_err());
         assert!(parse_duration("5d").is_err());
+        assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn poll_interval_defaults_to_five_minutes_and_zero_is_off() {
+        use clap::Parser;
+        let parse = |args: &[&str]| Wrapper::try_parse_from(["run"].iter().chain(args)).map(|w| w.run.poll_interval);
+        assert_eq!(parse(&[]).unwrap(), Duration::from_secs(300));
+        assert_eq!(parse(&["--poll-interval", "2s"]).unwrap(), Duration::from_secs(2));
+        assert_eq!(parse(&["--poll-interval", "0"]).unwrap(), Duration::ZERO);
+        assert!(parse(&["--poll-interval", "soon"]).is_err());
     }
 
     #[derive(clap::Parser, Debug)]

@@ -9,6 +9,7 @@
 //!   for `dts-operator run`;
 //! * [`leader`]: leader election on a coordination.k8s.io Lease;
 //! * [`view`]: DTS's own view of the jobs, as last read;
+//! * [`observer`]: the periodic, batched read of DTS into that view;
 //! * [`http`], [`metrics`], [`telemetry`]: `/metrics`, `/livez`, `/readyz`,
 //!   Prometheus metrics and logging.
 //!
@@ -23,6 +24,7 @@ pub mod crd;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod observer;
 pub mod reason;
 pub mod run;
 pub mod telemetry;

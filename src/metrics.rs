@@ -79,6 +79,11 @@ pub struct Metrics {
     dts_latency: Family<ActionLabels, Histogram>,
     reconcile_duration: Histogram,
     status_writes: Family<OutcomeLabels, Counter>,
+    observe_cycles: Counter,
+    observe_duration: Histogram,
+    observe_calls: Gauge,
+    observed_jobs: Gauge,
+    observe_throttled: Counter,
 }
 
 impl Metrics {
@@ -91,6 +96,11 @@ impl Metrics {
             dts_latency: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.005, 2.0, 14))),
             reconcile_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             status_writes: Family::default(),
+            observe_cycles: Counter::default(),
+            observe_duration: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
+            observe_calls: Gauge::default(),
+            observed_jobs: Gauge::default(),
+            observe_throttled: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("dts_operator");
         r.register(
@@ -123,6 +133,31 @@ impl Metrics {
             "DtsJob status writes by outcome (ok, conflict, error, timeout)",
             m.status_writes.clone(),
         );
+        r.register(
+            "observe_cycles",
+            "Observe cycles run (batched DescribeDtsJobs reads by the Lease holder)",
+            m.observe_cycles.clone(),
+        );
+        r.register(
+            "observe_cycle_duration_seconds",
+            "Time an observe cycle took, credentials and DTS calls included",
+            m.observe_duration.clone(),
+        );
+        r.register(
+            "observe_calls_per_cycle",
+            "DTS calls of the last observe cycle",
+            m.observe_calls.clone(),
+        );
+        r.register(
+            "observed_jobs",
+            "DTS jobs read in the last observe cycle",
+            m.observed_jobs.clone(),
+        );
+        r.register(
+            "observe_throttled",
+            "Observe group reads that DTS answered with Throttling",
+            m.observe_throttled.clone(),
+        );
         m
     }
 
@@ -153,6 +188,19 @@ impl Metrics {
                 outcome: outcome.as_str(),
             })
             .inc();
+    }
+
+    /// One observe cycle ended: how long it took, its DTS calls, the jobs read.
+    pub fn observe_cycle(&self, elapsed: Duration, calls: u64, jobs_read: u64) {
+        self.observe_cycles.inc();
+        self.observe_duration.observe(elapsed.as_secs_f64());
+        self.observe_calls.set(i64::try_from(calls).unwrap_or(i64::MAX));
+        self.observed_jobs.set(i64::try_from(jobs_read).unwrap_or(i64::MAX));
+    }
+
+    /// An observe group read was answered with Throttling.
+    pub fn observe_throttled(&self) {
+        self.observe_throttled.inc();
     }
 
     /// Counts one DTS call of `action` that ended with `error` (None: success).

@@ -2,9 +2,10 @@
 //! the metrics/health server and the controller.
 //!
 //! Shutdown order matters: on SIGTERM the controller stops taking new work
-//! and finishes in-flight reconciles (and so their DTS calls); only then is
-//! the Lease released, so a standby can never call DTS while this replica
-//! still has a call on the wire.
+//! and finishes in-flight reconciles (and so their DTS calls), and the
+//! observer sends no further read and lets its calls on the wire end; only
+//! then is the Lease released, so a standby can never call DTS while this
+//! replica still has a call on the wire.
 
 use std::sync::Arc;
 
@@ -26,6 +27,7 @@ use crate::crd::{DtsJob, PAUSED, RECONCILE_REQUESTED_AT};
 use crate::http::{HttpServer, ReadySignal};
 use crate::leader::{LeaderElector, LeaderState, LeaseConfig};
 use crate::metrics::{Metrics, PhaseCollector};
+use crate::observer::Observer;
 use dts_api::{ClientConfig, DtsClient};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -161,6 +163,7 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
     // DelayedInit polls a oneshot that keeps only the last waker), which
     // left /readyz at 503 for good.
     let ready_flag = ready.clone();
+    let (synced_tx, synced_rx) = watch::channel(false);
     let watch_ctx = ctx.clone();
     let watch_store = reader.clone();
     let jobs = watcher(jobs_api, watcher::Config::default())
@@ -172,6 +175,7 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
             }
             if matches!(event, Ok(watcher::Event::InitDone)) && !ready_flag.is_ready() {
                 ready_flag.set_ready();
+                let _ = synced_tx.send(true);
                 info!("DtsJob watch synced; ready");
             }
         })
@@ -201,6 +205,28 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
         }
     });
 
+    // The observer reads DTS in batches into ctx.view and asks for a
+    // reconcile of each DtsJob whose view changed. It stops with the
+    // controller, before the Lease is released.
+    let (observed_tx, mut observed_rx) = tokio::sync::mpsc::channel(1024);
+    let observer_task = if args.poll_interval.is_zero() {
+        info!("--poll-interval 0: DTS is not observed");
+        drop(observed_tx);
+        None
+    } else {
+        info!(interval = ?args.poll_interval, "observing DTS (batched DescribeDtsJobs)");
+        let observer = Observer::new(
+            ctx.clone(),
+            reader.clone(),
+            args.poll_interval,
+            observed_tx,
+            leader.clone(),
+            synced_rx,
+        );
+        Some(tokio::spawn(observer.run(stopped(stop_rx.clone()))))
+    };
+    let observed = futures::stream::poll_fn(move |cx| observed_rx.poll_recv(cx));
+
     let controller = Controller::for_stream(jobs, reader)
         .watches_stream(secrets, move |secret| {
             let ns = secret.namespace();
@@ -215,6 +241,7 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
                 .collect::<Vec<_>>()
         })
         .reconcile_all_on(became_leader)
+        .reconcile_on(observed)
         .graceful_shutdown_on(stopped(stop_rx));
 
     controller
@@ -225,6 +252,10 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
             }
         })
         .await;
+    if let Some(task) = observer_task {
+        let _ = task.await;
+        info!("observer stopped");
+    }
     info!("controller drained; no DTS call in flight");
     let _ = controller_done_tx.send(true);
     if let Some(task) = elector_task {

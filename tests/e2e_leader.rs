@@ -92,6 +92,14 @@ async fn dts_calls(op: &Operator) -> f64 {
     op.metric("dts_operator_dts_calls_total", &[]).await
 }
 
+/// The DTS calls of a replica's reconciles: all but the observer's
+/// DescribeDtsJobs reads.
+async fn reconcile_dts_calls(op: &Operator) -> f64 {
+    dts_calls(op).await
+        - op.metric("dts_operator_dts_calls_total", &[("action", "DescribeDtsJobs")])
+            .await
+}
+
 /// Only the leader calls DTS, once per direction; the standby is ready and
 /// waits; after SIGKILL of the leader, the standby takes over once the Lease
 /// expires and finishes the work that arrived meanwhile.
@@ -134,8 +142,8 @@ async fn only_the_leader_calls_dts_and_the_standby_takes_over_after_sigkill() {
         let stops = emu.stops("ldTwoWay01", direction).await;
         assert_eq!(stops.len(), 1, "exactly one {direction} stop: {stops:?}");
     }
-    assert_eq!(emu.journal().await.len(), 2, "no other DTS call");
-    assert_eq!(dts_calls(&a).await, 2.0, "the leader made both calls");
+    assert_eq!(emu.reconcile_calls().await.len(), 2, "no other DTS call");
+    assert_eq!(reconcile_dts_calls(&a).await, 2.0, "the leader made both calls");
     assert_eq!(dts_calls(&b).await, 0.0, "the standby made no DTS call");
     assert_eq!(
         b.metric("dts_operator_reconciles_total", &[]).await,
@@ -184,8 +192,15 @@ async fn only_the_leader_calls_dts_and_the_standby_takes_over_after_sigkill() {
     for direction in ["Forward", "Reverse"] {
         assert_eq!(emu.stops("ldTwoWay01", direction).await.len(), 1);
     }
-    assert_eq!(emu.journal().await.len(), 3, "no other DTS call");
-    assert_eq!(dts_calls(&b).await, 1.0);
+    assert_eq!(emu.reconcile_calls().await.len(), 3, "no other DTS call");
+    assert_eq!(reconcile_dts_calls(&b).await, 1.0);
+    // The standby did not poll: every observer read came after the takeover.
+    for e in emu.calls("DescribeDtsJobs").await {
+        assert!(
+            journal_time_ms(&e) >= killed_at,
+            "a DescribeDtsJobs before the takeover: {e}"
+        );
+    }
 }
 
 /// SIGTERM of the leader while a DTS call is in flight: the call finishes
@@ -335,9 +350,9 @@ async fn sigterm_releases_the_lease_only_after_the_in_flight_call_finished() {
     );
 
     // One call in all: replica-b found the result recorded and did not call.
-    let journal = emu.journal().await;
+    let journal = emu.reconcile_calls().await;
     assert_eq!(journal.len(), 1, "exactly one DTS call, no describe: {journal:?}");
-    assert_eq!(dts_calls(&b).await, 0.0, "replica-b made no DTS call");
+    assert_eq!(reconcile_dts_calls(&b).await, 0.0, "replica-b made no DTS call");
 
     // replica-a's own account, in order.
     let log = a.process.log();

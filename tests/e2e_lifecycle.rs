@@ -154,7 +154,7 @@ async fn deletion_policy_stop_stops_each_direction_once_then_lets_go() {
     // The positive signals: the finalizer is set; the orphan was observed.
     wait_job(&ns, "stop-on-delete", "the stop-on-delete finalizer", has_finalizer).await;
     wait_job(&ns, "orphan", "observed", |j| j.status.is_some()).await;
-    assert!(emu.journal().await.is_empty(), "observe only until deleted");
+    assert!(emu.reconcile_calls().await.is_empty(), "observe only until deleted");
 
     ns.api::<DtsJob>()
         .delete("orphan", &DeleteParams::default())
@@ -200,5 +200,5 @@ async fn switching_back_to_orphan_removes_the_finalizer() {
         .await
         .expect("deleting");
     wait_gone(&ns, "switch").await;
-    assert!(emu.journal().await.is_empty(), "Orphan: no call");
+    assert!(emu.reconcile_calls().await.is_empty(), "Orphan: no call");
 }

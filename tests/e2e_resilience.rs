@@ -49,8 +49,20 @@ async fn start_emulator(ns: &TestNamespace, two_way: bool) -> Emulator {
     .await
 }
 
+/// Without the observer (`--poll-interval 0`): these tests count every call
+/// a reconcile makes and inject one-shot faults, which the observer's
+/// start-up DescribeDtsJobs read could take instead (tests/e2e_observer.rs
+/// covers the observer).
 fn start_operator(ns: &TestNamespace, emu: &Emulator) -> Operator {
-    Operator::start(ns, "operator", &emu.url, OperatorOptions::default())
+    Operator::start(
+        ns,
+        "operator",
+        &emu.url,
+        OperatorOptions {
+            extra_args: vec!["--poll-interval".into(), "0".into()],
+            ..Default::default()
+        },
+    )
 }
 
 /// Creates or updates the credentials Secret with exactly these keys' values

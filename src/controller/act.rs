@@ -20,7 +20,7 @@ use crate::crd::{DesiredState, Direction};
 use crate::metrics::Metrics;
 use crate::view::DtsView;
 use dts_api::sign;
-use dts_api::{ApiSuccess, DtsClient, DtsError, ErrorClass, JobDetail, JobRef};
+use dts_api::{ApiSuccess, DtsClient, DtsError, ErrorClass, JobDetail, JobPage, JobRef, JobsQuery};
 
 /// The DTS client behind the operator-wide limits and the Lease gate.
 pub struct DtsCaller {
@@ -65,6 +65,17 @@ impl DtsCaller {
     /// `None`: not sent, because the Lease was lost while the call waited.
     pub async fn describe(&self, creds: &sign::Credentials, job: &JobRef) -> Option<Result<JobDetail, DtsError>> {
         self.limited("DescribeDtsJobDetail", self.client.describe_dts_job_detail(creds, job))
+            .await
+    }
+
+    /// One page of DescribeDtsJobs (the batch observer's read).
+    /// `None`: not sent, because the Lease was lost while the call waited.
+    pub async fn describe_jobs(
+        &self,
+        creds: &sign::Credentials,
+        query: &JobsQuery,
+    ) -> Option<Result<JobPage, DtsError>> {
+        self.limited("DescribeDtsJobs", self.client.describe_dts_jobs(creds, query))
             .await
     }
 

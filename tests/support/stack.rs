@@ -135,6 +135,19 @@ impl Emulator {
         serde_json::from_slice(&resp.bytes().await.expect("journal body")).expect("journal is JSON")
     }
 
+    /// The journal without the observer's batched reads (DescribeDtsJobs):
+    /// the calls reconciles make (StopDtsJob, DescribeDtsJobDetail, ...).
+    /// The observer reads every DtsJob at start-up and then every
+    /// `--poll-interval`, so "no DTS call" assertions about a reconcile count
+    /// these.
+    pub async fn reconcile_calls(&self) -> Vec<Value> {
+        self.journal()
+            .await
+            .into_iter()
+            .filter(|e| e["action"] != "DescribeDtsJobs")
+            .collect()
+    }
+
     /// Journal entries for `action`.
     pub async fn calls(&self, action: &str) -> Vec<Value> {
         self.journal()

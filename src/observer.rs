@@ -1,0 +1,507 @@
+//! The batch observer: reads DTS's view of the DtsJobs periodically, in
+//! batches, into [`Context::view`], and asks the controller to reconcile
+//! the DtsJobs whose view changed.
+//!
+//! One cycle:
+//! 1. [`select_due`] (pure): the DtsJobs of the watch cache that are due — not
+//!    paused, not `kubedts.io/poll-interval: "0"`, not being deleted without
+//!    the stop-on-delete finalizer, and last read longer ago than their own
+//!    interval (the annotation, else `--poll-interval`);
+//! 2. the credentials of the due jobs, each Secret read once per cycle (a
+//!    job without usable credentials is left out: its reconcile reports why);
+//! 3. [`group`] (pure): the due jobs by (AccessKeyId, regionId), the unit
+//!    DTS's DescribeDtsJobs quota counts in (20 calls/s per account and
+//!    region, docs/dts-api.md §6);
+//! 4. per group, DescribeDtsJobs with the group's jobIds in chunks of
+//!    [`MAX_PAGE_SIZE`] (one page each; one extra page per group at most
+//!    if DTS says there is more), through [`DtsCaller::describe_jobs`]
+//!    (the operator-wide limits and the Lease gate). A cycle therefore makes
+//!    at most `ceil(N / 30) + groups` calls for N due jobs;
+//! 5. every entry is stored with [`DtsView::put_job`]; each DtsJob whose view
+//!    changed is sent to the controller (`Controller::reconcile_on`).
+//!
+//! Only the Lease holder polls. The first cycle runs once the DtsJob watch
+//! has synced, and again at once on gaining the Lease; then every interval
+//! (the shortest in use, at least [`MIN_CYCLE`]) plus up to 10% jitter. A
+//! failed group is logged with its reason and read again next cycle.
+//!
+//! [`DtsCaller::describe_jobs`]: crate::controller::act::DtsCaller::describe_jobs
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::ResourceExt;
+use rand::Rng;
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+use crate::controller::{credentials, Context};
+use crate::crd::{DtsJob, PAUSED, POLL_INTERVAL, STOP_ON_DELETE_FINALIZER};
+use crate::leader::LeaderState;
+use crate::reason::Reason;
+use crate::view::DtsView;
+use dts_api::sign::Credentials;
+use dts_api::{DtsError, ErrorReason, JobsQuery, MAX_PAGE_SIZE};
+
+/// The shortest time between two cycles, whatever the intervals say.
+pub const MIN_CYCLE: Duration = Duration::from_secs(1);
+
+/// The least time between two DescribeDtsJobs calls of one group: DTS
+/// documents 20 calls/s per account and region (docs/dts-api.md §6), so one
+/// group never exceeds that, whatever `--dts-rate-limit` allows.
+pub const GROUP_CALL_SPACING: Duration = Duration::from_millis(50);
+
+/// Each cycle starts up to this share of the interval late.
+const JITTER: f64 = 0.1;
+
+/// How often one DtsJob is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PollInterval {
+    /// `kubedts.io/poll-interval: "0"`: never.
+    Off,
+    Every(Duration),
+    /// The annotation does not parse: the default applies (with a warning).
+    Unparsable(String),
+}
+
+/// The poll interval of `job`: its annotation (`30s`, `5m`, `1h`, `500ms`,
+/// a bare number of seconds; `0` is off), else `default`.
+pub fn poll_interval(job: &DtsJob, default: Duration) -> PollInterval {
+    match job.annotations().get(POLL_INTERVAL) {
+        None => PollInterval::Every(default),
+        Some(value) => match crate::cli::parse_duration(value) {
+            Ok(d) if d.is_zero() => PollInterval::Off,
+            Ok(d) => PollInterval::Every(d),
+            Err(_) => PollInterval::Unparsable(value.clone()),
+        },
+    }
+}
+
+/// Where a due job's credentials come from: `Some((namespace, secret))` for
+/// a `credentialsSecretRef`, `None` for the operator's default credentials.
+pub type CredentialsKey = Option<(String, String)>;
+
+/// One DtsJob to read this cycle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    pub object: ObjectRef<DtsJob>,
+    pub credentials: CredentialsKey,
+    pub region_id: String,
+    pub job_id: String,
+}
+
+/// What [`select_due`] found.
+#[derive(Debug, Default)]
+pub struct Selection {
+    pub due: Vec<Due>,
+    /// DtsJobs whose poll-interval annotation does not parse, with the value.
+    pub unparsable: Vec<(ObjectRef<DtsJob>, String)>,
+    /// The shortest interval of the jobs that are polled at all (due or
+    /// not): the time to the next cycle.
+    pub shortest: Option<Duration>,
+}
+
+/// The DtsJobs of `jobs` that are due at `now` (pure).
+pub fn select_due(jobs: &[Arc<DtsJob>], view: &DtsView, now: &Time, default: Duration) -> Selection {
+    let mut sel = Selection::default();
+    for job in jobs {
+        if job.annotations().get(PAUSED).is_some_and(|v| v.trim() == "true") {
+            continue;
+        }
+        let finalized = job
+            .metadata
+            .finalizers
+            .as_ref()
+            .is_some_and(|f| f.iter().any(|f| f == STOP_ON_DELETE_FINALIZER));
+        if job.metadata.deletion_timestamp.is_some() && !finalized {
+            continue;
+        }
+        let Some(namespace) = job.namespace() else {
+            continue;
+        };
+        let object = ObjectRef::from_obj(&**job);
+        let interval = match poll_interval(job, default) {
+            PollInterval::Off => continue,
+            PollInterval::Every(d) => d,
+            PollInterval::Unparsable(value) => {
+                sel.unparsable.push((object.clone(), value));
+                default
+            }
+        };
+        sel.shortest = Some(sel.shortest.map_or(interval, |s| s.min(interval)));
+        let spec = &job.spec;
+        // The newest read of any listed direction: one DescribeDtsJobs entry
+        // carries both directions.
+        let last_read = spec
+            .directions
+            .iter()
+            .filter_map(|d| view.get(&spec.region_id, &spec.job_id, *d))
+            .map(|seen| seen.read_at)
+            .max_by_key(|t| t.0);
+        let due = last_read.is_none_or(|t| {
+            let age = Duration::try_from(now.0.duration_since(t.0)).unwrap_or(Duration::ZERO);
+            age >= interval
+        });
+        if due {
+            sel.due.push(Due {
+                object,
+                credentials: spec
+                    .credentials_secret_ref
+                    .as_ref()
+                    .map(|r| (namespace.clone(), r.name.clone())),
+                region_id: spec.region_id.clone(),
+                job_id: spec.job_id.clone(),
+            });
+        }
+    }
+    sel
+}
+
+/// The due jobs of one account in one region.
+#[derive(Clone)]
+pub struct Group {
+    pub access_key_id: String,
+    pub region_id: String,
+    pub credentials: Credentials,
+    pub jobs: Vec<Due>,
+}
+
+impl std::fmt::Debug for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Group")
+            .field("access_key_id", &self.access_key_id)
+            .field("region_id", &self.region_id)
+            .field("jobs", &self.jobs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Group {
+    /// The distinct jobIds, sorted, in chunks of at most [`MAX_PAGE_SIZE`]:
+    /// one DescribeDtsJobs call each.
+    pub fn chunks(&self) -> Vec<Vec<String>> {
+        let ids: std::collections::BTreeSet<&str> = self.jobs.iter().map(|d| d.job_id.as_str()).collect();
+        let ids: Vec<String> = ids.into_iter().map(str::to_owned).collect();
+        ids.chunks(MAX_PAGE_SIZE as usize).map(<[String]>::to_vec).collect()
+    }
+}
+
+/// Groups `due` by (AccessKeyId, regionId) (pure). Jobs whose credentials
+/// are not in `credentials` (they could not be resolved) are left out.
+pub fn group(due: Vec<Due>, credentials: &HashMap<CredentialsKey, Credentials>) -> Vec<Group> {
+    let mut groups: BTreeMap<(String, String), Group> = BTreeMap::new();
+    for d in due {
+        let Some(creds) = credentials.get(&d.credentials) else {
+            continue;
+        };
+        groups
+            .entry((creds.access_key_id.clone(), d.region_id.clone()))
+            .or_insert_with(|| Group {
+                access_key_id: creds.access_key_id.clone(),
+                region_id: d.region_id.clone(),
+                credentials: creds.clone(),
+                jobs: Vec::new(),
+            })
+            .jobs
+            .push(d);
+    }
+    groups.into_values().collect()
+}
+
+/// The most calls a cycle makes for `groups`: a call per chunk, and one
+/// extra page per group at most.
+pub fn call_bound(groups: &[Group]) -> usize {
+    groups.iter().map(|g| g.chunks().len() + 1).sum()
+}
+
+/// What reading one group gave.
+#[derive(Debug, Default)]
+pub struct GroupRead {
+    /// DescribeDtsJobs calls sent.
+    pub calls: u64,
+    /// Entries DTS returned.
+    pub jobs_read: u64,
+    /// DtsJobs whose view changed.
+    pub changed: Vec<ObjectRef<DtsJob>>,
+    /// The call that ended the group early.
+    pub error: Option<DtsError>,
+    /// The Lease was lost (or shutdown began) before every call was sent.
+    pub interrupted: bool,
+}
+
+/// Reads one group: its chunks in order, each one page (one extra page per
+/// group at most when `TotalRecordCount` says there is more), at most one
+/// call per [`GROUP_CALL_SPACING`], stopping at the first failure. Stores every entry in `ctx.view` with `now`.
+pub async fn read_group(ctx: &Context, group: &Group, now: &Time, stopping: &watch::Receiver<bool>) -> GroupRead {
+    let mut out = GroupRead::default();
+    let mut extra_pages = 1u32;
+    let mut changed_ids = HashSet::new();
+    let mut last_call: Option<tokio::time::Instant> = None;
+    'chunks: for chunk in group.chunks() {
+        let mut page_number = 1;
+        let mut received = 0u64;
+        loop {
+            if *stopping.borrow() {
+                out.interrupted = true;
+                break 'chunks;
+            }
+            let query = JobsQuery {
+                region_id: group.region_id.clone(),
+                job_type: None,
+                job_ids: chunk.clone(),
+                page_number,
+                page_size: MAX_PAGE_SIZE,
+            };
+            if let Some(last) = last_call {
+                tokio::time::sleep_until(last + GROUP_CALL_SPACING).await;
+            }
+            last_call = Some(tokio::time::Instant::now());
+            let Some(answer) = ctx.dts.describe_jobs(&group.credentials, &query).await else {
+                out.interrupted = true;
+                break 'chunks;
+            };
+            out.calls += 1;
+            let page = match answer {
+                Ok(page) => page,
+                Err(e) => {
+                    out.error = Some(e);
+                    break 'chunks;
+                }
+            };
+            received += page.jobs.len() as u64;
+            out.jobs_read += page.jobs.len() as u64;
+            for entry in &page.jobs {
+                if ctx.view.put_job(&group.region_id, entry, now) {
+                    changed_ids.insert(entry.job_id.clone());
+                }
+            }
+            let more = !page.jobs.is_empty() && page.total_record_count.is_some_and(|total| total > received);
+            if more && extra_pages > 0 {
+                extra_pages -= 1;
+                page_number += 1;
+                continue;
+            }
+            if more {
+                debug!(region = %group.region_id, "DescribeDtsJobs has more pages than one cycle reads; the rest next cycle");
+            }
+            break;
+        }
+    }
+    out.changed = group
+        .jobs
+        .iter()
+        .filter(|d| changed_ids.contains(&d.job_id))
+        .map(|d| d.object.clone())
+        .collect();
+    out
+}
+
+/// The observer task (see the module docs).
+pub struct Observer {
+    ctx: Arc<Context>,
+    store: reflector::Store<DtsJob>,
+    interval: Duration,
+    trigger: mpsc::Sender<ObjectRef<DtsJob>>,
+    leader: LeaderState,
+    synced: watch::Receiver<bool>,
+    /// (object, value) pairs already warned about.
+    warned: HashSet<(ObjectRef<DtsJob>, String)>,
+}
+
+impl Observer {
+    /// `interval` is `--poll-interval` (non-zero); `synced` turns true once
+    /// the DtsJob watch has listed everything into `store`.
+    pub fn new(
+        ctx: Arc<Context>,
+        store: reflector::Store<DtsJob>,
+        interval: Duration,
+        trigger: mpsc::Sender<ObjectRef<DtsJob>>,
+        leader: LeaderState,
+        synced: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            ctx,
+            store,
+            interval,
+            trigger,
+            leader,
+            synced,
+            warned: HashSet::new(),
+        }
+    }
+
+    /// Runs cycles until `stop` resolves. A cycle in progress then sends no
+    /// further call and is awaited (its calls on the wire end), so the
+    /// caller may release the Lease once this returns.
+    pub async fn run(mut self, stop: impl Future<Output = ()>) {
+        tokio::pin!(stop);
+        let (stopping_tx, stopping) = watch::channel(false);
+        let mut synced = self.synced.clone();
+        tokio::select! {
+            _ = &mut stop => return,
+            r = synced.wait_for(|s| *s) => if r.is_err() { return },
+        }
+        loop {
+            if !(self.ctx.may_act)() {
+                let leader = self.leader.clone();
+                tokio::select! {
+                    _ = &mut stop => return,
+                    _ = leader.wait_leader() => {},
+                }
+                if !(self.ctx.may_act)() {
+                    // Leading by the flag but the renewal is overdue: look again soon.
+                    tokio::select! {
+                        _ = &mut stop => return,
+                        _ = tokio::time::sleep(MIN_CYCLE) => {},
+                    }
+                }
+                continue;
+            }
+            let next = {
+                let cycle = self.cycle(&stopping);
+                tokio::pin!(cycle);
+                tokio::select! {
+                    next = &mut cycle => next,
+                    _ = &mut stop => {
+                        let _ = stopping_tx.send(true);
+                        cycle.await;
+                        return;
+                    }
+                }
+            };
+            let wait = jittered(next, rand::rng().random::<f64>());
+            let leader = self.leader.clone();
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tokio::time::sleep(wait) => {},
+                // Losing the Lease: wait for it, then a cycle at once.
+                _ = leader.wait_lost() => {},
+            }
+        }
+    }
+
+    /// One cycle; returns the time to the next one.
+    async fn cycle(&mut self, stopping: &watch::Receiver<bool>) -> Duration {
+        let start = Instant::now();
+        let now = Time(jiff::Timestamp::now());
+        let jobs = self.store.state();
+        let sel = select_due(&jobs, &self.ctx.view, &now, self.interval);
+        for (object, value) in sel.unparsable {
+            if self.warned.insert((object.clone(), value.clone())) {
+                warn!(namespace = object.namespace.as_deref().unwrap_or_default(), name = %object.name, value = %value,
+                      default = ?self.interval, "unparsable kubedts.io/poll-interval; using the default");
+            }
+        }
+        let next = sel.shortest.unwrap_or(self.interval).min(self.interval).max(MIN_CYCLE);
+
+        // Credentials: each Secret read once per cycle.
+        let by_ref: HashMap<ObjectRef<DtsJob>, &Arc<DtsJob>> =
+            jobs.iter().map(|j| (ObjectRef::from_obj(&**j), j)).collect();
+        let mut creds: HashMap<CredentialsKey, Credentials> = HashMap::new();
+        let mut tried: HashSet<CredentialsKey> = HashSet::new();
+        for d in &sel.due {
+            if !tried.insert(d.credentials.clone()) {
+                continue;
+            }
+            let Some(job) = by_ref.get(&d.object) else { continue };
+            let namespace = job.namespace().unwrap_or_default();
+            match credentials::resolve(
+                &self.ctx.client,
+                &namespace,
+                &job.spec,
+                self.ctx.default_credentials.as_ref(),
+            )
+            .await
+            {
+                Ok(resolved) => {
+                    creds.insert(d.credentials.clone(), resolved.credentials);
+                }
+                Err(e) => {
+                    debug!(namespace = %namespace, reason = %e.reason(), error = %e,
+                           "no credentials; leaving these DtsJobs to their reconcile");
+                }
+            }
+        }
+        let groups = group(sel.due, &creds);
+
+        let concurrency = self.ctx.settings.max_concurrency.max(1);
+        // Owned futures: the stream must not borrow (a higher-ranked
+        // lifetime bound that a spawned task cannot meet otherwise).
+        let reads: Vec<(usize, GroupRead)> = futures::stream::iter(
+            groups
+                .iter()
+                .cloned()
+                .enumerate()
+                .map(|(i, g)| {
+                    let ctx = self.ctx.clone();
+                    let now = now.clone();
+                    let stopping = stopping.clone();
+                    async move { (i, read_group(&ctx, &g, &now, &stopping).await) }
+                })
+                .collect::<Vec<_>>(),
+        )
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+
+        let mut calls = 0u64;
+        let mut jobs_read = 0u64;
+        let mut changed = Vec::new();
+        for (i, read) in reads {
+            let g = &groups[i];
+            calls += read.calls;
+            jobs_read += read.jobs_read;
+            changed.extend(read.changed);
+            if let Some(e) = &read.error {
+                let throttled = e.reason() == ErrorReason::Throttled;
+                if throttled {
+                    self.ctx.metrics.observe_throttled();
+                }
+                warn!(region = %g.region_id, access_key_id = %g.access_key_id, jobs = g.jobs.len(),
+                      reason = %Reason::for_dts_error(e), error = %e,
+                      "DescribeDtsJobs failed; reading this group again next cycle");
+            }
+        }
+        let elapsed = start.elapsed();
+        self.ctx.metrics.observe_cycle(elapsed, calls, jobs_read);
+        if changed.is_empty() {
+            debug!(
+                groups = groups.len(),
+                calls,
+                jobs_read,
+                ?elapsed,
+                "observe cycle: no change"
+            );
+        } else {
+            info!(
+                groups = groups.len(),
+                calls,
+                jobs_read,
+                changed = changed.len(),
+                ?elapsed,
+                "observe cycle"
+            );
+        }
+        let mut stopping = stopping.clone();
+        for object in changed {
+            tokio::select! {
+                r = self.trigger.send(object) => if r.is_err() { break },
+                _ = stopping.wait_for(|s| *s) => break,
+            }
+        }
+        next
+    }
+}
+
+/// `interval` plus `unit` (in 0..1) times [`JITTER`] of it.
+fn jittered(interval: Duration, unit: f64) -> Duration {
+    interval + interval.mul_f64(JITTER * unit.clamp(0.0, 1.0))
+}
+
+#[cfg(test)]
+mod tests;
