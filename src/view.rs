@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::RwLock;
+use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -27,7 +28,28 @@ pub struct DirectionView {
     pub error_message: Option<String>,
 }
 
+/// How often replication progress alone (delay, checkpoint) is worth a
+/// reconcile and a status write: both move on every read of a running job,
+/// so they are passed on at most this often; a new status or error message
+/// is passed on at once.
+pub const OBSERVATION_HEARTBEAT: Duration = Duration::from_secs(600);
+
 impl DirectionView {
+    /// Whether `other` shows the same state: status (ignoring case) and
+    /// error message. Delay and checkpoint are progress, not state.
+    pub fn same_state(&self, other: &DirectionView) -> bool {
+        let status = |v: &DirectionView| v.status.as_deref().map(|s| s.trim().to_ascii_lowercase());
+        status(self) == status(other) && self.error_message == other.error_message
+    }
+
+    /// Whether `newer`, read at `now`, is worth passing on after `self`,
+    /// passed on at `since`: another state at once, other progress only
+    /// once the heartbeat has passed.
+    pub fn worth_passing_on(&self, since: &Time, newer: &DirectionView, now: &Time) -> bool {
+        !self.same_state(newer)
+            || (self != newer && now.0.as_second() - since.0.as_second() >= OBSERVATION_HEARTBEAT.as_secs() as i64)
+    }
+
     /// Whether `Status` is `wanted`, ignoring case and surrounding spaces.
     pub fn status_is(&self, wanted: &str) -> bool {
         self.status
@@ -65,27 +87,56 @@ pub struct Seen {
     pub read_at: Time,
 }
 
+/// One direction's entry: the latest read, and the view last passed on.
+#[derive(Debug, Clone)]
+struct Entry {
+    seen: Seen,
+    passed_on: DirectionView,
+    passed_on_at: Time,
+}
+
 /// The views of all jobs the operator has read.
 #[derive(Debug, Default)]
 pub struct DtsView {
-    map: RwLock<HashMap<(String, String, Direction), Seen>>,
+    map: RwLock<HashMap<(String, String, Direction), Entry>>,
 }
 
 impl DtsView {
     /// The last view of `job_id`'s `direction` in `region_id`.
     pub fn get(&self, region_id: &str, job_id: &str, direction: Direction) -> Option<Seen> {
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
-        map.get(&(region_id.to_owned(), job_id.to_owned(), direction)).cloned()
+        map.get(&(region_id.to_owned(), job_id.to_owned(), direction))
+            .map(|e| e.seen.clone())
     }
 
-    /// Stores a read; returns whether the view differs from the one known
-    /// before (the read time alone is not a change).
+    /// Stores a read; returns whether it is worth a reconcile: a first read,
+    /// another state, or other progress once [`OBSERVATION_HEARTBEAT`] has
+    /// passed since the last one passed on (the read time alone is never a
+    /// change).
     pub fn put(&self, region_id: &str, job_id: &str, direction: Direction, view: DirectionView, read_at: Time) -> bool {
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         let key = (region_id.to_owned(), job_id.to_owned(), direction);
-        let changed = map.get(&key).is_none_or(|old| old.view != view);
-        map.insert(key, Seen { view, read_at });
-        changed
+        let seen = Seen {
+            view: view.clone(),
+            read_at: read_at.clone(),
+        };
+        match map.get_mut(&key) {
+            Some(e) if !e.passed_on.worth_passing_on(&e.passed_on_at, &view, &read_at) => {
+                e.seen = seen;
+                false
+            }
+            _ => {
+                map.insert(
+                    key,
+                    Entry {
+                        seen,
+                        passed_on: view,
+                        passed_on_at: read_at,
+                    },
+                );
+                true
+            }
+        }
     }
 
     /// Stores a DescribeDtsJobs entry: its own direction (Forward unless it

@@ -265,13 +265,20 @@ fn refreshed(obs: &Observed, fingerprint: &str) -> (DtsJobStatus, Vec<(EventType
             error_message: view.error_message.clone(),
             observed_at: seen.read_at.clone(),
         };
-        let same = r.observed.as_ref().is_some_and(|o| {
-            Observation {
-                observed_at: seen.read_at.clone(),
-                ..o.clone()
-            } == observation
-        });
-        if !same {
+        // A new state is written at once; progress (delay, checkpoint) only
+        // once the heartbeat has passed, so a poll of a running job writes
+        // nothing (the read time alone is never a reason to write).
+        let worth = match &r.observed {
+            None => true,
+            Some(o) => DirectionView {
+                status: o.status.clone(),
+                delay_ms: o.delay_ms,
+                checkpoint: o.checkpoint,
+                error_message: o.error_message.clone(),
+            }
+            .worth_passing_on(&o.observed_at, view, &seen.read_at),
+        };
+        if worth {
             r.observed = Some(observation);
         }
         if let Some(t) = r.transition.as_mut() {

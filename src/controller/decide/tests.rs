@@ -690,3 +690,40 @@ mod hold {
         assert!(events.iter().any(|(_, r, _)| *r == Reason::AlreadyStopped));
     }
 }
+
+#[test]
+fn replication_progress_alone_is_written_only_on_the_heartbeat() {
+    use crate::view::{DirectionView, Seen};
+    let view = |delay: i64, at: &str| Seen {
+        view: DirectionView {
+            status: Some("Synchronizing".into()),
+            delay_ms: Some(delay),
+            checkpoint: Some(1_764_547_200 + delay),
+            error_message: None,
+        },
+        read_at: Time(at.parse().unwrap()),
+    };
+    let mut obs = observed(spec(Some(DesiredState::Running), &[Forward]), status(vec![]));
+    obs.views = vec![(Forward, view(100, "2026-11-27T10:00:00Z"))];
+    let Decision::Settle { status: first, .. } = decide(&obs) else {
+        panic!("settle")
+    };
+    // Five minutes later the delay moved: no write.
+    let mut later = observed(obs.spec.clone(), first.clone());
+    later.views = vec![(Forward, view(250, "2026-11-27T10:05:00Z"))];
+    let Decision::Settle { status: second, .. } = decide(&later) else {
+        panic!("settle")
+    };
+    assert_eq!(second, first, "progress before the heartbeat is not a write");
+    // Past the heartbeat: written, with the read time.
+    let mut much_later = observed(obs.spec.clone(), first.clone());
+    much_later.views = vec![(Forward, view(300, "2026-11-27T10:11:00Z"))];
+    let Decision::Settle { status: third, .. } = decide(&much_later) else {
+        panic!("settle")
+    };
+    let o = third.directions[0].observed.as_ref().unwrap();
+    assert_eq!(
+        (o.delay_ms, o.observed_at.0.to_string().as_str()),
+        (Some(300), "2026-11-27T10:11:00Z")
+    );
+}
