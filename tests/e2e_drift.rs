@@ -29,7 +29,10 @@ async fn setup(ns: &TestNamespace, jobs: Vec<Value>) -> (Emulator, Operator) {
         "stringData": {"accessKeyId": ACCESS_KEY_ID, "accessKeySecret": ACCESS_KEY_SECRET},
     }))
     .unwrap();
-    ns.api::<Secret>().create(&PostParams::default(), &secret).await.unwrap();
+    ns.api::<Secret>()
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
     let opts = OperatorOptions {
         extra_args: vec!["--poll-interval".into(), "1s".into()],
         ..Default::default()
@@ -54,7 +57,11 @@ async fn console(emu: &Emulator, job_id: &str, status: &str) {
         .send()
         .await
         .expect("emulator admin API");
-    assert!(resp.status().is_success(), "setting {job_id} {status}: {}", resp.status());
+    assert!(
+        resp.status().is_success(),
+        "setting {job_id} {status}: {}",
+        resp.status()
+    );
 }
 
 fn ready(job: &DtsJob) -> Option<(String, String)> {
@@ -64,13 +71,18 @@ fn ready(job: &DtsJob) -> Option<(String, String)> {
 
 async fn wait_ready(ns: &TestNamespace, name: &str, status: &str, reason: &str) -> DtsJob {
     let api = ns.api::<DtsJob>();
-    wait_for(&format!("DtsJob {name}: Ready={status} ({reason})"), STATUS_TIMEOUT, POLL, || {
-        let api = api.clone();
-        async move {
-            let job = api.get(name).await.ok()?;
-            (ready(&job)? == (status.to_owned(), reason.to_owned())).then_some(job)
-        }
-    })
+    wait_for(
+        &format!("DtsJob {name}: Ready={status} ({reason})"),
+        STATUS_TIMEOUT,
+        POLL,
+        || {
+            let api = api.clone();
+            async move {
+                let job = api.get(name).await.ok()?;
+                (ready(&job)? == (status.to_owned(), reason.to_owned())).then_some(job)
+            }
+        },
+    )
     .await
 }
 
@@ -109,10 +121,18 @@ async fn a_console_suspend_is_reverted_under_manage_and_reported_under_observe_o
     let ns = TestNamespace::new("console-suspend").await;
     let (emu, _op) = setup(
         &ns,
-        vec![stack::job("dtsjobmanaged", None, false), stack::job("dtsjobwatched", None, false)],
+        vec![
+            stack::job("dtsjobmanaged", None, false),
+            stack::job("dtsjobwatched", None, false),
+        ],
     )
     .await;
-    create_job(&ns, "managed", json!({"jobId": "dtsjobmanaged", "desiredState": "Running"})).await;
+    create_job(
+        &ns,
+        "managed",
+        json!({"jobId": "dtsjobmanaged", "desiredState": "Running"}),
+    )
+    .await;
     create_job(
         &ns,
         "watched",
@@ -134,8 +154,16 @@ async fn a_console_suspend_is_reverted_under_manage_and_reported_under_observe_o
     tokio::time::sleep(SETTLE).await;
 
     let journal = emu.journal().await;
-    assert_eq!(calls_for(&journal, "StartDtsJob", "dtsjobmanaged"), 1, "Manage: started once");
-    assert_eq!(calls_for(&journal, "StartDtsJob", "dtsjobwatched"), 0, "ObserveOnly: not changed");
+    assert_eq!(
+        calls_for(&journal, "StartDtsJob", "dtsjobmanaged"),
+        1,
+        "Manage: started once"
+    );
+    assert_eq!(
+        calls_for(&journal, "StartDtsJob", "dtsjobwatched"),
+        0,
+        "ObserveOnly: not changed"
+    );
     let jobs = emu.jobs().await;
     let watched = jobs.iter().find(|j| j["jobId"] == "dtsjobwatched").unwrap();
     assert_eq!(watched["status"]["Forward"], "Suspending", "{watched}");
@@ -170,5 +198,8 @@ async fn a_job_dts_already_shows_finished_is_not_stopped_again() {
     wait_ready(&ns, "finished", "True", "AlreadyStopped").await;
     wait_event(&ns, "finished", "Normal", "AlreadyStopped", "no StopDtsJob sent").await;
     tokio::time::sleep(SETTLE).await;
-    assert!(emu.calls("StopDtsJob").await.is_empty(), "no StopDtsJob for a finished job");
+    assert!(
+        emu.calls("StopDtsJob").await.is_empty(),
+        "no StopDtsJob for a finished job"
+    );
 }
