@@ -247,9 +247,10 @@ async fn assert_no_secret_leak(ns: &TestNamespace, op: &Operator, secrets: &[&st
 
 // ------------------------------------------------------------------ tests
 
-/// Case 1: desiredState Running (and unset) is observe-only: the operator
-/// reports the job Ready with reason ObserveOnly and makes no DTS call and
-/// no further write.
+/// desiredState Running, with DTS showing the job running, and unset
+/// (observe only): Ready with reason Running / ObserveOnly, DTS's view in
+/// the status, and from then on no DTS call from the reconcile and no
+/// further write while DTS's view stays the same.
 #[tokio::test]
 async fn running_job_gets_no_dts_calls_after_it_is_observed() {
     let ns = TestNamespace::new("running-job-gets-no-dts-calls").await;
@@ -276,15 +277,20 @@ async fn running_job_gets_no_dts_calls_after_it_is_observed() {
     }
 
     let mut versions = Vec::new();
-    for name in ["running", "unset"] {
-        let job = wait_job(&ns, name, "observed with Ready=True ObserveOnly", |j| {
-            observed(j) && condition(j, "Ready").is_some_and(|c| c.status == "True" && c.reason == "ObserveOnly")
+    for (name, reason) in [("running", "Running"), ("unset", "ObserveOnly")] {
+        let job = wait_job(&ns, name, &format!("observed with Ready=True {reason}"), |j| {
+            observed(j)
+                && condition(j, "Ready").is_some_and(|c| c.status == "True" && c.reason == reason)
+                && j.status.as_ref().is_some_and(|s| s.directions.len() == 2)
         })
         .await;
         assert_eq!(phase(&job), Some(Phase::Running), "{:#?}", job.status);
         assert_condition(&job, "Reconciling", "False", "Settled");
         assert_condition(&job, "Stalled", "False", "NotStalled");
-        assert!(job.status.as_ref().unwrap().directions.is_empty(), "{:#?}", job.status);
+        for r in &job.status.as_ref().unwrap().directions {
+            let seen = r.observed.as_ref().and_then(|o| o.status.as_deref());
+            assert_eq!(seen, Some("Synchronizing"), "DTS's view is in the status: {r:#?}");
+        }
         versions.push(job.metadata.resource_version.clone());
     }
 
@@ -401,7 +407,7 @@ async fn two_way_stop(test: &str, flag: &str, journal_scheme: &str, creds: Creds
     let op = Operator::start(&ns, "operator", &emu.url, opts);
     create_job(&ns, "orders-sync", spec).await;
     wait_job(&ns, "orders-sync", "observed as Running", |j| {
-        observed(j) && condition(j, "Ready").is_some_and(|c| c.reason == "ObserveOnly")
+        observed(j) && condition(j, "Ready").is_some_and(|c| c.reason == "ObserveOnly" || c.reason == "Running")
     })
     .await;
     assert!(
@@ -587,7 +593,7 @@ async fn throttled_twice_then_stopped_with_backoff_between_attempts() {
     )
     .await;
     wait_job(&ns, "throttled", "observed as Running", |j| {
-        observed(j) && condition(j, "Ready").is_some_and(|c| c.reason == "ObserveOnly")
+        observed(j) && condition(j, "Ready").is_some_and(|c| c.reason == "ObserveOnly" || c.reason == "Running")
     })
     .await;
     emu.faults(json!({"throttleNext": 2, "retryAfterMs": RETRY_AFTER_MS}))
