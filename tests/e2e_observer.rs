@@ -116,12 +116,19 @@ async fn three_hundred_jobs_are_read_in_batches_of_thirty() {
     )
     .await;
     wait_for(
-        "every DtsJob to have a status",
+        "every DtsJob to show DTS's view in its status",
         Duration::from_secs(120),
         Duration::from_millis(500),
         || async {
             let list = api.list(&ListParams::default()).await.ok()?;
-            (list.items.len() == JOBS && list.items.iter().all(|j| j.status.is_some())).then_some(())
+            let shown = |j: &DtsJob| {
+                j.status
+                    .as_ref()
+                    .and_then(|s| s.directions.first())
+                    .and_then(|d| d.observed.as_ref())
+                    .is_some()
+            };
+            (list.items.len() == JOBS && list.items.iter().all(shown)).then_some(())
         },
     )
     .await;
