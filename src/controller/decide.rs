@@ -154,7 +154,7 @@ pub fn decide(obs: &Observed) -> Decision {
                 Reason::RestartNotSupported,
                 status::condition_message(&status, status::STALLED),
             )),
-            (Intent::Hold(..), None) => events.extend(hold_warning(obs, &status)),
+            (Intent::Hold(..) | Intent::Observe, None) => events.extend(hold_warning(obs, &status)),
             _ => {}
         }
         Decision::Settle { status, events }
@@ -353,8 +353,9 @@ fn why_transition(obs: &Observed, before: &[DirectionStatus], d: Direction, targ
     }
 }
 
-/// The Warning a settled Running/Suspended DtsJob deserves: ObserveOnly
-/// with DTS in another state, DTS reporting the job Failed or Finished.
+/// The Warning a settled observed, Running or Suspended DtsJob deserves:
+/// ObserveOnly with DTS in another state, DTS reporting the job Failed or
+/// Finished. Published once, with the write that shows it.
 fn hold_warning(obs: &Observed, status: &DtsJobStatus) -> Option<(EventType, Reason, String)> {
     let ready = status.conditions.iter().find(|c| c.type_ == status::READY)?;
     let stalled = status.conditions.iter().find(|c| c.type_ == status::STALLED)?;

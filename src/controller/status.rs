@@ -109,6 +109,33 @@ fn observe_summary(spec: &DtsJobSpec, listed: &[&DirectionStatus]) -> Summary {
         Some(DesiredState::Running) => "desiredState is Running: no DTS call is made",
         _ => "desiredState is unset: the operator only observes",
     };
+    // A job DTS reports Failed is reported as such, never changed.
+    let failed: Vec<String> = listed
+        .iter()
+        .filter_map(|r| {
+            let o = r.observed.as_ref()?;
+            let failed = o
+                .status
+                .as_deref()
+                .is_some_and(|s| s.trim().eq_ignore_ascii_case("Failed"));
+            failed.then(|| {
+                format!(
+                    "{}: DTS reports the job Failed: {}",
+                    r.direction,
+                    o.error_message.as_deref().unwrap_or("no error message")
+                )
+            })
+        })
+        .collect();
+    if !failed.is_empty() {
+        let message = format!("{}; {why}", failed.join("; "));
+        return Summary {
+            phase: Phase::Failed,
+            ready: ("False", Reason::DtsJobFailed, message.clone()),
+            reconciling: None,
+            stalled: Some((Reason::DtsJobFailed, message)),
+        };
+    }
     let (phase, message) = if stopped.is_empty() {
         (Phase::Running, why.to_owned())
     } else {

@@ -675,6 +675,35 @@ mod hold {
     }
 
     #[test]
+    fn observe_only_reports_a_failed_job_as_stalled_with_one_warning() {
+        let mut obs = observed(spec(None, &[Forward]), status(vec![]));
+        let mut failed = seen("Failed");
+        failed.view.error_message = Some("source database unreachable".into());
+        obs.views = vec![(Forward, failed)];
+        let Decision::Settle { status, events } = decide(&obs) else {
+            panic!("observe only: no call")
+        };
+        assert_eq!(status.phase, Some(Phase::Failed));
+        let stalled = status.conditions.iter().find(|c| c.type_ == "Stalled").unwrap();
+        assert_eq!(
+            (stalled.status.as_str(), stalled.reason.as_str()),
+            ("True", "DtsJobFailed")
+        );
+        assert!(stalled.message.contains("source database unreachable"), "{stalled:?}");
+        assert_eq!(
+            events.iter().map(|(t, r, _)| (t.clone(), *r)).collect::<Vec<_>>(),
+            [(kube::runtime::events::EventType::Warning, Reason::DtsJobFailed)]
+        );
+        // The same view again: the status holds it already, nothing new.
+        let mut again = observed(obs.spec.clone(), status.clone());
+        again.views = obs.views.clone();
+        let Decision::Settle { status: same, .. } = decide(&again) else {
+            panic!("settle")
+        };
+        assert_eq!(same, status);
+    }
+
+    #[test]
     fn dts_showing_finished_before_the_first_stop_needs_no_stop() {
         let mut obs = observed(spec(Some(DesiredState::Stopped), &[Forward]), status(vec![]));
         obs.views = vec![(Forward, seen("FINISHED"))];
