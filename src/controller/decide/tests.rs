@@ -691,7 +691,7 @@ mod hold {
         );
         assert!(stalled.message.contains("source database unreachable"), "{stalled:?}");
         assert_eq!(
-            events.iter().map(|(t, r, _)| (t.clone(), *r)).collect::<Vec<_>>(),
+            events.iter().map(|(t, r, _)| (*t, *r)).collect::<Vec<_>>(),
             [(kube::runtime::events::EventType::Warning, Reason::DtsJobFailed)]
         );
         // The same view again: the status holds it already, nothing new.
