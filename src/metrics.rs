@@ -20,7 +20,7 @@ use prometheus_client::registry::Registry;
 
 use crate::crd::{DtsJob, Phase};
 use crate::reason::Reason;
-use dts_api::{DtsError, ErrorClass};
+use dts_api::DtsError;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
@@ -223,11 +223,7 @@ pub fn call_labels(action: &'static str, error: Option<&DtsError>) -> CallLabels
         },
         Some(e) => CallLabels {
             action,
-            outcome: match e.class {
-                ErrorClass::Retryable => "retryable",
-                ErrorClass::Ambiguous => "ambiguous",
-                ErrorClass::Terminal => "terminal",
-            },
+            outcome: e.class.as_str(),
             reason: Reason::for_dts_error(e).as_str(),
             error_code: e.code.as_deref().map(dts_api::error::metric_code).unwrap_or(""),
         },

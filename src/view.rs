@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::crd::Direction;
+use crate::crd::{Direction, Observation};
 use dts_api::{JobDetail, JobView};
 
 /// What DTS reported for one direction.
@@ -76,6 +76,31 @@ impl From<&JobDetail> for DirectionView {
             delay_ms: v.delay_ms,
             checkpoint: v.checkpoint,
             error_message: v.error_message.clone(),
+        }
+    }
+}
+
+impl From<&Observation> for DirectionView {
+    /// What a status's `observed` says DTS showed.
+    fn from(o: &Observation) -> Self {
+        Self {
+            status: o.status.clone(),
+            delay_ms: o.delay_ms,
+            checkpoint: o.checkpoint,
+            error_message: o.error_message.clone(),
+        }
+    }
+}
+
+impl DirectionView {
+    /// The view as a status's `observed`, read at `at`.
+    pub fn observation(&self, at: &Time) -> Observation {
+        Observation {
+            status: self.status.clone(),
+            delay_ms: self.delay_ms,
+            checkpoint: self.checkpoint,
+            error_message: self.error_message.clone(),
+            observed_at: at.clone(),
         }
     }
 }

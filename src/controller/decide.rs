@@ -21,8 +21,7 @@ use kube::runtime::events::EventType;
 use super::observe::{Credentials, Observed};
 use super::status::{self, Blocked};
 use crate::crd::{
-    DesiredState, Direction, DirectionState, DirectionStatus, DtsJobSpec, DtsJobStatus, Observation, Transition,
-    TransitionState,
+    DesiredState, Direction, DirectionState, DirectionStatus, DtsJobSpec, DtsJobStatus, Transition, TransitionState,
 };
 use crate::reason::Reason;
 use crate::view::DirectionView;
@@ -154,7 +153,7 @@ pub fn decide(obs: &Observed) -> Decision {
                 Reason::RestartNotSupported,
                 status::condition_message(&status, status::STALLED),
             )),
-            (Intent::Hold(..) | Intent::Observe, None) => events.extend(hold_warning(obs, &status)),
+            (Intent::Hold(..) | Intent::Observe, None) => events.extend(hold_warning(&status)),
             _ => {}
         }
         Decision::Settle { status, events }
@@ -258,28 +257,15 @@ fn refreshed(obs: &Observed, fingerprint: &str) -> (DtsJobStatus, Vec<(EventType
         let Some(seen) = obs.view(d) else { continue };
         let view = &seen.view;
         let r = record_of_mut(&mut status.directions, &obs.spec, d);
-        let observation = Observation {
-            status: view.status.clone(),
-            delay_ms: view.delay_ms,
-            checkpoint: view.checkpoint,
-            error_message: view.error_message.clone(),
-            observed_at: seen.read_at.clone(),
-        };
         // A new state is written at once; progress (delay, checkpoint) only
         // once the heartbeat has passed, so a poll of a running job writes
         // nothing (the read time alone is never a reason to write).
-        let worth = match &r.observed {
-            None => true,
-            Some(o) => DirectionView {
-                status: o.status.clone(),
-                delay_ms: o.delay_ms,
-                checkpoint: o.checkpoint,
-                error_message: o.error_message.clone(),
-            }
-            .worth_passing_on(&o.observed_at, view, &seen.read_at),
-        };
+        let worth = r
+            .observed
+            .as_ref()
+            .is_none_or(|o| DirectionView::from(o).worth_passing_on(&o.observed_at, view, &seen.read_at));
         if worth {
-            r.observed = Some(observation);
+            r.observed = Some(view.observation(&seen.read_at));
         }
         if let Some(t) = r.transition.as_mut() {
             if matches!(t.state, TransitionState::Requested | TransitionState::Confirming) {
@@ -335,13 +321,7 @@ fn why_transition(obs: &Observed, before: &[DirectionStatus], d: Direction, targ
         .unwrap_or_else(|| "no status yet".into());
     let was_there = record_of(&obs.spec, before, d)
         .and_then(|r| r.observed.as_ref())
-        .is_some_and(|o| {
-            let v = DirectionView {
-                status: o.status.clone(),
-                ..Default::default()
-            };
-            reached(&v, target)
-        });
+        .is_some_and(|o| reached(&DirectionView::from(o), target));
     let wanted = match target {
         DesiredState::Suspended => "Suspended",
         _ => "Running",
@@ -356,10 +336,9 @@ fn why_transition(obs: &Observed, before: &[DirectionStatus], d: Direction, targ
 /// The Warning a settled observed, Running or Suspended DtsJob deserves:
 /// ObserveOnly with DTS in another state, DTS reporting the job Failed or
 /// Finished. Published once, with the write that shows it.
-fn hold_warning(obs: &Observed, status: &DtsJobStatus) -> Option<(EventType, Reason, String)> {
+fn hold_warning(status: &DtsJobStatus) -> Option<(EventType, Reason, String)> {
     let ready = status.conditions.iter().find(|c| c.type_ == status::READY)?;
     let stalled = status.conditions.iter().find(|c| c.type_ == status::STALLED)?;
-    let _ = obs;
     if stalled.status == "True" {
         let reason = Reason::ALL.iter().find(|r| r.as_str() == stalled.reason)?;
         return Some((EventType::Warning, *reason, stalled.message.clone()));

@@ -21,8 +21,7 @@ use super::decide::{record_of_mut, Call, Decision};
 use super::observe::Observed;
 use super::status;
 use crate::crd::{
-    CallRecord, DesiredState, Direction, DirectionState, DirectionStatus, DtsJobStatus, Observation, TransitionState,
-    HISTORY_LIMIT,
+    CallRecord, DesiredState, Direction, DirectionState, DirectionStatus, DtsJobStatus, TransitionState, HISTORY_LIMIT,
 };
 use crate::reason::Reason;
 use crate::view::DirectionView;
@@ -290,11 +289,7 @@ fn calls_of(obs: &Observed, d: Direction, answer: &Answer, out: &mut Vec<CallRec
             Ok(request_id) => (request_id, "success", None),
             Err(e) => (
                 e.request_id.clone(),
-                match e.class {
-                    ErrorClass::Retryable => "retryable",
-                    ErrorClass::Ambiguous => "ambiguous",
-                    ErrorClass::Terminal => "terminal",
-                },
+                e.class.as_str(),
                 Some(e.code.clone().unwrap_or_else(|| e.reason().as_str().to_owned())),
             ),
         };
@@ -396,15 +391,9 @@ fn confirm(obs: &Observed, r: &mut DirectionStatus, result: Result<JobDetail, Dt
     let d = r.direction;
     match result {
         Ok(detail) => {
-            r.observed = Some(Observation {
-                status: detail.status.clone(),
-                delay_ms: detail.delay_ms,
-                checkpoint: detail.checkpoint,
-                error_message: detail.error_message.clone(),
-                observed_at: obs.now.clone(),
-            });
-            let Some(tr) = r.transition.as_mut() else { return };
             let view = DirectionView::from(&detail);
+            r.observed = Some(view.observation(&obs.now));
+            let Some(tr) = r.transition.as_mut() else { return };
             if decide::reached(&view, tr.target) {
                 let reason = if tr.target == DesiredState::Suspended {
                     Reason::Suspended

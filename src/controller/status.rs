@@ -166,12 +166,7 @@ fn hold_summary(obs: &Observed, target: DesiredState, listed: &[&DirectionStatus
         let r = listed.iter().find(|r| r.direction == d);
         // What DTS last showed, as recorded (the observer's view applied, or
         // a confirmation read in this very reconcile).
-        let view = r.and_then(|r| r.observed.as_ref()).map(|o| DirectionView {
-            status: o.status.clone(),
-            delay_ms: o.delay_ms,
-            checkpoint: o.checkpoint,
-            error_message: o.error_message.clone(),
-        });
+        let view = r.and_then(|r| r.observed.as_ref()).map(DirectionView::from);
         let view = view.as_ref();
         let shown = view.and_then(|v| v.status.as_deref()).unwrap_or("no status");
         let transition = r.and_then(|r| r.transition.as_ref()).filter(|t| t.target == target);

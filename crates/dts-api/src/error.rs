@@ -24,6 +24,17 @@ pub enum ErrorClass {
     Terminal,
 }
 
+impl ErrorClass {
+    /// `retryable`, `ambiguous` or `terminal`: the label in metrics and status.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Retryable => "retryable",
+            ErrorClass::Ambiguous => "ambiguous",
+            ErrorClass::Terminal => "terminal",
+        }
+    }
+}
+
 /// Where a [`DtsError`] came from. It decides the [`DtsError::reason`] when
 /// there is no error code to go by (a transport failure has neither code nor
 /// status, and a timeout must not be confused with a refused connection).
