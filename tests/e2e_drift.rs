@@ -9,11 +9,10 @@ mod support;
 use std::time::Duration;
 
 use dts_operator::crd::DtsJob;
-use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
-use support::stack::{self, Emulator, Operator, OperatorOptions, ACCESS_KEY_ID, ACCESS_KEY_SECRET};
+use support::stack::{self, Emulator, Operator, OperatorOptions};
 use support::{wait_for, TestNamespace};
 
 const STATUS_TIMEOUT: Duration = Duration::from_secs(60);
@@ -24,15 +23,7 @@ const SECRET_NAME: &str = "aliyun-dts-credentials";
 
 async fn setup(ns: &TestNamespace, jobs: Vec<Value>) -> (Emulator, Operator) {
     let emu = Emulator::start(ns, "emulator", json!({"accounts": [stack::account()], "jobs": jobs})).await;
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": SECRET_NAME},
-        "stringData": {"accessKeyId": ACCESS_KEY_ID, "accessKeySecret": ACCESS_KEY_SECRET},
-    }))
-    .unwrap();
-    ns.api::<Secret>()
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
+    stack::create_credentials_secret(ns, SECRET_NAME).await;
     let opts = OperatorOptions {
         extra_args: vec!["--poll-interval".into(), "1s".into()],
         ..Default::default()
@@ -50,39 +41,15 @@ async fn create_job(ns: &TestNamespace, name: &str, mut spec: Value) {
 
 /// Changes a job direction's status as the DTS console would.
 async fn console(emu: &Emulator, job_id: &str, status: &str) {
-    let resp = reqwest::Client::new()
-        .post(format!("{}/_emulator/jobs/{job_id}/state", emu.url))
-        .header("content-type", "application/json")
-        .body(json!({"direction": "Forward", "status": status}).to_string())
-        .send()
-        .await
-        .expect("emulator admin API");
-    assert!(
-        resp.status().is_success(),
-        "setting {job_id} {status}: {}",
-        resp.status()
-    );
-}
-
-fn ready(job: &DtsJob) -> Option<(String, String)> {
-    let c = job.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Ready")?;
-    (c.observed_generation == job.metadata.generation).then(|| (c.status.clone(), c.reason.clone()))
+    emu.set_state(job_id, json!({"direction": "Forward", "status": status}))
+        .await;
 }
 
 async fn wait_ready(ns: &TestNamespace, name: &str, status: &str, reason: &str) -> DtsJob {
-    let api = ns.api::<DtsJob>();
-    wait_for(
-        &format!("DtsJob {name}: Ready={status} ({reason})"),
-        STATUS_TIMEOUT,
-        POLL,
-        || {
-            let api = api.clone();
-            async move {
-                let job = api.get(name).await.ok()?;
-                (ready(&job)? == (status.to_owned(), reason.to_owned())).then_some(job)
-            }
-        },
-    )
+    let want = Some((status.to_owned(), reason.to_owned()));
+    stack::wait_job(ns, name, &format!("Ready={status} ({reason})"), |j| {
+        stack::ready_of(j) == want
+    })
     .await
 }
 

@@ -10,10 +10,9 @@ mod support;
 use std::time::Duration;
 
 use dts_operator::crd::{DtsJob, Phase, PAUSED, STOP_ON_DELETE_FINALIZER};
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
-use support::stack::{self, Emulator, Operator, OperatorOptions, ACCESS_KEY_ID, ACCESS_KEY_SECRET};
+use support::stack::{self, Emulator, Operator, OperatorOptions};
 use support::{wait_for, TestNamespace};
 
 const STATUS_TIMEOUT: Duration = Duration::from_secs(60);
@@ -24,15 +23,7 @@ const SECRET_NAME: &str = "aliyun-dts-credentials";
 
 async fn setup(ns: &TestNamespace, jobs: Vec<Value>) -> (Emulator, Operator) {
     let emu = Emulator::start(ns, "emulator", json!({"accounts": [stack::account()], "jobs": jobs})).await;
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": SECRET_NAME},
-        "stringData": {"accessKeyId": ACCESS_KEY_ID, "accessKeySecret": ACCESS_KEY_SECRET},
-    }))
-    .expect("Secret object");
-    ns.api::<Secret>()
-        .create(&PostParams::default(), &secret)
-        .await
-        .expect("creating the Secret");
+    stack::create_credentials_secret(ns, SECRET_NAME).await;
     let op = Operator::start(ns, "operator", &emu.url, OperatorOptions::default());
     (emu, op)
 }
@@ -56,13 +47,7 @@ async fn patch(ns: &TestNamespace, name: &str, body: Value) {
 }
 
 async fn wait_job(ns: &TestNamespace, name: &str, what: &str, pred: impl Fn(&DtsJob) -> bool) -> DtsJob {
-    let api = ns.api::<DtsJob>();
-    wait_for(&format!("DtsJob {name}: {what}"), STATUS_TIMEOUT, POLL, || {
-        let api = api.clone();
-        let pred = &pred;
-        async move { api.get(name).await.ok().filter(|j| pred(j)) }
-    })
-    .await
+    stack::wait_job(ns, name, what, pred).await
 }
 
 async fn wait_gone(ns: &TestNamespace, name: &str) {

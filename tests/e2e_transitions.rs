@@ -6,25 +6,15 @@
 
 mod support;
 
-use std::time::Duration;
-
 use dts_operator::crd::{DtsJob, Phase};
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
-use support::stack::{self, Emulator, Operator, OperatorOptions, ACCESS_KEY_ID, ACCESS_KEY_SECRET};
-use support::{wait_for, TestNamespace};
+use support::stack::{self, Emulator, Operator, OperatorOptions};
+use support::TestNamespace;
 
-const STATUS_TIMEOUT: Duration = Duration::from_secs(60);
-const POLL: Duration = Duration::from_millis(50);
 const SECRET_NAME: &str = "aliyun-dts-credentials";
 /// How long the emulator takes to show a suspend's or start's target.
 const TRANSITION_MS: i64 = 1000;
-
-fn ready(job: &DtsJob) -> Option<(String, String)> {
-    let c = job.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Ready")?;
-    (c.observed_generation == job.metadata.generation).then(|| (c.status.clone(), c.reason.clone()))
-}
 
 /// Sets desiredState and waits until Ready=True with `reason` for the new
 /// generation.
@@ -37,17 +27,12 @@ async fn transition(ns: &TestNamespace, state: &str, reason: &str) -> DtsJob {
     )
     .await
     .expect("setting desiredState");
-    wait_for(
+    let want = Some(("True".to_owned(), reason.to_owned()));
+    stack::wait_job(
+        ns,
+        "two-way",
         &format!("Ready=True ({reason}) after desiredState {state}"),
-        STATUS_TIMEOUT,
-        POLL,
-        || {
-            let api = api.clone();
-            async move {
-                let job = api.get("two-way").await.ok()?;
-                (ready(&job)? == ("True".to_owned(), reason.to_owned())).then_some(job)
-            }
-        },
+        |j| stack::ready_of(j) == want,
     )
     .await
 }
@@ -62,15 +47,7 @@ async fn running_suspended_running_stopped_with_one_call_per_direction_each() {
     let mut job = stack::job("dtsjob2waylc", Some("dtsinst2waylc"), true);
     job["transitionMs"] = json!(TRANSITION_MS);
     let emu = Emulator::start(&ns, "emulator", json!({"accounts": [stack::account()], "jobs": [job]})).await;
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": SECRET_NAME},
-        "stringData": {"accessKeyId": ACCESS_KEY_ID, "accessKeySecret": ACCESS_KEY_SECRET},
-    }))
-    .unwrap();
-    ns.api::<Secret>()
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
+    stack::create_credentials_secret(&ns, SECRET_NAME).await;
     let _op = Operator::start(&ns, "operator", &emu.url, OperatorOptions::default());
     let created: DtsJob = support::dtsjob_object(
         "two-way",

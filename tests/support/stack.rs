@@ -182,6 +182,24 @@ impl Emulator {
         assert!(resp.status().is_success(), "setting faults {faults}: {}", resp.status());
     }
 
+    /// Changes a job direction's state as the DTS console would
+    /// (`POST /_emulator/jobs/{jobId}/state`).
+    pub async fn set_state(&self, job_id: &str, state: Value) {
+        let resp = self
+            .http
+            .post(format!("{}/_emulator/jobs/{job_id}/state", self.url))
+            .header("content-type", "application/json")
+            .body(state.to_string())
+            .send()
+            .await
+            .expect("emulator admin API");
+        assert!(
+            resp.status().is_success(),
+            "setting {job_id} {state}: {}",
+            resp.status()
+        );
+    }
+
     /// Job states (`GET /_emulator/jobs`).
     pub async fn jobs(&self) -> Vec<Value> {
         let resp = self
@@ -459,6 +477,47 @@ pub async fn wait_phase(
         || async {
             let job = api.get(name).await.ok()?;
             (job.status.as_ref()?.phase == Some(phase)).then_some(job)
+        },
+    )
+    .await
+}
+
+/// Creates the test account's credentials Secret `name` (`accessKeyId`,
+/// `accessKeySecret`).
+pub async fn create_credentials_secret(ns: &TestNamespace, name: &str) {
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "stringData": {"accessKeyId": ACCESS_KEY_ID, "accessKeySecret": ACCESS_KEY_SECRET},
+    }))
+    .expect("Secret object");
+    ns.api::<k8s_openapi::api::core::v1::Secret>()
+        .create(&kube::api::PostParams::default(), &secret)
+        .await
+        .unwrap_or_else(|e| panic!("creating Secret {name}: {e}"));
+}
+
+/// The `Ready` condition's (status, reason), if it describes the current generation.
+pub fn ready_of(job: &dts_operator::crd::DtsJob) -> Option<(String, String)> {
+    let c = job.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Ready")?;
+    (c.observed_generation == job.metadata.generation).then(|| (c.status.clone(), c.reason.clone()))
+}
+
+/// Waits until DtsJob `name` satisfies `pred` (up to a minute), and returns it.
+pub async fn wait_job(
+    ns: &TestNamespace,
+    name: &str,
+    what: &str,
+    pred: impl Fn(&dts_operator::crd::DtsJob) -> bool,
+) -> dts_operator::crd::DtsJob {
+    let api = ns.api::<dts_operator::crd::DtsJob>();
+    wait_for(
+        &format!("DtsJob {name}: {what}"),
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        || {
+            let api = api.clone();
+            let pred = &pred;
+            async move { api.get(name).await.ok().filter(|j| pred(j)) }
         },
     )
     .await
