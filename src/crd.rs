@@ -46,6 +46,7 @@ pub const HISTORY_LIMIT: usize = 10;
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"DTS Status","type":"string","jsonPath":".status.directions[0].observed.status"}"#,
     printcolumn = r#"{"name":"Delay","type":"integer","jsonPath":".status.directions[0].observed.delayMs"}"#,
+    printcolumn = r#"{"name":"Stop At","type":"string","jsonPath":".spec.stopAt","priority":0}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[x_kube(validation = Rule::new(
@@ -81,6 +82,20 @@ pub struct DtsJobSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub desired_state: Option<DesiredState>,
 
+    /// A scheduled stop: at this time (RFC 3339, for example
+    /// 2026-12-01T22:00:00Z) the operator stops the job as if desiredState
+    /// had become Stopped; until then desiredState applies. A time in the
+    /// past stops at once. stopPolicy applies to this stop too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_at: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+
+    /// A cutover-safe stop: StopDtsJob is sent only once DTS reports the
+    /// replication delay of every listed direction at or below
+    /// maxDelaySeconds (read with DescribeDtsJobDetail just before the
+    /// stop). Unset: the stop is sent at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_policy: Option<StopPolicy>,
+
     /// Manage (the default): a job DTS shows in another state than desired
     /// (suspended in the console, say) is driven back, with an Event.
     /// ObserveOnly: such a difference is only reported.
@@ -99,6 +114,47 @@ pub struct DtsJobSpec {
     /// the operator's own default credentials are used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<SecretReference>,
+}
+
+/// When a stop may be sent: after the replication delay has caught up.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StopPolicy {
+    /// The largest replication delay, in seconds, at which a direction may
+    /// be stopped. Two-way jobs stop only when both directions are at or
+    /// below it in the same reading.
+    #[schemars(range(min = 0, max = 604800))]
+    pub max_delay_seconds: i64,
+
+    /// How long to wait for the delay: a duration counted from the moment
+    /// the stop was asked for (desiredState became Stopped, or stopAt came),
+    /// such as 30m or 1h30m, or an RFC 3339 time. Unset: wait as long as it
+    /// takes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new(DEADLINE_RULE).message(
+        "deadline must be a duration such as 90s, 30m or 1h30m, or an RFC 3339 time such as 2026-12-01T22:00:00Z"
+    ))]
+    #[schemars(length(min = 1, max = 64))]
+    pub deadline: Option<String>,
+
+    /// What happens at the deadline if the delay is still too high. Stall
+    /// (the default): no stop is sent; the DtsJob is Stalled with reason
+    /// DelayDeadlineExceeded until the spec changes. Stop: stop anyway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_deadline: Option<OnDeadline>,
+}
+
+/// The CEL rule of `stopPolicy.deadline`: a Go-style duration or an RFC 3339 time.
+const DEADLINE_RULE: &str = r"self.matches('^([0-9]+([.][0-9]+)?(ms|s|m|h))+$') || self.matches('^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}([.][0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$')";
+
+/// What a delay-gated stop does at its deadline.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum OnDeadline {
+    /// Send StopDtsJob whatever the delay.
+    Stop,
+    /// Send nothing and report the DtsJob Stalled.
+    #[default]
+    Stall,
 }
 
 fn default_directions() -> Vec<Direction> {
@@ -193,6 +249,62 @@ pub struct DtsJobStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub history: Vec<CallRecord>,
+
+    /// The cutover gate of a stop under spec.stopPolicy: the delay last
+    /// read, the limit, and since when the stop has waited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_gate: Option<StopGate>,
+}
+
+/// Where a delay-gated stop stands.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StopGate {
+    /// Waiting (the delay is above the limit, or unknown), Passed (the stop
+    /// was sent under the limit), DeadlineStop (sent at the deadline with the
+    /// delay above the limit) or Stalled (the deadline passed; nothing sent).
+    pub state: StopGateState,
+    /// The limit the delay is held to (stopPolicy.maxDelaySeconds).
+    pub max_delay_seconds: i64,
+    /// When the stop was asked for: the wait, and a deadline given as a
+    /// duration, count from here.
+    pub since: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+    /// The deadline, as a time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// When DTS was last read for the gate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_at: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// The delay of each direction at that read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["direction"]))]
+    pub delays: Vec<GateReading>,
+    /// Why the last read gave no delay (an error, or DTS reported none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The inputs a Stalled gate is tied to (see directions[].failedFor):
+    /// a spec change or a reconcile request looks again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stalled_for: Option<String>,
+}
+
+/// One direction's replication delay, as DescribeDtsJobDetail reported it.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GateReading {
+    pub direction: Direction,
+    /// Delay in milliseconds; absent when DTS reported none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<i64>,
+}
+
+/// The states of a [`StopGate`].
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum StopGateState {
+    Waiting,
+    Passed,
+    DeadlineStop,
+    Stalled,
 }
 
 /// One DTS call and how it ended.

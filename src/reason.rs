@@ -101,6 +101,14 @@ reasons! {
     DtsJobFailed,
     /// DTS reports the job Finished although it is not to be stopped.
     JobFinished,
+    /// A delay-gated stop waits for the replication delay to reach the limit.
+    WaitingForDelay,
+    /// The replication delay reached the limit: the stop is sent.
+    DelayReached,
+    /// The stopPolicy deadline passed with the delay above the limit.
+    DelayDeadlineExceeded,
+    /// `stopPolicy.deadline` cannot be read.
+    InvalidStopPolicy,
     /// Nothing is pending.
     Settled,
     /// No terminal error.

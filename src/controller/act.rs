@@ -13,6 +13,7 @@ use std::time::Instant;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::Semaphore;
 
+use super::cutover::Reading;
 use super::decide::{confirm_after, Call, Step};
 use super::observe::{Credentials, Observed};
 use super::Gate;
@@ -120,6 +121,30 @@ pub enum Answer {
 pub struct CallResult {
     pub direction: Direction,
     pub answer: Answer,
+}
+
+/// The delay gate's reads: DescribeDtsJobDetail for each of `directions`,
+/// each stored in `view`. None: the Lease was lost while a read waited for
+/// the limits (nothing more is sent).
+pub async fn gauge(dts: &DtsCaller, view: &DtsView, obs: &Observed, directions: &[Direction]) -> Option<Vec<Reading>> {
+    let Credentials::Ready(resolved) = &obs.credentials else {
+        return None;
+    };
+    let mut readings = Vec::with_capacity(directions.len());
+    for d in directions {
+        let result = dts.describe(&resolved.credentials, &obs.job_ref(*d)).await?;
+        if let Ok(detail) = &result {
+            view.put(
+                &obs.spec.region_id,
+                &obs.spec.job_id,
+                *d,
+                detail.into(),
+                obs.now.clone(),
+            );
+        }
+        readings.push((*d, result));
+    }
+    Some(readings)
 }
 
 /// Runs the steps of `call` in order. Stops at the first call that was not

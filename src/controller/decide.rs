@@ -18,6 +18,7 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::events::EventType;
 
+use super::cutover::{self, Gate};
 use super::observe::{Credentials, Observed};
 use super::status::{self, Blocked};
 use crate::crd::{
@@ -85,11 +86,16 @@ pub enum Decision {
     /// Calls are due but a retry is scheduled later: wait, write nothing.
     Wait(Duration),
     /// No call: write `status` (when it changed), with `events` published
-    /// alongside that write.
+    /// alongside that write; decide again after `wake` (a delay-gated stop
+    /// that waits), else only on a change.
     Settle {
         status: DtsJobStatus,
         events: Vec<(EventType, Reason, String)>,
+        wake: Option<Duration>,
     },
+    /// A delay-gated stop is due: read these directions with
+    /// DescribeDtsJobDetail (into `Observed::gauge`), then decide again.
+    Gauge(Vec<Direction>),
     /// Calls are needed.
     Call(Call),
     /// Add (`true`) or remove (`false`) the stop-on-delete finalizer; no call.
@@ -129,6 +135,7 @@ pub fn decide(obs: &Observed) -> Decision {
         return Decision::Settle {
             status: status::paused(obs),
             events: Vec::new(),
+            wake: None,
         };
     }
     match (obs.deleting, obs.has_finalizer(), obs.wants_finalizer()) {
@@ -156,7 +163,11 @@ pub fn decide(obs: &Observed) -> Decision {
             (Intent::Hold(..) | Intent::Observe, None) => events.extend(hold_warning(&status)),
             _ => {}
         }
-        Decision::Settle { status, events }
+        Decision::Settle {
+            status,
+            events,
+            wake: None,
+        }
     };
     if steps.is_empty() {
         return settle(None, events);
@@ -176,6 +187,70 @@ pub fn decide(obs: &Observed) -> Decision {
     }
     if let Some(wait) = obs.retry_in {
         return Decision::Wait(wait);
+    }
+    let mut steps = steps;
+    let gate;
+    let mut events = events;
+    if obs.spec.stop_policy.is_some() && steps.iter().any(|(_, s)| *s == Step::Describe) {
+        // An earlier stop's outcome is unknown: look first; the gate is
+        // asked once every direction is known not to be stopping.
+        steps.retain(|(_, s)| *s == Step::Describe);
+    }
+    let stops: Vec<Direction> = steps
+        .iter()
+        .filter(|(_, s)| *s == Step::Stop)
+        .map(|(d, _)| *d)
+        .collect();
+    match cutover::gate(obs, &stops, &fingerprint) {
+        Gate::Open { gate: g, event } => {
+            gate = g;
+            events.extend(event);
+        }
+        Gate::Gauge(directions) => return Decision::Gauge(directions),
+        Gate::Wait { gate, wake, event } => {
+            let status = status::gated(obs, &intent, current.directions.clone(), gate);
+            return Decision::Settle {
+                status,
+                events: events.into_iter().chain(event).collect(),
+                wake: Some(wake),
+            };
+        }
+        Gate::Stall { gate, event } => {
+            let status = status::gated(obs, &intent, current.directions.clone(), gate);
+            return Decision::Settle {
+                status,
+                events: events.into_iter().chain(event).collect(),
+                wake: None,
+            };
+        }
+        Gate::Failed(failures) => {
+            let mut directions = current.directions.clone();
+            for (d, e) in failures {
+                let r = record_of_mut(&mut directions, &obs.spec, d);
+                r.state = DirectionState::Failed;
+                status::record_failure(r, &e);
+                r.failed_for = Some(fingerprint.clone());
+                events.push((
+                    EventType::Warning,
+                    Reason::for_dts_error(&e),
+                    format!("{d}: DescribeDtsJobDetail before the stop: {e}"),
+                ));
+            }
+            let mut status = status::build(obs, &intent, directions, None, &obs.status);
+            status.stop_gate = None;
+            return Decision::Settle {
+                status,
+                events,
+                wake: None,
+            };
+        }
+        Gate::Invalid(message) => {
+            let blocked = Blocked {
+                reason: Reason::InvalidStopPolicy,
+                message,
+            };
+            return settle(Some(blocked), events);
+        }
     }
     let marked = steps.iter().any(|(_, s)| s.changes_the_job());
     let mut directions = current.directions.clone();
@@ -203,7 +278,10 @@ pub fn decide(obs: &Observed) -> Decision {
             _ => {}
         }
     }
-    let base = status::build(obs, &intent, directions, None, &obs.status);
+    let mut base = status::build(obs, &intent, directions, None, &obs.status);
+    if gate.is_some() {
+        base.stop_gate = gate;
+    }
     Decision::Call(Call {
         intent,
         steps,
@@ -252,7 +330,7 @@ fn actionable(view: &DirectionView, target: DesiredState) -> bool {
 fn refreshed(obs: &Observed, fingerprint: &str) -> (DtsJobStatus, Vec<(EventType, Reason, String)>) {
     let mut status = obs.status.clone();
     let mut events = Vec::new();
-    let stopping = obs.deleting || obs.spec.desired_state == Some(DesiredState::Stopped);
+    let stopping = obs.stop_due();
     for d in listed_directions(&obs.spec) {
         let Some(seen) = obs.view(d) else { continue };
         let view = &seen.view;
@@ -439,7 +517,7 @@ pub fn listed_directions(spec: &DtsJobSpec) -> Vec<Direction> {
 /// `deletionPolicy: Stop` asks for a stop.
 pub fn intent(obs: &Observed, directions: &[DirectionStatus], fingerprint: &str) -> Intent {
     let spec = &obs.spec;
-    if spec.desired_state != Some(DesiredState::Stopped) && !obs.deleting {
+    if !obs.stop_due() {
         let any_stopped = listed_directions(spec)
             .into_iter()
             .any(|d| record_of(spec, directions, d).is_some_and(|r| r.state == DirectionState::Stopped));

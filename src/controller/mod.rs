@@ -18,6 +18,7 @@
 pub mod act;
 pub mod backoff;
 pub mod credentials;
+pub mod cutover;
 pub mod decide;
 pub mod observe;
 pub mod record;
@@ -160,11 +161,22 @@ pub async fn reconcile(job: Arc<DtsJob>, ctx: Arc<Context>) -> Result<Action, Er
 
 /// observe → decide → act → record → write.
 async fn reconcile_steps(job: &DtsJob, ctx: &Context) -> Result<Action, Error> {
-    let obs = observe::observe(job, ctx).await?;
+    let mut obs = observe::observe(job, ctx).await?;
     if obs.leader {
         ctx.metrics.reconciled();
     }
-    let decision = decide::decide(&obs);
+    let mut decision = decide::decide(&obs);
+    if let Decision::Gauge(directions) = &decision {
+        // A delay-gated stop: read the delay now, then decide on it.
+        decision = match act::gauge(&ctx.dts, &ctx.view, &obs, directions).await {
+            Some(readings) => {
+                obs.gauge = Some(readings);
+                obs.read_views(&ctx.view);
+                decide::decide(&obs)
+            }
+            None => Decision::Standby,
+        };
+    }
     debug!(?decision, "decided");
     let acted = match &decision {
         Decision::Call(call) if call.marked => {
@@ -192,19 +204,31 @@ async fn reconcile_steps(job: &DtsJob, ctx: &Context) -> Result<Action, Error> {
 }
 
 /// Turns [`Next`] into the controller's Action, keeping the backoff.
+/// A DtsJob with a `stopAt` ahead is requeued for that moment whatever else
+/// it waits for.
 fn schedule(ctx: &Context, obs: &observe::Observed, next: Next) -> Action {
-    match next {
+    let stop_at = if obs.leader {
+        cutover::until_stop_at(&obs.spec, &obs.now)
+    } else {
+        None
+    };
+    let wait = match next {
         Next::Settled => {
             ctx.backoff.forget(&obs.uid);
-            Action::await_change()
+            None
         }
-        Next::Standby => Action::await_change(),
+        Next::Standby => None,
         Next::Now => {
             ctx.backoff.forget(&obs.uid);
-            Action::requeue(Duration::ZERO)
+            Some(Duration::ZERO)
         }
-        Next::After(wait) => Action::requeue(wait),
-        Next::Retry { floor } => Action::requeue(ctx.backoff.failed(&obs.uid, floor, obs.requested_at.as_deref())),
+        Next::After(wait) => Some(wait),
+        Next::Retry { floor } => Some(ctx.backoff.failed(&obs.uid, floor, obs.requested_at.as_deref())),
+    };
+    match (wait, stop_at) {
+        (Some(w), Some(s)) => Action::requeue(w.min(s)),
+        (Some(w), None) | (None, Some(w)) => Action::requeue(w),
+        (None, None) => Action::await_change(),
     }
 }
 
@@ -258,6 +282,7 @@ pub(crate) mod fixtures {
             }),
             views: Vec::new(),
             retry_in: None,
+            gauge: None,
             now: now(),
         }
     }
@@ -273,6 +298,8 @@ pub(crate) mod fixtures {
             management_policy: None,
             deletion_policy: None,
             credentials_secret_ref: None,
+            stop_at: None,
+            stop_policy: None,
         }
     }
 

@@ -14,7 +14,7 @@ use crate::crd::{
     DeletionPolicy, Direction, DtsJob, DtsJobSpec, DtsJobStatus, ManagementPolicy, PAUSED, RECONCILE_REQUESTED_AT,
     STOP_ON_DELETE_FINALIZER,
 };
-use crate::view::Seen;
+use crate::view::{DtsView, Seen};
 use dts_api::JobRef;
 
 /// The credentials a decision may use.
@@ -57,6 +57,9 @@ pub struct Observed {
     pub views: Vec<(Direction, Seen)>,
     /// A scheduled retry that is not due yet.
     pub retry_in: Option<Duration>,
+    /// The delay-gate reads made in this reconcile (DescribeDtsJobDetail
+    /// just before a gated stop); None until [`super::cutover`] asks for them.
+    pub gauge: Option<Vec<super::cutover::Reading>>,
     /// Second precision: Kubernetes stores times so, and a sub-second
     /// timestamp would make every re-read differ from what was computed.
     pub now: Time,
@@ -85,6 +88,7 @@ impl Observed {
             credentials: Credentials::NotNeeded,
             views: Vec::new(),
             retry_in,
+            gauge: None,
             now,
         })
     }
@@ -114,6 +118,20 @@ impl Observed {
         self.views.iter().find(|(d, _)| *d == direction).map(|(_, s)| s)
     }
 
+    /// Takes DTS's latest view of each listed direction from `view`.
+    pub fn read_views(&mut self, view: &DtsView) {
+        self.views = decide::listed_directions(&self.spec)
+            .into_iter()
+            .filter_map(|d| Some((d, view.get(&self.spec.region_id, &self.spec.job_id, d)?)))
+            .collect();
+    }
+
+    /// Whether a stop is asked for now (desiredState Stopped, stopAt has
+    /// come, or the DtsJob is being deleted under deletionPolicy Stop).
+    pub fn stop_due(&self) -> bool {
+        self.deleting || super::cutover::stop_due(&self.spec, &self.now)
+    }
+
     /// Whether the operator corrects DTS (`managementPolicy: Manage`, the default).
     pub fn manages(&self) -> bool {
         self.spec.management_policy.unwrap_or_default() == ManagementPolicy::Manage
@@ -132,10 +150,7 @@ impl Observed {
 /// Secret is read only when a call may be needed.
 pub async fn observe(job: &DtsJob, ctx: &Context) -> Result<Observed, Error> {
     let mut obs = Observed::of(job, (ctx.may_act)(), None, now())?;
-    obs.views = decide::listed_directions(&obs.spec)
-        .into_iter()
-        .filter_map(|d| Some((d, ctx.view.get(&obs.spec.region_id, &obs.spec.job_id, d)?)))
-        .collect();
+    obs.read_views(&ctx.view);
     obs.retry_in = ctx.backoff.remaining(&obs.uid, obs.requested_at.as_deref());
     let leader = obs.leader;
     if leader && !obs.paused && decide::may_call(&obs) {

@@ -106,9 +106,10 @@ pub fn record(obs: &Observed, decision: &Decision, acted: Acted) -> Outcome {
         (Decision::Finalizer(true), _) => Outcome::quiet(Next::Now),
         (Decision::Finalizer(false), _) => Outcome::quiet(Next::Settled),
         (Decision::Wait(wait), _) => Outcome::quiet(Next::After(*wait)),
-        (Decision::Settle { status, events }, _) => {
+        (Decision::Settle { status, events, wake }, _) => {
+            let next = wake.map_or(Next::Settled, Next::After);
             if *status == obs.status {
-                return Outcome::quiet(Next::Settled);
+                return Outcome::quiet(next);
             }
             // The Events are published once, with the write that shows them.
             let events = events
@@ -126,9 +127,11 @@ pub fn record(obs: &Observed, decision: &Decision, acted: Acted) -> Outcome {
                     precondition: obs.resource_version.clone(),
                 }),
                 events,
-                next: Next::Settled,
+                next,
             }
         }
+        // Never recorded: the orchestrator reads and decides again.
+        (Decision::Gauge(_), _) => Outcome::quiet(Next::After(CONFLICT_RETRY)),
         (Decision::Call(_), Acted::Refused | Acted::NoCall) => Outcome::quiet(Next::After(CONFLICT_RETRY)),
         (Decision::Call(call), Acted::Calls(results)) => record_calls(obs, call, results),
     }
@@ -429,12 +432,7 @@ fn success(r: &mut DirectionStatus, request_id: Option<String>, http_status: u16
 }
 
 fn failure(r: &mut DirectionStatus, e: &DtsError) {
-    r.request_id = e.request_id.clone();
-    r.http_status_code = e.http_status.map(i32::from);
-    r.error_code = Some(e.code.clone().unwrap_or_else(|| e.reason().as_str().to_owned()));
-    r.error_message = Some(e.message.clone().unwrap_or_else(|| e.to_string()));
-    r.dynamic_code = e.dynamic_code.clone();
-    r.dynamic_message = e.dynamic_message.clone();
+    status::record_failure(r, e);
 }
 
 /// A terminal failure: not retried while the decision's fingerprint holds.

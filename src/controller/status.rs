@@ -10,11 +10,16 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+use super::cutover;
 use super::decide::{self, listed_directions, record_of, Intent};
 use super::observe::Observed;
-use crate::crd::{DesiredState, DirectionState, DirectionStatus, DtsJobSpec, DtsJobStatus, Phase, TransitionState};
+use crate::crd::{
+    DesiredState, DirectionState, DirectionStatus, DtsJobSpec, DtsJobStatus, Phase, StopGate, StopGateState,
+    TransitionState,
+};
 use crate::reason::Reason;
 use crate::view::DirectionView;
+use dts_api::DtsError;
 
 pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
@@ -74,6 +79,56 @@ pub fn build(
         (Intent::Hold(target, _), None) => hold_summary(obs, *target, &listed),
     };
 
+    DtsJobStatus {
+        observed_generation: Some(obs.generation),
+        phase: Some(summary.phase),
+        conditions: conditions(obs, &summary, base),
+        directions,
+        history: base.history.clone(),
+        // The gate belongs to a stop: it goes when the stop is no longer asked for.
+        stop_gate: matches!(intent, Intent::Stop(_))
+            .then(|| base.stop_gate.clone())
+            .flatten(),
+    }
+}
+
+/// The status of a delay-gated stop that is not sent (yet): `gate` shown,
+/// and while it waits or stalls, the conditions say so.
+pub fn gated(obs: &Observed, intent: &Intent, directions: Vec<DirectionStatus>, gate: StopGate) -> DtsJobStatus {
+    let mut status = build(obs, intent, directions, None, &obs.status);
+    let summary = match gate.state {
+        StopGateState::Waiting => {
+            let message = cutover::waiting_message(&gate);
+            Summary {
+                phase: Phase::Stopping,
+                ready: ("Unknown", Reason::WaitingForDelay, message.clone()),
+                reconciling: Some((Reason::WaitingForDelay, message)),
+                stalled: None,
+            }
+        }
+        StopGateState::Stalled => {
+            let message = cutover::stall_message(&gate);
+            Summary {
+                phase: Phase::Failed,
+                ready: ("False", Reason::DelayDeadlineExceeded, message.clone()),
+                reconciling: None,
+                stalled: Some((Reason::DelayDeadlineExceeded, message)),
+            }
+        }
+        StopGateState::Passed | StopGateState::DeadlineStop => {
+            status.stop_gate = Some(gate);
+            return status;
+        }
+    };
+    status.phase = Some(summary.phase);
+    status.conditions = conditions(obs, &summary, &obs.status);
+    status.stop_gate = Some(gate);
+    status
+}
+
+/// Ready, Reconciling and Stalled for `summary`, keeping the transition
+/// times `base` holds where a status is unchanged.
+fn conditions(obs: &Observed, summary: &Summary, base: &DtsJobStatus) -> Vec<Condition> {
     let condition = |type_: &str, status: &str, reason: Reason, message: &str| {
         condition(type_, status, reason, message, obs.generation, base, &obs.now)
     };
@@ -86,14 +141,18 @@ pub fn build(
         Some((reason, msg)) => condition(STALLED, "True", *reason, msg),
         None => condition(STALLED, "False", Reason::NotStalled, "no terminal error"),
     });
+    conditions
+}
 
-    DtsJobStatus {
-        observed_generation: Some(obs.generation),
-        phase: Some(summary.phase),
-        conditions,
-        directions,
-        history: base.history.clone(),
-    }
+/// Records a failed call's answer on a direction: RequestId, HTTP status,
+/// code and message (the state is the caller's to set).
+pub fn record_failure(r: &mut DirectionStatus, e: &DtsError) {
+    r.request_id = e.request_id.clone();
+    r.http_status_code = e.http_status.map(i32::from);
+    r.error_code = Some(e.code.clone().unwrap_or_else(|| e.reason().as_str().to_owned()));
+    r.error_message = Some(e.message.clone().unwrap_or_else(|| e.to_string()));
+    r.dynamic_code = e.dynamic_code.clone();
+    r.dynamic_message = e.dynamic_message.clone();
 }
 
 /// Observe only: no call is made, and the phase says what the records

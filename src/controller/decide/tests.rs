@@ -19,6 +19,7 @@ enum Want {
     Wait,
     Finalizer(bool),
     Idle,
+    Gauge(Vec<Direction>),
     Settle {
         phase: Phase,
         warning: Option<Reason>,
@@ -48,7 +49,7 @@ fn shape(d: &Decision) -> Want {
     match d {
         Decision::Standby => Want::Standby,
         Decision::Wait(_) => Want::Wait,
-        Decision::Settle { status, events } => Want::Settle {
+        Decision::Settle { status, events, .. } => Want::Settle {
             phase: status.phase.expect("a settled status has a phase"),
             warning: events
                 .iter()
@@ -57,6 +58,7 @@ fn shape(d: &Decision) -> Want {
         },
         Decision::Finalizer(add) => Want::Finalizer(*add),
         Decision::Idle => Want::Idle,
+        Decision::Gauge(d) => Want::Gauge(d.clone()),
         Decision::Call(c) => Want::Call {
             steps: c.steps.clone(),
             marked: c
@@ -90,9 +92,66 @@ fn deleting_under_stop(o: &mut Observed) {
     o.deleting = true;
 }
 
+fn stop_at_past(o: &mut Observed) {
+    o.spec.stop_at = Some(Time("2026-11-27T09:59:59Z".parse().unwrap()));
+}
+
+fn stop_at_ahead(o: &mut Observed) {
+    o.spec.stop_at = Some(Time("2026-11-27T10:00:01Z".parse().unwrap()));
+}
+
+fn gated(o: &mut Observed) {
+    o.spec.stop_policy = Some(crate::crd::StopPolicy {
+        max_delay_seconds: 5,
+        deadline: None,
+        on_deadline: None,
+    });
+}
+
 fn rows() -> Vec<Row> {
     let stop = Some(DesiredState::Stopped);
     vec![
+        Row {
+            rule: "stopAt has come: a Running job is stopped as if desiredState were Stopped",
+            desired: Some(DesiredState::Running),
+            directions: &[Forward],
+            records: vec![],
+            tweak: stop_at_past,
+            want: Want::Call {
+                steps: vec![(Forward, Step::Stop)],
+                marked: vec![Forward],
+            },
+        },
+        Row {
+            rule: "stopAt ahead: the job is held as desired and untouched",
+            desired: None,
+            directions: &[Forward],
+            records: vec![],
+            tweak: stop_at_ahead,
+            want: Want::Settle {
+                phase: Phase::Running,
+                warning: None,
+            },
+        },
+        Row {
+            rule: "a delay-gated stop reads every direction before any mark",
+            desired: stop,
+            directions: &[Forward, Reverse],
+            records: vec![],
+            tweak: gated,
+            want: Want::Gauge(vec![Forward, Reverse]),
+        },
+        Row {
+            rule: "a delay-gated stop whose earlier outcome is unknown describes first, gauging nothing",
+            desired: stop,
+            directions: &[Forward, Reverse],
+            records: vec![rec(Forward, Stopping, None)],
+            tweak: gated,
+            want: Want::Call {
+                steps: vec![(Forward, Step::Describe)],
+                marked: vec![],
+            },
+        },
         Row {
             rule: "nothing recorded: every listed direction gets one stop, marked first",
             desired: stop,
@@ -437,7 +496,7 @@ fn a_paused_job_settles_with_only_a_paused_condition() {
         status(vec![rec(Forward, Pending, None)]),
     );
     obs.paused = true;
-    let Decision::Settle { status, events } = decide(&obs) else {
+    let Decision::Settle { status, events, .. } = decide(&obs) else {
         panic!("paused: no call")
     };
     assert!(events.is_empty());
@@ -680,7 +739,7 @@ mod hold {
         let mut failed = seen("Failed");
         failed.view.error_message = Some("source database unreachable".into());
         obs.views = vec![(Forward, failed)];
-        let Decision::Settle { status, events } = decide(&obs) else {
+        let Decision::Settle { status, events, .. } = decide(&obs) else {
             panic!("observe only: no call")
         };
         assert_eq!(status.phase, Some(Phase::Failed));
@@ -707,7 +766,7 @@ mod hold {
     fn dts_showing_finished_before_the_first_stop_needs_no_stop() {
         let mut obs = observed(spec(Some(DesiredState::Stopped), &[Forward]), status(vec![]));
         obs.views = vec![(Forward, seen("FINISHED"))];
-        let Decision::Settle { status, events } = decide(&obs) else {
+        let Decision::Settle { status, events, .. } = decide(&obs) else {
             panic!("no call for a job DTS shows Finished")
         };
         assert_eq!(status.phase, Some(Phase::Stopped));
