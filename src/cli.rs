@@ -49,6 +49,15 @@ pub struct RunArgs {
     #[arg(long, env = "DTS_POLL_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub poll_interval: Duration,
 
+    /// Reconciles running at once, at most. A burst of thousands of flips
+    /// is then worked off at this width instead of all at once against the
+    /// API server (kube-runtime's controller is unbounded by default); DTS
+    /// calls are limited separately by --dts-rate-limit and
+    /// --dts-max-concurrency.
+    #[arg(long, env = "DTS_MAX_CONCURRENT_RECONCILES", default_value = "64",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_concurrent_reconciles: u16,
+
     /// Log level or filter (RUST_LOG syntax); RUST_LOG wins when set.
     #[arg(long, env = "DTS_OPERATOR_LOG_LEVEL", default_value = "info")]
     pub log_level: String,

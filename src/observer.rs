@@ -399,7 +399,7 @@ impl Observer {
         }
         let next = sel.shortest.unwrap_or(self.interval).min(self.interval).max(MIN_CYCLE);
 
-        // Credentials: each Secret read once per cycle.
+        // Credentials: each Secret resolved once per cycle (from the cache when unchanged).
         let by_ref: HashMap<ObjectRef<DtsJob>, &Arc<DtsJob>> =
             jobs.iter().map(|j| (ObjectRef::from_obj(&**j), j)).collect();
         let mut creds: HashMap<CredentialsKey, Credentials> = HashMap::new();
@@ -412,6 +412,7 @@ impl Observer {
             let namespace = job.namespace().unwrap_or_default();
             match credentials::resolve(
                 &self.ctx.client,
+                &self.ctx.secrets,
                 &namespace,
                 &job.spec,
                 self.ctx.default_credentials.as_ref(),

@@ -32,6 +32,9 @@ use dts_api::{ClientConfig, DtsClient};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// kubectl's client-side-apply copy of the object: dropped before caching.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// What triggers a reconcile: a new generation, a new
 /// reconcile-requested-at or paused annotation, deletion or finalizer changes. The
 /// operator's own status writes change none of these, so they never
@@ -128,6 +131,7 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
         signature_version = %args.signature_version,
         rate_limit = args.dts_rate_limit.get(),
         max_concurrency = args.dts_max_concurrency,
+        max_concurrent_reconciles = args.max_concurrent_reconciles,
         default_credentials = default_credentials.is_some(),
         "starting dts-operator"
     );
@@ -151,7 +155,8 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
         may_act,
     ));
 
-    // Secrets are read by metadata only: no secret value is cached.
+    // Secrets are watched by metadata only: the watch holds no value; it
+    // keeps the credentials cache (ctx.secrets) current.
     let (jobs_api, secrets_api): (Api<DtsJob>, Api<PartialObjectMeta<Secret>>) = match &args.namespace {
         Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
         None => (Api::all(client.clone()), Api::all(client.clone())),
@@ -168,6 +173,11 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
     let watch_store = reader.clone();
     let jobs = watcher(jobs_api, watcher::Config::default())
         .default_backoff()
+        // Nothing reads these, and they are most of a small object's size.
+        .modify(|job| {
+            job.managed_fields_mut().clear();
+            job.annotations_mut().remove(LAST_APPLIED);
+        })
         .reflect(writer)
         .inspect(move |event| {
             if let Ok(event) = event {
@@ -181,8 +191,14 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
         })
         .applied_objects()
         .predicate_filter(trigger_hash, Default::default());
+    let secrets_ctx = ctx.clone();
     let secrets = watcher(secrets_api, watcher::Config::default())
         .default_backoff()
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                secrets_ctx.secrets.observe(event);
+            }
+        })
         .touched_objects();
     let store = reader.clone();
 
@@ -227,7 +243,9 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
     };
     let observed = futures::stream::poll_fn(move |cx| observed_rx.poll_recv(cx));
 
+    let config = kube::runtime::controller::Config::default().concurrency(args.max_concurrent_reconciles);
     let controller = Controller::for_stream(jobs, reader)
+        .with_config(config)
         .watches_stream(secrets, move |secret| {
             let ns = secret.namespace();
             let name = secret.name_any();

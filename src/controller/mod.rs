@@ -106,6 +106,8 @@ pub struct Context {
     /// DTS's view of the jobs, as last read (by the observer and by
     /// confirmations); observe reads it instead of calling DTS.
     pub view: Arc<crate::view::DtsView>,
+    /// The referenced Secrets' credentials, kept current by the Secret watch.
+    pub secrets: credentials::SecretCache,
 }
 
 impl Context {
@@ -141,6 +143,7 @@ impl Context {
             may_act,
             settings,
             view: Arc::default(),
+            secrets: credentials::SecretCache::default(),
         }
     }
 }

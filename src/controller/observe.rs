@@ -156,6 +156,7 @@ pub async fn observe(job: &DtsJob, ctx: &Context) -> Result<Observed, Error> {
     if leader && !obs.paused && decide::may_call(&obs) {
         obs.credentials = match credentials::resolve(
             &ctx.client,
+            &ctx.secrets,
             &obs.namespace,
             &obs.spec,
             ctx.default_credentials.as_ref(),
