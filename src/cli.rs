@@ -10,9 +10,16 @@ use dts_api::SignatureVersion;
 /// Flags of `dts-operator run`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Watch DtsJobs (and Secrets) in this namespace only; default: all namespaces.
-    #[arg(long, env = "DTS_OPERATOR_NAMESPACE")]
-    pub namespace: Option<String>,
+    /// Watch DtsJobs (and Secrets) in these namespaces only (repeat the flag
+    /// or separate with commas); default: all namespaces.
+    #[arg(long, env = "DTS_OPERATOR_NAMESPACE", value_delimiter = ',')]
+    pub namespace: Vec<String>,
+
+    /// Handle only the DtsJobs matching this label selector (e.g.
+    /// `shard=a`), so a fleet can be split across Deployments, each with its
+    /// own --lease-name. Shards must not overlap.
+    #[arg(long, env = "DTS_OPERATOR_SELECTOR")]
+    pub selector: Option<String>,
 
     /// Override the DTS endpoint for every region (e.g. http://127.0.0.1:8080 for
     /// the emulator, or a private endpoint). http is only allowed here.
@@ -97,6 +104,21 @@ pub struct RunArgs {
     /// How often to try to acquire or renew.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub lease_retry_period: Duration,
+}
+
+impl RunArgs {
+    /// The DtsJobs (and Secrets) this replica set handles.
+    pub fn scope(&self) -> crate::scope::Scope {
+        crate::scope::Scope {
+            namespaces: self
+                .namespace
+                .iter()
+                .map(|n| n.trim().to_owned())
+                .filter(|n| !n.is_empty())
+                .collect(),
+            selector: self.selector.clone().filter(|s| !s.trim().is_empty()),
+        }
+    }
 }
 
 /// `--signature-version`: clap checks the value against the possible values

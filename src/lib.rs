@@ -7,6 +7,7 @@
 //! * [`reason`]: the one vocabulary of condition reasons, Event reasons and metric labels;
 //! * [`run`]: wiring of watches, client, limits, leader election and controller
 //!   for `dts-operator run`;
+//! * [`scope`]: which namespaces and labels one replica set watches (sharding);
 //! * [`leader`]: leader election on a coordination.k8s.io Lease;
 //! * [`view`]: DTS's own view of the jobs, as last read;
 //! * [`observer`]: the periodic, batched read of DTS into that view;
@@ -27,5 +28,6 @@ pub mod metrics;
 pub mod observer;
 pub mod reason;
 pub mod run;
+pub mod scope;
 pub mod telemetry;
 pub mod view;

@@ -15,7 +15,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Api, Client, ResourceExt};
+use kube::{Client, ResourceExt};
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -28,6 +28,7 @@ use crate::http::{HttpServer, ReadySignal};
 use crate::leader::{LeaderElector, LeaderState, LeaseConfig};
 use crate::metrics::{Metrics, PhaseCollector};
 use crate::observer::Observer;
+use crate::scope::{self, ScopedWriter};
 use dts_api::{ClientConfig, DtsClient};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -126,7 +127,7 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
     });
     let default_credentials = credentials::from_env();
     info!(
-        namespace = args.namespace.as_deref().unwrap_or("<all>"),
+        scope = %args.scope().describe(),
         endpoint = args.dts_endpoint.as_ref().map(|u| u.as_str()).unwrap_or("<by region>"),
         signature_version = %args.signature_version,
         rate_limit = args.dts_rate_limit.get(),
@@ -155,30 +156,34 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
         may_act,
     ));
 
-    // Secrets are watched by metadata only: the watch holds no value; it
-    // keeps the credentials cache (ctx.secrets) current.
-    let (jobs_api, secrets_api): (Api<DtsJob>, Api<PartialObjectMeta<Secret>>) = match &args.namespace {
-        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
-        None => (Api::all(client.clone()), Api::all(client.clone())),
-    };
+    // One watch per namespace of the scope, applied to one store (a
+    // namespace's relist replaces only its own objects; see scope.rs).
+    let scope = args.scope();
+    let mut jobs_config = watcher::Config::default();
+    if let Some(selector) = &scope.selector {
+        jobs_config = jobs_config.labels(selector);
+    }
 
-    // Ready once the first DtsJob list has synced into the store, leader or
-    // not. Taken from the stream itself: a second `Store::wait_until_ready`
-    // waiter beside the controller's is never woken in kube-runtime 5 (its
-    // DelayedInit polls a oneshot that keeps only the last waker), which
-    // left /readyz at 503 for good.
+    // Ready once the first DtsJob list of every watch is in the store,
+    // leader or not. Taken from the stream itself: a second
+    // `Store::wait_until_ready` waiter beside the controller's is never
+    // woken in kube-runtime 5 (its DelayedInit polls a oneshot that keeps
+    // only the last waker), which left /readyz at 503 for good.
     let ready_flag = ready.clone();
     let (synced_tx, synced_rx) = watch::channel(false);
     let watch_ctx = ctx.clone();
     let watch_store = reader.clone();
-    let jobs = watcher(jobs_api, watcher::Config::default())
-        .default_backoff()
+    let tagged = scope::watch::<DtsJob>(&client, &scope, jobs_config).map(|(ns, event)| {
         // Nothing reads these, and they are most of a small object's size.
-        .modify(|job| {
-            job.managed_fields_mut().clear();
-            job.annotations_mut().remove(LAST_APPLIED);
-        })
-        .reflect(writer)
+        let event = event.map(|e| {
+            e.modify(|job| {
+                job.managed_fields_mut().clear();
+                job.annotations_mut().remove(LAST_APPLIED);
+            })
+        });
+        (ns, event)
+    });
+    let jobs = scope::reflect(tagged, ScopedWriter::new(writer, scope.watches().len()))
         .inspect(move |event| {
             if let Ok(event) = event {
                 forget_deleted(&watch_ctx.backoff, event, &watch_store);
@@ -191,13 +196,15 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
         })
         .applied_objects()
         .predicate_filter(trigger_hash, Default::default());
+    // Secrets by metadata only: no value crosses the wire or sits in the
+    // watch; the events keep the credentials cache (ctx.secrets) current.
     let secrets_ctx = ctx.clone();
-    let secrets = watcher(secrets_api, watcher::Config::default())
-        .default_backoff()
-        .inspect(move |event| {
-            if let Ok(event) = event {
-                secrets_ctx.secrets.observe(event);
+    let secrets = scope::watch::<PartialObjectMeta<Secret>>(&client, &scope, watcher::Config::default())
+        .map(move |(ns, event)| {
+            if let Ok(event) = &event {
+                secrets_ctx.secrets.observe(ns.as_deref(), event);
             }
+            event
         })
         .touched_objects();
     let store = reader.clone();

@@ -42,8 +42,9 @@ pub struct SecretCache {
 struct CacheState {
     seen: HashMap<Key, String>,
     values: HashMap<Key, (String, Credentials)>,
-    /// The keys listed since the watch's last (re)list began.
-    relisting: Option<HashSet<Key>>,
+    /// The keys listed since each watch's last (re)list began, by the
+    /// watch's namespace (`None`: all namespaces).
+    relisting: HashMap<Option<String>, HashSet<Key>>,
 }
 
 impl CacheState {
@@ -62,25 +63,35 @@ impl CacheState {
 }
 
 impl SecretCache {
-    /// Follows one event of the metadata-only Secret watch.
-    pub fn observe(&self, event: &watcher::Event<PartialObjectMeta<Secret>>) {
+    /// Follows one event of the metadata-only Secret watch of `scope` (a
+    /// namespace, or `None` for all): a relist of one namespace's watch
+    /// forgets only that namespace's Secrets it did not list.
+    pub fn observe(&self, scope: Option<&str>, event: &watcher::Event<PartialObjectMeta<Secret>>) {
         let key = |s: &PartialObjectMeta<Secret>| (s.namespace().unwrap_or_default(), s.name_any());
+        let scope_key = scope.map(str::to_owned);
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         match event {
             watcher::Event::Apply(s) => state.saw(key(s), s.resource_version()),
             watcher::Event::Delete(s) => state.forget(&key(s)),
-            watcher::Event::Init => state.relisting = Some(HashSet::new()),
+            watcher::Event::Init => {
+                state.relisting.insert(scope_key, HashSet::new());
+            }
             watcher::Event::InitApply(s) => {
                 let k = key(s);
-                if let Some(listed) = state.relisting.as_mut() {
+                if let Some(listed) = state.relisting.get_mut(&scope_key) {
                     listed.insert(k.clone());
                 }
                 state.saw(k, s.resource_version());
             }
             watcher::Event::InitDone => {
                 // A relist reports no deletions: whatever it did not list is gone.
-                if let Some(listed) = state.relisting.take() {
-                    let gone: Vec<Key> = state.seen.keys().filter(|k| !listed.contains(*k)).cloned().collect();
+                if let Some(listed) = state.relisting.remove(&scope_key) {
+                    let gone: Vec<Key> = state
+                        .seen
+                        .keys()
+                        .filter(|k| scope.is_none_or(|ns| k.0 == ns) && !listed.contains(*k))
+                        .cloned()
+                        .collect();
                     for k in gone {
                         state.forget(&k);
                     }
@@ -282,14 +293,14 @@ mod tests {
         let cache = SecretCache::default();
         cache.put("ns", "s", "5", &creds("id-5"));
         assert!(cache.get("ns", "s").is_none(), "the watch has not shown version 5 yet");
-        cache.observe(&watcher::Event::Apply(meta("ns", "s", "5")));
+        cache.observe(None, &watcher::Event::Apply(meta("ns", "s", "5")));
         let hit = cache.get("ns", "s").expect("read at the version the watch shows");
         assert_eq!(hit.credentials.access_key_id, "id-5");
         assert_eq!(hit.secret_version.as_deref(), Some("5"));
         assert!(cache.get("other", "s").is_none());
 
         // A change drops the value at once: the next call reads the new one.
-        cache.observe(&watcher::Event::Apply(meta("ns", "s", "6")));
+        cache.observe(None, &watcher::Event::Apply(meta("ns", "s", "6")));
         assert!(cache.get("ns", "s").is_none());
         assert_eq!(cache.held(), 0);
         // A GET that raced the event and returned the old version is never served.
@@ -303,18 +314,31 @@ mod tests {
     fn a_deleted_secret_is_forgotten_also_when_only_a_relist_shows_it() {
         let cache = SecretCache::default();
         for name in ["a", "b"] {
-            cache.observe(&watcher::Event::Apply(meta("ns", name, "1")));
+            cache.observe(None, &watcher::Event::Apply(meta("ns", name, "1")));
             cache.put("ns", name, "1", &creds(name));
         }
-        cache.observe(&watcher::Event::Delete(meta("ns", "a", "1")));
+        cache.observe(None, &watcher::Event::Delete(meta("ns", "a", "1")));
         assert!(cache.get("ns", "a").is_none());
         assert_eq!(cache.held(), 1);
         // "b" was deleted during a watch gap: the relist does not list it.
-        cache.observe(&watcher::Event::Init);
-        cache.observe(&watcher::Event::InitApply(meta("ns", "c", "9")));
-        cache.observe(&watcher::Event::InitDone);
+        cache.observe(None, &watcher::Event::Init);
+        cache.observe(None, &watcher::Event::InitApply(meta("ns", "c", "9")));
+        cache.observe(None, &watcher::Event::InitDone);
         assert!(cache.get("ns", "b").is_none());
         assert_eq!(cache.held(), 0);
+    }
+
+    #[test]
+    fn one_namespace_relisting_keeps_the_other_namespaces_secrets() {
+        let cache = SecretCache::default();
+        for ns in ["a", "b"] {
+            cache.observe(Some(ns), &watcher::Event::Apply(meta(ns, "s", "1")));
+            cache.put(ns, "s", "1", &creds(ns));
+        }
+        cache.observe(Some("a"), &watcher::Event::Init);
+        cache.observe(Some("a"), &watcher::Event::InitDone);
+        assert!(cache.get("a", "s").is_none(), "a's relist no longer lists it");
+        assert!(cache.get("b", "s").is_some(), "b's Secret is untouched");
     }
 
     #[test]
