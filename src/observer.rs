@@ -41,7 +41,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::controller::{credentials, Context};
-use crate::crd::{DtsJob, PAUSED, POLL_INTERVAL, STOP_ON_DELETE_FINALIZER};
+use crate::crd::{Direction, DirectionState, DtsJob, PAUSED, POLL_INTERVAL, STOP_ON_DELETE_FINALIZER};
 use crate::leader::LeaderState;
 use crate::reason::Reason;
 use crate::view::DtsView;
@@ -135,13 +135,35 @@ pub fn select_due(jobs: &[Arc<DtsJob>], view: &DtsView, now: &Time, default: Dur
         };
         sel.shortest = Some(sel.shortest.map_or(interval, |s| s.min(interval)));
         let spec = &job.spec;
-        // The newest read of any listed direction: one DescribeDtsJobs entry
-        // carries both directions.
+        let records = job.status.as_ref().map(|s| s.directions.as_slice()).unwrap_or_default();
+        let recorded = |d: Direction| crate::controller::decide::record_of(spec, records, d);
+        // Stopped, and DTS showed it Finished: nothing left to see (DTS
+        // cannot restart it), so a fleet of finished jobs costs no reads.
+        let finished = spec.directions.iter().all(|d| {
+            recorded(*d).is_some_and(|r| {
+                r.state == DirectionState::Stopped
+                    && r.observed.as_ref().is_some_and(|o| {
+                        o.status
+                            .as_deref()
+                            .is_some_and(|s| s.trim().eq_ignore_ascii_case("Finished"))
+                    })
+            })
+        });
+        if finished {
+            continue;
+        }
+        // The newest read of any listed direction (one DescribeDtsJobs entry
+        // carries both directions); before this process read a job, the
+        // status's observedAt stands in, so a restart does not read at once
+        // what was read recently.
         let last_read = spec
             .directions
             .iter()
-            .filter_map(|d| view.get(&spec.region_id, &spec.job_id, *d))
-            .map(|seen| seen.read_at)
+            .filter_map(|d| {
+                view.get(&spec.region_id, &spec.job_id, *d)
+                    .map(|seen| seen.read_at)
+                    .or_else(|| Some(recorded(*d)?.observed.as_ref()?.observed_at.clone()))
+            })
             .max_by_key(|t| t.0);
         let due = last_read.is_none_or(|t| {
             let age = Duration::try_from(now.0.duration_since(t.0)).unwrap_or(Duration::ZERO);

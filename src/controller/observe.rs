@@ -118,11 +118,26 @@ impl Observed {
         self.views.iter().find(|(d, _)| *d == direction).map(|(_, s)| s)
     }
 
-    /// Takes DTS's latest view of each listed direction from `view`.
+    /// Takes DTS's latest view of each listed direction from `view`, or,
+    /// for a direction not read since this process started, what the status
+    /// recorded (`observed`): a restarted operator then acts on what DTS
+    /// last showed instead of acting blind (it would otherwise send, for
+    /// example, a SuspendDtsJob to every suspended job), and the observer
+    /// corrects it within its interval.
     pub fn read_views(&mut self, view: &DtsView) {
-        self.views = decide::listed_directions(&self.spec)
+        let (spec, status) = (&self.spec, &self.status);
+        self.views = decide::listed_directions(spec)
             .into_iter()
-            .filter_map(|d| Some((d, view.get(&self.spec.region_id, &self.spec.job_id, d)?)))
+            .filter_map(|d| {
+                let seen = view.get(&spec.region_id, &spec.job_id, d).or_else(|| {
+                    let o = decide::record_of(spec, &status.directions, d)?.observed.as_ref()?;
+                    Some(Seen {
+                        view: o.into(),
+                        read_at: o.observed_at.clone(),
+                    })
+                })?;
+                Some((d, seen))
+            })
             .collect();
     }
 

@@ -91,6 +91,47 @@ fn poll_intervals_parse_with_units_and_zero_is_off() {
     );
 }
 
+/// `plain(name)` with one Forward record in status.
+fn recorded(name: &str, state: &str, dts_status: &str, observed_at: &str) -> Arc<DtsJob> {
+    let mut j: DtsJob = (*plain(name)).clone();
+    j.status = Some(
+        serde_json::from_value(json!({"directions": [{
+            "direction": "Forward", "state": state, "jobId": format!("dts{name}"),
+            "observed": {"status": dts_status, "observedAt": observed_at}
+        }]}))
+        .unwrap(),
+    );
+    Arc::new(j)
+}
+
+#[test]
+fn a_restart_reads_only_what_the_status_shows_read_longer_ago_than_the_interval() {
+    let view = DtsView::default();
+    let jobs = vec![
+        recorded("recent", "Pending", "Synchronizing", "2026-12-01T00:08:00Z"),
+        recorded("stale", "Pending", "Synchronizing", "2026-12-01T00:04:00Z"),
+        plain("never"),
+    ];
+    let sel = select_due(&jobs, &view, &t(NOW), FIVE_MINUTES);
+    assert_eq!(names(&sel), ["stale", "never"]);
+}
+
+#[test]
+fn a_job_stopped_and_shown_finished_is_not_read_again() {
+    let view = DtsView::default();
+    let jobs = vec![
+        recorded("finished", "Stopped", "Finished", "2026-12-01T00:00:00Z"),
+        recorded("stopping", "Stopped", "Synchronizing", "2026-12-01T00:00:00Z"),
+        recorded("ended-outside", "Pending", "Finished", "2026-12-01T00:00:00Z"),
+    ];
+    let sel = select_due(&jobs, &view, &t(NOW), FIVE_MINUTES);
+    assert_eq!(
+        names(&sel),
+        ["stopping", "ended-outside"],
+        "read until DTS shows the stop done, and a job finished outside the operator is still reported"
+    );
+}
+
 #[test]
 fn paused_off_and_deleted_jobs_are_left_out() {
     let view = DtsView::default();

@@ -815,3 +815,30 @@ fn replication_progress_alone_is_written_only_on_the_heartbeat() {
         (Some(300), "2026-11-27T10:11:00Z")
     );
 }
+
+/// After a restart the in-memory view is empty: what the status recorded
+/// stands in for it, so a suspended job is not suspended again (and a job
+/// never read is still suspended, as before).
+#[test]
+fn a_restarted_operator_acts_on_the_recorded_view_not_blind() {
+    use crate::crd::Observation;
+    use crate::view::DtsView;
+    let mut r = record(Forward, Pending);
+    r.observed = Some(Observation {
+        status: Some("Suspending".into()),
+        delay_ms: None,
+        checkpoint: None,
+        error_message: None,
+        observed_at: crate::controller::fixtures::now(),
+    });
+    let mut obs = observed(spec(Some(DesiredState::Suspended), &[Forward]), status(vec![r]));
+    obs.read_views(&DtsView::default());
+    assert!(
+        matches!(decide(&obs), Decision::Settle { .. }),
+        "recorded Suspending: nothing to send"
+    );
+
+    let mut never_read = observed(spec(Some(DesiredState::Suspended), &[Forward]), status(vec![]));
+    never_read.read_views(&DtsView::default());
+    assert!(matches!(decide(&never_read), Decision::Call(_)));
+}
