@@ -30,7 +30,7 @@ cache=${DTS_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dts-operator/bin}
 out="$cache/gitops-prometheus-$PROMETHEUS_VERSION-argocd-${ARGOCD_MODULE##*@}-flux-${KUSTOMIZE_CONTROLLER_MODULE##*@}-helm-$HELM_CONTROLLER_API_VERSION"
 if [ "${1:-}" = --print-dir ]; then echo "$out"; exit 0; fi
 if ! command -v go >/dev/null; then
-  echo "gitops-tools.sh: the Go toolchain (go >= 1.26) is needed to build promtool and fetch the Argo CD / Flux CRDs" >&2
+  echo "gitops-tools.sh: the Go toolchain (go >= 1.26.7) is needed to build promtool and fetch the Argo CD / Flux CRDs" >&2
   exit 1
 fi
 mkdir -p "$out/crds"
@@ -49,10 +49,10 @@ build() { # name module-dir package ldflags usual-time
   built_any=1
 }
 
-pv=${PROMETHEUS_VERSION#v0.}
-pv="3.${pv:0:2}.${pv##*.}" # v0.316.0 → 3.16.0
+pv=${PROMETHEUS_VERSION#v0.}                      # v0.316.0 → 316.0
+pv="${pv:0:1}.$((10#${pv:1:2})).${pv##*.}"         # → 3.16.0 (v0.305.1 → 3.5.1)
 build promtool promtool github.com/prometheus/prometheus/cmd/promtool \
-  "-s -w -X github.com/prometheus/common/version.Version=$pv -X github.com/prometheus/common/version.Branch=HEAD" "4 minutes"
+  "-s -w -X github.com/prometheus/common/version.Version=$pv -X github.com/prometheus/common/version.Branch=HEAD" "8 minutes"
 build controller-gen gitops-crds sigs.k8s.io/controller-tools/cmd/controller-gen "-s -w" "1 minute"
 
 # The directory of a downloaded module (module@version).
@@ -80,7 +80,7 @@ helmrelease="$out/crds/helm.toolkit.fluxcd.io_helmreleases.yaml"
 if [ ! -s "$helmrelease" ]; then
   gen=$(mktemp -d)
   (cd "$here/gitops-crds" && "$out/controller-gen" crd:crdVersions=v1 \
-    paths=github.com/fluxcd/helm-controller/api/v2 output:crd:artifacts:config="$gen")
+    paths=github.com/fluxcd/helm-controller/api/... output:crd:artifacts:config="$gen")
   mv "$gen/helm.toolkit.fluxcd.io_helmreleases.yaml" "$helmrelease"
   rm -rf "$gen"
   echo "gitops-tools: helm.toolkit.fluxcd.io_helmreleases.yaml generated from github.com/fluxcd/helm-controller/api@$HELM_CONTROLLER_API_VERSION" >&2
