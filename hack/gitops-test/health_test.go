@@ -24,6 +24,7 @@ import (
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 )
 
@@ -55,11 +56,17 @@ func readObject(t *testing.T, path string) map[string]any {
 	if err != nil {
 		t.Fatalf("reading %s: %v", path, err)
 	}
-	obj := map[string]any{}
-	if err := yaml.Unmarshal(data, &obj); err != nil {
+	// As the API server's JSON reaches Argo CD and kstatus: an unstructured
+	// object (integers are int64).
+	js, err := yaml.YAMLToJSON(data)
+	if err != nil {
 		t.Fatalf("parsing %s: %v", path, err)
 	}
-	return obj
+	u := &unstructured.Unstructured{}
+	if err := u.UnmarshalJSON(js); err != nil {
+		t.Fatalf("decoding %s: %v", path, err)
+	}
+	return u.Object
 }
 
 // toLua converts a JSON value as Argo CD's util/lua decodeValue does.
