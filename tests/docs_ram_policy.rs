@@ -27,7 +27,10 @@ fn ram_policy_grants_exactly_the_actions_the_client_calls() {
             granted.insert(a.to_owned());
         }
     }
-    assert_eq!(granted, called, "docs/ram-policy.json vs the actions in crates/dts-api/src/client.rs");
+    assert_eq!(
+        granted, called,
+        "docs/ram-policy.json vs the actions in crates/dts-api/src/client.rs"
+    );
 
     // The explanation lists the same actions.
     let doc = include_str!("../docs/ram-policy.md");

@@ -156,7 +156,10 @@ fn render(crd: &Value) -> String {
         }
         for (section, key) in [("spec", "spec"), ("status", "status")] {
             let s = &schema["properties"][key];
-            md += &format!("\n## `{section}`\n\n{}\n\n", one_line(s["description"].as_str().unwrap_or_default()));
+            md += &format!(
+                "\n## `{section}`\n\n{}\n\n",
+                one_line(s["description"].as_str().unwrap_or_default())
+            );
             let rules = validation(&Value::Mapping(
                 [(
                     Value::from("x-kubernetes-validations"),

@@ -31,8 +31,14 @@ fn first_column(heading: &str) -> BTreeSet<String> {
 fn compare(what: &str, documented: BTreeSet<String>, known: BTreeSet<String>) {
     let missing: Vec<_> = known.difference(&documented).collect();
     let unknown: Vec<_> = documented.difference(&known).collect();
-    assert!(missing.is_empty(), "{what} missing from docs/troubleshooting.md: {missing:?}");
-    assert!(unknown.is_empty(), "docs/troubleshooting.md lists {what} that do not exist: {unknown:?}");
+    assert!(
+        missing.is_empty(),
+        "{what} missing from docs/troubleshooting.md: {missing:?}"
+    );
+    assert!(
+        unknown.is_empty(),
+        "docs/troubleshooting.md lists {what} that do not exist: {unknown:?}"
+    );
 }
 
 #[test]

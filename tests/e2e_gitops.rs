@@ -88,15 +88,17 @@ async fn capture(ns: &TestNamespace, name: &str, what: &str, pred: impl Fn(&DtsJ
     .await
 }
 
-fn condition<'a>(job: &'a DtsJob, type_: &str) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+fn condition<'a>(
+    job: &'a DtsJob,
+    type_: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
     job.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)
 }
 
 /// `type_` is `status` with `reason`, for the object's current generation.
 fn is(job: &DtsJob, type_: &str, status: &str, reason: &str) -> bool {
-    condition(job, type_).is_some_and(|c| {
-        c.status == status && c.reason == reason && c.observed_generation == job.metadata.generation
-    })
+    condition(job, type_)
+        .is_some_and(|c| c.status == status && c.reason == reason && c.observed_generation == job.metadata.generation)
 }
 
 // ----- normalisation of captured objects -----
@@ -265,7 +267,12 @@ async fn dtsjobs_in_every_state_match_the_gitops_testdata() {
     let mut found = Vec::new();
 
     // Before any operator runs: no status at all.
-    create(&ns, "no-status", spec("gitopsNoStatus", json!({"desiredState": "Running"}))).await;
+    create(
+        &ns,
+        "no-status",
+        spec("gitopsNoStatus", json!({"desiredState": "Running"})),
+    )
+    .await;
     let v = capture(&ns, "no-status", "created, no status", |j| j.status.is_none()).await;
     found.extend(check_or_write("no-status.yaml", v, &ns.name));
 
@@ -278,7 +285,12 @@ async fn dtsjobs_in_every_state_match_the_gitops_testdata() {
             ..Default::default()
         },
     );
-    create(&ns, "running", spec("gitopsRunning", json!({"desiredState": "Running"}))).await;
+    create(
+        &ns,
+        "running",
+        spec("gitopsRunning", json!({"desiredState": "Running"})),
+    )
+    .await;
     create(
         &ns,
         "stopped",
@@ -288,8 +300,18 @@ async fn dtsjobs_in_every_state_match_the_gitops_testdata() {
         ),
     )
     .await;
-    create(&ns, "suspended", spec("gitopsSuspended", json!({"desiredState": "Suspended"}))).await;
-    create(&ns, "suspending", spec("gitopsSuspending", json!({"desiredState": "Suspended"}))).await;
+    create(
+        &ns,
+        "suspended",
+        spec("gitopsSuspended", json!({"desiredState": "Suspended"})),
+    )
+    .await;
+    create(
+        &ns,
+        "suspending",
+        spec("gitopsSuspending", json!({"desiredState": "Suspended"})),
+    )
+    .await;
     // Reverse of a one-way job: DTS refuses it (InvalidParameter, terminal).
     create(
         &ns,
@@ -320,11 +342,22 @@ async fn dtsjobs_in_every_state_match_the_gitops_testdata() {
     )
     .await;
     create(&ns, "paused", spec("gitopsPaused", json!({"desiredState": "Running"}))).await;
-    create(&ns, "stale-generation", spec("gitopsStale", json!({"desiredState": "Running"}))).await;
+    create(
+        &ns,
+        "stale-generation",
+        spec("gitopsStale", json!({"desiredState": "Running"})),
+    )
+    .await;
 
-    let v = capture(&ns, "running", "Ready=True Running", |j| is(j, "Ready", "True", "Running")).await;
+    let v = capture(&ns, "running", "Ready=True Running", |j| {
+        is(j, "Ready", "True", "Running")
+    })
+    .await;
     found.extend(check_or_write("running.yaml", v, &ns.name));
-    let v = capture(&ns, "stopped", "Ready=True Stopped", |j| is(j, "Ready", "True", "Stopped")).await;
+    let v = capture(&ns, "stopped", "Ready=True Stopped", |j| {
+        is(j, "Ready", "True", "Stopped")
+    })
+    .await;
     found.extend(check_or_write("stopped.yaml", v, &ns.name));
     let v = capture(&ns, "suspended", "Ready=True Suspended", |j| {
         is(j, "Ready", "True", "Suspended")
@@ -333,7 +366,9 @@ async fn dtsjobs_in_every_state_match_the_gitops_testdata() {
     found.extend(check_or_write("suspended.yaml", v, &ns.name));
     let v = capture(&ns, "suspending", "Reconciling=True Suspending, after the call", |j| {
         is(j, "Reconciling", "True", "Suspending")
-            && j.status.as_ref().is_some_and(|s| s.history.iter().any(|c| c.action == "SuspendDtsJob"))
+            && j.status
+                .as_ref()
+                .is_some_and(|s| s.history.iter().any(|c| c.action == "SuspendDtsJob"))
     })
     .await;
     found.extend(check_or_write("suspending.yaml", v, &ns.name));
@@ -359,7 +394,10 @@ async fn dtsjobs_in_every_state_match_the_gitops_testdata() {
     .await;
     found.extend(check_or_write("not-in-desired-state.yaml", v, &ns.name));
 
-    capture(&ns, "paused", "Ready=True Running", |j| is(j, "Ready", "True", "Running")).await;
+    capture(&ns, "paused", "Ready=True Running", |j| {
+        is(j, "Ready", "True", "Running")
+    })
+    .await;
     ns.api::<DtsJob>()
         .patch(
             "paused",
@@ -380,15 +418,25 @@ async fn dtsjobs_in_every_state_match_the_gitops_testdata() {
     // A stop DTS keeps refusing with a retryable 503: retried with backoff.
     emu.faults(json!({"failNext": {"count": 100_000, "status": 503, "code": "ServiceUnavailable"}}))
         .await;
-    create(&ns, "stop-retrying", spec("gitopsRetrying", json!({"desiredState": "Stopped"}))).await;
-    let v = capture(&ns, "stop-retrying", "Reconciling=True RetryScheduled after a 503", |j| {
-        is(j, "Reconciling", "True", "RetryScheduled")
-            && j.status.as_ref().is_some_and(|s| {
-                s.directions
-                    .iter()
-                    .any(|d| d.error_code.as_deref() == Some("ServiceUnavailable"))
-            })
-    })
+    create(
+        &ns,
+        "stop-retrying",
+        spec("gitopsRetrying", json!({"desiredState": "Stopped"})),
+    )
+    .await;
+    let v = capture(
+        &ns,
+        "stop-retrying",
+        "Reconciling=True RetryScheduled after a 503",
+        |j| {
+            is(j, "Reconciling", "True", "RetryScheduled")
+                && j.status.as_ref().is_some_and(|s| {
+                    s.directions
+                        .iter()
+                        .any(|d| d.error_code.as_deref() == Some("ServiceUnavailable"))
+                })
+        },
+    )
     .await;
     found.extend(check_or_write("stop-retrying.yaml", v, &ns.name));
 
@@ -482,11 +530,23 @@ async fn gitops_examples_are_accepted_by_the_api_server() {
     let ns = TestNamespace::new("gitops-examples").await;
     let crds = gitops_tools_dir().join("crds");
     let crd_files = yaml_files(&crds);
-    assert_eq!(crd_files.len(), 4, "Argo CD's and Flux's CRDs in {}: {crd_files:?}", crds.display());
+    assert_eq!(
+        crd_files.len(),
+        4,
+        "Argo CD's and Flux's CRDs in {}: {crd_files:?}",
+        crds.display()
+    );
     for crd in &crd_files {
         let path = crd.display().to_string();
         let (ok, out) = kubectl(
-            &["apply", "--server-side", "--force-conflicts", "--field-manager=dts-e2e", "-f", &path],
+            &[
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "--field-manager=dts-e2e",
+                "-f",
+                &path,
+            ],
             None,
         )
         .await;
@@ -494,9 +554,13 @@ async fn gitops_examples_are_accepted_by_the_api_server() {
     }
     let (ok, out) = kubectl(
         &[
-            "wait", "--for=condition=Established", "--timeout=60s",
-            "crd/applications.argoproj.io", "crd/kustomizations.kustomize.toolkit.fluxcd.io",
-            "crd/gitrepositories.source.toolkit.fluxcd.io", "crd/helmreleases.helm.toolkit.fluxcd.io",
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/applications.argoproj.io",
+            "crd/kustomizations.kustomize.toolkit.fluxcd.io",
+            "crd/gitrepositories.source.toolkit.fluxcd.io",
+            "crd/helmreleases.helm.toolkit.fluxcd.io",
         ],
         None,
     )
@@ -504,11 +568,15 @@ async fn gitops_examples_are_accepted_by_the_api_server() {
     assert!(ok, "CRDs established:\n{out}");
 
     let mut files = yaml_files(Path::new(EXAMPLES));
-    files.push(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/argocd/argocd-cm.yaml")));
+    files.push(PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/argocd/argocd-cm.yaml"
+    )));
     let mut kinds_seen = Vec::new();
     for file in &files {
         let text = std::fs::read_to_string(file).expect("example");
-        if file.file_name().is_some_and(|n| n == "kustomization.yaml") && text.contains("kind: Kustomization\n")
+        if file.file_name().is_some_and(|n| n == "kustomization.yaml")
+            && text.contains("kind: Kustomization\n")
             && text.contains("kustomize.config.k8s.io")
         {
             // A kustomize file, not an object: its build is dry-run below.
@@ -524,8 +592,15 @@ async fn gitops_examples_are_accepted_by_the_api_server() {
         assert!(objects > 0, "{} holds no object", file.display());
         let (ok, out) = kubectl(
             &[
-                "apply", "--server-side", "--dry-run=server", "--validate=strict", "--field-manager=dts-e2e-dry-run",
-                "-n", &ns.name, "-f", "-",
+                "apply",
+                "--server-side",
+                "--dry-run=server",
+                "--validate=strict",
+                "--field-manager=dts-e2e-dry-run",
+                "-n",
+                &ns.name,
+                "-f",
+                "-",
             ],
             Some(&text),
         )
@@ -535,7 +610,14 @@ async fn gitops_examples_are_accepted_by_the_api_server() {
         assert_eq!(accepted, objects, "{}:\n{out}", file.display());
         kinds_seen.extend(text.lines().filter_map(|l| l.strip_prefix("kind: ")).map(str::to_owned));
     }
-    for kind in ["Application", "Kustomization", "GitRepository", "HelmRelease", "ConfigMap", "DtsJob"] {
+    for kind in [
+        "Application",
+        "Kustomization",
+        "GitRepository",
+        "HelmRelease",
+        "ConfigMap",
+        "DtsJob",
+    ] {
         assert!(
             kinds_seen.iter().any(|k| k == kind),
             "an example {kind} was dry-run: {kinds_seen:?}"
@@ -550,12 +632,23 @@ async fn gitops_examples_are_accepted_by_the_api_server() {
     let objects = built.lines().filter(|l| l.starts_with("kind: ")).count();
     let (ok, out) = kubectl(
         &[
-            "apply", "--server-side", "--dry-run=server", "--validate=strict", "--field-manager=dts-e2e-dry-run",
-            "-n", &ns.name, "-f", "-",
+            "apply",
+            "--server-side",
+            "--dry-run=server",
+            "--validate=strict",
+            "--field-manager=dts-e2e-dry-run",
+            "-n",
+            &ns.name,
+            "-f",
+            "-",
         ],
         Some(&built),
     )
     .await;
     assert!(ok, "the kustomize build of {dir}:\n{out}");
-    assert_eq!(out.lines().filter(|l| l.contains("(server dry run)")).count(), objects, "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.contains("(server dry run)")).count(),
+        objects,
+        "{out}"
+    );
 }
