@@ -14,7 +14,7 @@ say "Building the control plane binaries (cached after the first run), dts-opera
 bin_dir=$(hack/build-tools.sh)
 target="${CARGO_TARGET_DIR:-$root/target}/debug"
 if [ ! -x "$target/dts-operator" ]; then
-  echo "  first build of dts-operator, dts-emulator and testcluster (debug; 5 to 10 minutes on 2 cores, then incremental)"
+  echo "  first build of dts-operator, dts-emulator and testcluster (debug; about 3 minutes on 2 cores, then incremental)"
 fi
 cargo build -q --bins -p dts-operator -p dts-emulator -p testcluster
 export PATH="$bin_dir:$PATH"

@@ -24,7 +24,7 @@ gitops_dir=$("$root/hack/gitops-tools.sh")
 # run from the target directory: it is another package's binary, which cargo
 # does not build for the operator's tests, and a test must not run cargo.
 if [ ! -x "${CARGO_TARGET_DIR:-$root/target}/debug/dts-emulator" ]; then
-  echo "test-e2e-env: first build of testcluster and dts-emulator (debug; 5 to 10 minutes on 2 cores, then incremental)" >&2
+  echo "test-e2e-env: first build of testcluster and dts-emulator (debug; about 3 minutes on 2 cores), then of the tests (several more)" >&2
 fi
 cargo build -q --manifest-path "$root/Cargo.toml" -p testcluster -p dts-emulator --bin testcluster --bin dts-emulator
 testcluster="${CARGO_TARGET_DIR:-$root/target}/debug/testcluster"
