@@ -15,6 +15,7 @@
 //! * Every GitOps example (`examples/gitops/`) and the argocd-cm snippet
 //!   pass a strict server-side dry run with Argo CD's and Flux's real CRDs
 //!   installed (`hack/gitops-tools.sh` gets them from the Go module proxy).
+//! * `kubectl explain dtsjob` prints the DtsJob's own description.
 
 mod support;
 
@@ -650,5 +651,31 @@ async fn gitops_examples_are_accepted_by_the_api_server() {
         out.lines().filter(|l| l.contains("(server dry run)")).count(),
         objects,
         "{out}"
+    );
+}
+
+/// What a user reads first: `kubectl explain dtsjob` (from the API server's
+/// published OpenAPI) describes the resource, not kube-derive's boilerplate.
+#[tokio::test]
+async fn kubectl_explain_describes_the_dtsjob() {
+    let _ns = TestNamespace::new("gitops-explain").await; // applies the committed CRD
+    let out = wait_for(
+        "kubectl explain dtsjob to show the CRD's description",
+        Duration::from_secs(30),
+        Duration::from_millis(500),
+        || async {
+            let (ok, out) = kubectl(&["explain", "dtsjob"], None).await;
+            (ok && out.contains("DESCRIPTION")).then_some(out)
+        },
+    )
+    .await;
+    assert!(
+        out.contains("Alibaba Cloud DTS") && !out.contains("Auto-generated"),
+        "kubectl explain dtsjob:\n{out}"
+    );
+    let (ok, spec) = kubectl(&["explain", "dtsjob.spec.desiredState"], None).await;
+    assert!(
+        ok && spec.contains("Suspended"),
+        "kubectl explain dtsjob.spec.desiredState:\n{spec}"
     );
 }
