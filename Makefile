@@ -1,5 +1,5 @@
 # dts-operator. The two commands are `make demo` and `make test` (README.md).
-.PHONY: demo test lint deploy-check image-test bench crd tools cluster cluster-down image
+.PHONY: demo test lint deploy-check gitops-test image-test bench crd tools gitops-tools cluster cluster-down image
 
 # The throw-away control plane of `make cluster` (see testcluster/).
 CLUSTER_DIR ?= target/cluster
@@ -14,7 +14,7 @@ demo:
 # chart/manifest checks, the image build, and the SDK compatibility test with Alibaba's
 # official Python SDKs (mandatory: fails if its virtualenv can't be built).
 # (scripts/test-e2e-env.sh also builds the dts-emulator binary the e2e tests run.)
-test: lint tools deploy-check image-test
+test: lint tools gitops-tools deploy-check gitops-test image-test
 	scripts/test-e2e-env.sh cargo test --workspace
 	hack/test-sdk.sh
 
@@ -26,6 +26,12 @@ lint:
 # the chart, and helm lint is clean.
 deploy-check: tools
 	hack/check-deploy.sh --check
+
+# The Argo CD health check (Lua, as Argo CD runs it) and kstatus on the
+# DtsJobs captured by tests/e2e_gitops.rs, and the chart's alerts and
+# dashboard with promtool (hack/gitops-test; no cluster).
+gitops-test: tools gitops-tools
+	hack/test-gitops.sh
 
 # Prints ns/op of signing, request building, response parsing (dts-api) and
 # planning (the operator).
@@ -40,6 +46,11 @@ crd:
 # cached per version under ~/.cache/dts-operator/bin (slow only the first time).
 tools:
 	hack/build-tools.sh
+
+# promtool, controller-gen and Argo CD's and Flux's CRDs (hack/gitops-tools.sh),
+# cached per version under ~/.cache/dts-operator/bin.
+gitops-tools:
+	hack/gitops-tools.sh
 
 # Starts etcd + kube-apiserver on loopback and installs crds/; prints how to use it.
 cluster: tools

@@ -22,14 +22,18 @@ export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="-trimpath -mod=mod"
 
 built_any=0
 total_start=$SECONDS
-build() { # name module-dir package ldflags
-  local name=$1 dir=$2 pkg=$3 ld=$4
+build() { # name module-dir package ldflags usual-time
+  local name=$1 dir=$2 pkg=$3 ld=$4 usual=$5
   if [ -x "$out/$name" ]; then return 0; fi
-  echo "building $name ($pkg) into $out ..." >&2
+  if [ "$built_any" = 0 ]; then
+    echo "build-tools: first run on this machine: building the test control plane from pinned Go modules" >&2
+    echo "build-tools: (about 9 minutes on 2 cores in all, once; then cached in $out)" >&2
+  fi
+  echo "build-tools: building $name ($pkg; usually $usual on 2 cores) ..." >&2
   local start=$SECONDS
   (cd "$here/$dir" && go build -ldflags "$ld" -o "$out/$name.tmp" "$pkg")
   mv "$out/$name.tmp" "$out/$name"
-  echo "built $name in $((SECONDS - start)) s" >&2
+  echo "build-tools: built $name in $((SECONDS - start)) s" >&2
   built_any=1
 }
 
@@ -39,12 +43,12 @@ kld="-s -w"
 for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   kld="$kld -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=$date"
 done
-build etcd k8s go.etcd.io/etcd/server/v3 "-s -w"
-build kube-apiserver k8s k8s.io/kubernetes/cmd/kube-apiserver "$kld"
-build kubectl k8s k8s.io/kubernetes/cmd/kubectl "$kld"
+build etcd k8s go.etcd.io/etcd/server/v3 "-s -w" "1 minute"
+build kube-apiserver k8s k8s.io/kubernetes/cmd/kube-apiserver "$kld" "4 minutes"
+build kubectl k8s k8s.io/kubernetes/cmd/kubectl "$kld" "2 minutes"
 hld="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
 hld="$hld -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor"
 hld="$hld -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor"
-build helm helm helm.sh/helm/v3/cmd/helm "$hld"
-if [ "$built_any" = 1 ]; then echo "tools built in $((SECONDS - total_start)) s" >&2; fi
+build helm helm helm.sh/helm/v3/cmd/helm "$hld" "2 minutes"
+if [ "$built_any" = 1 ]; then echo "build-tools: tools built in $((SECONDS - total_start)) s" >&2; fi
 echo "$out"

@@ -55,6 +55,7 @@ fi
 "$HELM" lint --strict "$chart" >/dev/null || { "$HELM" lint --strict "$chart"; fail=1; }
 "$HELM" lint --strict "$chart" --set watchNamespace=data-platform \
   --set defaultCredentials.secretName=aliyun-dts-credentials --set serviceMonitor.enabled=true \
+  --set prometheusRule.enabled=true --set grafanaDashboard.enabled=true \
   >/dev/null || { echo "FAIL: helm lint with watchNamespace set" >&2; fail=1; }
 
 tmp=$(mktemp -d)

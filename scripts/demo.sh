@@ -12,8 +12,11 @@ say() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
 say "Building the control plane binaries (cached after the first run), dts-operator and dts-emulator"
 bin_dir=$(hack/build-tools.sh)
-cargo build -q --bins -p dts-operator -p dts-emulator -p testcluster
 target="${CARGO_TARGET_DIR:-$root/target}/debug"
+if [ ! -x "$target/dts-operator" ]; then
+  echo "  first build of dts-operator, dts-emulator and testcluster (debug; about 3 minutes on 2 cores, then incremental)"
+fi
+cargo build -q --bins -p dts-operator -p dts-emulator -p testcluster
 export PATH="$bin_dir:$PATH"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/dts-demo.XXXXXX")

@@ -18,9 +18,14 @@ fi
 
 # Builds the Go tools on a fresh machine; only prints the cache dir otherwise.
 bin_dir=$("$root/hack/build-tools.sh")
+# Argo CD's and Flux's CRDs for tests/e2e_gitops.rs (and promtool), cached likewise.
+gitops_dir=$("$root/hack/gitops-tools.sh")
 # testcluster, and the dts-emulator binary that the e2e tests (tests/support)
 # run from the target directory: it is another package's binary, which cargo
 # does not build for the operator's tests, and a test must not run cargo.
+if [ ! -x "${CARGO_TARGET_DIR:-$root/target}/debug/dts-emulator" ]; then
+  echo "test-e2e-env: first build of testcluster and dts-emulator (debug; about 3 minutes on 2 cores), then of the tests (several more)" >&2
+fi
 cargo build -q --manifest-path "$root/Cargo.toml" -p testcluster -p dts-emulator --bin testcluster --bin dts-emulator
 testcluster="${CARGO_TARGET_DIR:-$root/target}/debug/testcluster"
 dir=$(mktemp -d "${TMPDIR:-/tmp}/dts-e2e.XXXXXX")
@@ -41,7 +46,7 @@ trap 'rc=130; exit 130' INT
 trap 'rc=143; exit 143' TERM
 
 "$testcluster" up --dir "$dir" --bin-dir "$bin_dir" || { rc=$?; exit "$rc"; }
-export KUBECONFIG="$dir/kubeconfig" DTS_TEST_BIN_DIR="$bin_dir"
+export KUBECONFIG="$dir/kubeconfig" DTS_TEST_BIN_DIR="$bin_dir" DTS_GITOPS_TOOLS_DIR="$gitops_dir"
 set +e
 "$@"
 rc=$?

@@ -39,6 +39,7 @@ pub const HISTORY_LIMIT: usize = 10;
     plural = "dtsjobs",
     shortname = "dtsjob",
     namespaced,
+    doc = "An Alibaba Cloud DTS (Data Transmission Service) synchronization or migration job whose lifecycle dts-operator manages: spec.desiredState (Running, Suspended or Stopped) is driven for each listed direction with StartDtsJob, SuspendDtsJob and StopDtsJob (a stop at most once per stop intent), and status reports what DTS shows, the RequestIds of the last 10 DTS calls (status.history) and kstatus conditions (Ready, Reconciling, Stalled).",
     status = "DtsJobStatus",
     printcolumn = r#"{"name":"Job ID","type":"string","jsonPath":".spec.jobId"}"#,
     printcolumn = r#"{"name":"Desired","type":"string","jsonPath":".spec.desiredState"}"#,

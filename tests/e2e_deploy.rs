@@ -558,7 +558,8 @@ async fn charts_service_account_is_denied_what_the_operator_must_not_do() {
 
 /// `hack/check-deploy.sh --check` passes (chart CRD == crds/dtsjob.yaml,
 /// lint, manifests in sync, kustomize builds), and the rendered chart — both
-/// RBAC shapes — and the plain manifests pass a server-side dry run.
+/// RBAC shapes, the second with the Grafana dashboard ConfigMap — and the
+/// plain manifests pass a server-side dry run.
 #[tokio::test]
 async fn chart_and_manifests_are_in_sync_and_accepted_by_the_api_server() {
     let ns = TestNamespace::new("chart-dry-run").await;
@@ -580,7 +581,14 @@ async fn chart_and_manifests_are_in_sync_and_accepted_by_the_api_server() {
     let watch_value = format!("watchNamespace={}", ns.name);
     let shapes: [&[&str]; 2] = [
         &[],
-        &["--set", &watch_value, "--set", "defaultCredentials.secretName=creds"],
+        &[
+            "--set",
+            &watch_value,
+            "--set",
+            "defaultCredentials.secretName=creds",
+            "--set",
+            "grafanaDashboard.enabled=true",
+        ],
     ];
     for extra in shapes {
         let mut args = vec!["template", "dryrun", CHART, "--namespace", &ns.name, "--include-crds"];
@@ -731,6 +739,98 @@ async fn metrics_dts_call_counters_match_the_emulator_journal() {
             &[("action", action)],
         );
         assert_eq!(histogram_count, journal_count, "{action} latency samples\n{text}");
+    }
+    assert_served_metrics_match_the_docs_table(&text);
+}
+
+/// A row of docs/metrics.md's table: name, type, label names, and whether
+/// it has samples from the start ("at start") or only after an event.
+struct DocumentedMetric {
+    name: String,
+    kind: String,
+    labels: std::collections::BTreeSet<String>,
+    at_start: bool,
+}
+
+fn documented_metrics() -> Vec<DocumentedMetric> {
+    let doc = include_str!("../docs/metrics.md");
+    doc.lines()
+        .filter(|l| l.starts_with("| `dts_operator_"))
+        .map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            DocumentedMetric {
+                name: cells[1].trim_matches('`').to_string(),
+                kind: cells[2].to_string(),
+                labels: cells[3].split('`').skip(1).step_by(2).map(str::to_string).collect(),
+                at_start: cells[4] == "at start",
+            }
+        })
+        .collect()
+}
+
+/// docs/metrics.md is the contract of /metrics: every served family is a
+/// row, served with the documented type, and its samples carry exactly the
+/// documented labels; rows marked "at start" are served with samples from
+/// the start, the others once their event happened.
+fn assert_served_metrics_match_the_docs_table(text: &str) {
+    let documented = documented_metrics();
+    assert!(
+        documented.len() >= 10,
+        "docs/metrics.md documents {} metrics",
+        documented.len()
+    );
+    // `# TYPE family type` of the operator's families.
+    let served: BTreeMap<&str, &str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(family, _)| family.starts_with("dts_operator_"))
+        .collect();
+    let family = |m: &DocumentedMetric| match m.kind.as_str() {
+        "counter" => m.name.trim_end_matches("_total").to_string(),
+        _ => m.name.clone(),
+    };
+    let table: BTreeMap<String, &DocumentedMetric> = documented.iter().map(|m| (family(m), m)).collect();
+    let undocumented: Vec<&&str> = served.keys().filter(|f| !table.contains_key(**f)).collect();
+    assert!(
+        undocumented.is_empty(),
+        "/metrics serves families that docs/metrics.md does not document: {undocumented:?}\n{text}"
+    );
+    for (fam, m) in &table {
+        let kind = served.get(fam.as_str());
+        if kind.is_none() && !m.at_start {
+            // A labelled family has no `# TYPE` line until its first sample.
+            continue;
+        }
+        assert_eq!(
+            kind,
+            Some(&m.kind.as_str()),
+            "{} (family {fam}) served with its documented type\n{text}",
+            m.name
+        );
+        let suffixes: &[&str] = match m.kind.as_str() {
+            "counter" => &["_total"],
+            "histogram" => &["_bucket", "_sum", "_count"],
+            _ => &[""],
+        };
+        let mut label_sets = std::collections::BTreeSet::new();
+        for suffix in suffixes {
+            for (labels, _) in samples(text, &format!("{fam}{suffix}")) {
+                let names: std::collections::BTreeSet<String> = labels.into_keys().filter(|k| k != "le").collect();
+                label_sets.insert(names);
+            }
+        }
+        if label_sets.is_empty() {
+            assert!(
+                !m.at_start,
+                "{} is documented as served from the start but has no sample\n{text}",
+                m.name
+            );
+            continue;
+        }
+        for names in &label_sets {
+            assert_eq!(names, &m.labels, "labels of {} (docs/metrics.md)\n{text}", m.name);
+        }
     }
 }
 
