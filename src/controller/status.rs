@@ -288,9 +288,11 @@ fn hold_summary(obs: &Observed, target: DesiredState, listed: &[&DirectionStatus
         let message = format!("{} (managementPolicy ObserveOnly: not changed)", differs.join("; "));
         return Summary {
             phase: Phase::Running,
-            ready: ("False", Reason::NotInDesiredState, message),
+            ready: ("False", Reason::NotInDesiredState, message.clone()),
             reconciling: None,
-            stalled: None,
+            // The operator will not change it (ObserveOnly): for kstatus, Flux
+            // and Argo CD alike that is no progress without a human.
+            stalled: Some((Reason::NotInDesiredState, message)),
         };
     }
     if !unknown.is_empty() && target == DesiredState::Running {
