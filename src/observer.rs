@@ -12,11 +12,13 @@
 //! 3. [`group`] (pure): the due jobs by (AccessKeyId, regionId), the unit
 //!    DTS's DescribeDtsJobs quota counts in (20 calls/s per account and
 //!    region, docs/dts-api.md §6);
-//! 4. per group, DescribeDtsJobs with the group's jobIds in chunks of
-//!    [`MAX_PAGE_SIZE`] (one page each; one extra page per group at most
-//!    if DTS says there is more), through [`DtsCaller::describe_jobs`]
-//!    (the operator-wide limits and the Lease gate). A cycle therefore makes
-//!    at most `ceil(N / 30) + groups` calls for N due jobs;
+//! 4. per group, DescribeDtsJobs with the group's jobIds by `JobType`
+//!    ([`JOB_TYPES`]) in chunks of [`MAX_PAGE_SIZE`] (one page each; one
+//!    extra page per group at most if DTS says there is more), through
+//!    [`DtsCaller::describe_jobs`] (the operator-wide limits and the Lease
+//!    gate). A cycle therefore makes `ceil(N / 30) + groups` calls for N due
+//!    jobs found under their known type, and at most three times the chunks
+//!    when none is known or DTS does not list a job at all ([`call_bound`]);
 //! 5. every entry is stored with [`DtsView::put_job`]; each DtsJob whose view
 //!    changed is sent to the controller (`Controller::reconcile_on`).
 //!
@@ -235,10 +237,12 @@ pub fn group(due: Vec<Due>, credentials: &HashMap<CredentialsKey, Credentials>) 
     groups.into_values().collect()
 }
 
-/// The most calls a cycle makes for `groups`: a call per chunk, and one
-/// extra page per group at most.
+/// The most calls a cycle makes for `groups`: a call per chunk and
+/// `JobType` (a job DTS does not list under its first type is asked for
+/// under the others), and one extra page per group at most. Jobs found
+/// under their first type cost a call per chunk.
 pub fn call_bound(groups: &[Group]) -> usize {
-    groups.iter().map(|g| g.chunks().len() + 1).sum()
+    groups.iter().map(|g| g.chunks().len() * JOB_TYPES.len() + 1).sum()
 }
 
 /// What reading one group gave.
@@ -256,63 +260,107 @@ pub struct GroupRead {
     pub interrupted: bool,
 }
 
-/// Reads one group: its chunks in order, each one page (one extra page per
-/// group at most when `TotalRecordCount` says there is more), at most one
-/// call per [`GROUP_CALL_SPACING`], stopping at the first failure. Stores every entry in `ctx.view` with `now`.
+/// The `JobType`s DescribeDtsJobs lists, one per call (DTS lists only
+/// MIGRATION jobs when none is sent, so a synchronization job is found only
+/// when SYNC is asked for). A job is asked for under the type it was last
+/// found with, first SYNC for a job never found (the DtsJob's directions
+/// are synchronization directions), then under the types not tried yet.
+pub const JOB_TYPES: [&str; 3] = ["SYNC", "MIGRATION", "SUBSCRIBE"];
+
+/// Reads one group: its jobs by `JobType` (see [`JOB_TYPES`]) in chunks of
+/// [`MAX_PAGE_SIZE`], each one page (one extra page per group at most when
+/// `TotalRecordCount` says there is more), at most one call per
+/// [`GROUP_CALL_SPACING`], stopping at the first failure; a job missing from
+/// its type's answer is asked for under the next type, in the same cycle.
+/// Stores every entry in `ctx.view` with `now`, and the type it was found
+/// with.
 pub async fn read_group(ctx: &Context, group: &Group, now: &Time, stopping: &watch::Receiver<bool>) -> GroupRead {
     let mut out = GroupRead::default();
     let mut extra_pages = 1u32;
     let mut changed_ids = HashSet::new();
     let mut last_call: Option<tokio::time::Instant> = None;
-    'chunks: for chunk in group.chunks() {
-        let mut page_number = 1;
-        let mut received = 0u64;
-        loop {
-            if *stopping.borrow() {
-                out.interrupted = true;
-                break 'chunks;
-            }
-            let query = JobsQuery {
-                region_id: group.region_id.clone(),
-                job_type: None,
-                job_ids: chunk.clone(),
-                page_number,
-                page_size: MAX_PAGE_SIZE,
-            };
-            if let Some(last) = last_call {
-                tokio::time::sleep_until(last + GROUP_CALL_SPACING).await;
-            }
-            last_call = Some(tokio::time::Instant::now());
-            let Some(answer) = ctx.dts.describe_jobs(&group.credentials, &query).await else {
-                out.interrupted = true;
-                break 'chunks;
-            };
-            out.calls += 1;
-            let page = match answer {
-                Ok(page) => page,
-                Err(e) => {
-                    out.error = Some(e);
-                    break 'chunks;
-                }
-            };
-            received += page.jobs.len() as u64;
-            out.jobs_read += page.jobs.len() as u64;
-            for entry in &page.jobs {
-                if ctx.view.put_job(&group.region_id, entry, now) {
-                    changed_ids.insert(entry.job_id.clone());
-                }
-            }
-            let more = !page.jobs.is_empty() && page.total_record_count.is_some_and(|total| total > received);
-            if more && extra_pages > 0 {
-                extra_pages -= 1;
-                page_number += 1;
-                continue;
-            }
-            if more {
-                debug!(region = %group.region_id, "DescribeDtsJobs has more pages than one cycle reads; the rest next cycle");
-            }
-            break;
+    let ids: std::collections::BTreeSet<&str> = group.jobs.iter().map(|d| d.job_id.as_str()).collect();
+    // (jobId, the types tried so far, in order)
+    let mut todo: Vec<(String, Vec<usize>)> = ids
+        .into_iter()
+        .map(|id| {
+            let first = ctx
+                .view
+                .job_type(&group.region_id, id)
+                .and_then(|t| JOB_TYPES.iter().position(|k| *k == t))
+                .unwrap_or(0);
+            (id.to_owned(), vec![first])
+        })
+        .collect();
+    'rounds: while !todo.is_empty() {
+        let mut by_type: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+        for (id, tried) in &todo {
+            by_type.entry(*tried.last().unwrap_or(&0)).or_default().push(id.clone());
         }
+        let mut found: HashSet<String> = HashSet::new();
+        for (t, ids) in by_type {
+            for chunk in ids.chunks(MAX_PAGE_SIZE as usize) {
+                let mut page_number = 1;
+                let mut received = 0u64;
+                loop {
+                    if *stopping.borrow() {
+                        out.interrupted = true;
+                        break 'rounds;
+                    }
+                    let query = JobsQuery {
+                        region_id: group.region_id.clone(),
+                        job_type: Some(JOB_TYPES[t].to_owned()),
+                        job_ids: chunk.to_vec(),
+                        page_number,
+                        page_size: MAX_PAGE_SIZE,
+                    };
+                    if let Some(last) = last_call {
+                        tokio::time::sleep_until(last + GROUP_CALL_SPACING).await;
+                    }
+                    last_call = Some(tokio::time::Instant::now());
+                    let Some(answer) = ctx.dts.describe_jobs(&group.credentials, &query).await else {
+                        out.interrupted = true;
+                        break 'rounds;
+                    };
+                    out.calls += 1;
+                    let page = match answer {
+                        Ok(page) => page,
+                        Err(e) => {
+                            out.error = Some(e);
+                            break 'rounds;
+                        }
+                    };
+                    received += page.jobs.len() as u64;
+                    out.jobs_read += page.jobs.len() as u64;
+                    for entry in &page.jobs {
+                        ctx.view.learn_type(&group.region_id, &entry.job_id, JOB_TYPES[t]);
+                        found.insert(entry.job_id.clone());
+                        if ctx.view.put_job(&group.region_id, entry, now) {
+                            changed_ids.insert(entry.job_id.clone());
+                        }
+                    }
+                    let more = !page.jobs.is_empty() && page.total_record_count.is_some_and(|total| total > received);
+                    if more && extra_pages > 0 {
+                        extra_pages -= 1;
+                        page_number += 1;
+                        continue;
+                    }
+                    if more {
+                        debug!(region = %group.region_id, "DescribeDtsJobs has more pages than one cycle reads; the rest next cycle");
+                    }
+                    break;
+                }
+            }
+        }
+        todo = todo
+            .into_iter()
+            .filter(|(id, _)| !found.contains(id))
+            .filter_map(|(id, mut tried)| {
+                let next = (0..JOB_TYPES.len()).find(|t| !tried.contains(t))?;
+                tried.push(next);
+                Some((id, tried))
+            })
+            .collect();
     }
     out.changed = group
         .jobs

@@ -124,9 +124,23 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct DtsView {
     map: RwLock<HashMap<(String, String, Direction), Entry>>,
+    /// The `JobType` each job was last listed under by DescribeDtsJobs.
+    types: RwLock<HashMap<(String, String), &'static str>>,
 }
 
 impl DtsView {
+    /// The `JobType` DescribeDtsJobs last listed `job_id` under.
+    pub fn job_type(&self, region_id: &str, job_id: &str) -> Option<&'static str> {
+        let types = self.types.read().unwrap_or_else(|e| e.into_inner());
+        types.get(&(region_id.to_owned(), job_id.to_owned())).copied()
+    }
+
+    /// Remembers the `JobType` `job_id` was listed under.
+    pub fn learn_type(&self, region_id: &str, job_id: &str, job_type: &'static str) {
+        let mut types = self.types.write().unwrap_or_else(|e| e.into_inner());
+        types.insert((region_id.to_owned(), job_id.to_owned()), job_type);
+    }
+
     /// The last view of `job_id`'s `direction` in `region_id`.
     pub fn get(&self, region_id: &str, job_id: &str, direction: Direction) -> Option<Seen> {
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());

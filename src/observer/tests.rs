@@ -219,7 +219,11 @@ fn sixty_five_jobs_of_one_account_and_region_are_three_calls() {
     assert_eq!(groups.len(), 1);
     let chunks = groups[0].chunks();
     assert_eq!(chunks.iter().map(Vec::len).collect::<Vec<_>>(), [30, 30, 5]);
-    assert_eq!(call_bound(&groups), 4, "ceil(65/30) + 1 group");
+    assert_eq!(
+        call_bound(&groups),
+        10,
+        "ceil(65/30) chunks × 3 job types + 1 extra page"
+    );
 }
 
 #[test]
@@ -254,7 +258,7 @@ fn jobs_are_grouped_by_access_key_and_region() {
         ],
         "a job without credentials is left out"
     );
-    assert_eq!(call_bound(&groups), 8);
+    assert_eq!(call_bound(&groups), 16, "4 groups × (1 chunk × 3 job types + 1)");
     assert!(!format!("{groups:?}").contains("secret-"), "Debug shows no secret");
 }
 
@@ -276,10 +280,13 @@ fn jitter_adds_at_most_a_tenth() {
 
 // ----- Cycles against a fake DTS -----
 
-/// DescribeDtsJobs over a table of jobId → Status; optionally throttles.
+/// DescribeDtsJobs over a table of jobId → Status; lists a job only under
+/// its `JobType` (SYNC unless `types` says otherwise; MIGRATION when the
+/// request has none, as DTS does); optionally throttles.
 #[derive(Default)]
 struct FakeDts {
     statuses: Mutex<BTreeMap<String, String>>,
+    types: Mutex<BTreeMap<String, String>>,
     calls: Mutex<Vec<BTreeMap<String, String>>>,
     throttle: Mutex<u32>,
 }
@@ -302,12 +309,15 @@ impl Transport for FakeDts {
                 )
             } else {
                 let statuses = self.statuses.lock().unwrap();
+                let types = self.types.lock().unwrap();
+                let asked = params.get("JobType").map(String::as_str).unwrap_or("MIGRATION");
                 let ids: Vec<&str> = params
                     .get("DtsJobId")
                     .map(|s| s.split(',').collect())
                     .unwrap_or_default();
                 let list: Vec<Value> = ids
                     .iter()
+                    .filter(|id| types.get(**id).map(String::as_str).unwrap_or("SYNC") == asked)
                     .filter_map(|id| {
                         statuses
                             .get(*id)
@@ -423,6 +433,55 @@ async fn a_cycle_triggers_only_the_jobs_whose_view_changed() {
     assert_eq!(drain(&mut f.triggered), ["b"]);
     let seen = f.ctx.view.get("cn-hangzhou", "dtsb", Direction::Forward).unwrap();
     assert!(seen.view.status_is("suspending"));
+}
+
+#[tokio::test]
+async fn a_job_of_another_type_is_found_under_it_and_asked_for_under_it_next_time() {
+    let jobs: Vec<Arc<DtsJob>> = ["sync", "migration", "gone"].into_iter().map(plain).collect();
+    let mut f = fixture(&jobs, Duration::from_millis(1));
+    f.dts
+        .types
+        .lock()
+        .unwrap()
+        .insert("dtsmigration".into(), "MIGRATION".into());
+    f.dts.statuses.lock().unwrap().remove("dtsgone");
+    let (_stop_tx, stopping) = watch::channel(false);
+    f.observer.cycle(&stopping).await;
+    let asked = |f: &Fixture| -> Vec<(String, String)> {
+        f.dts
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|c| (c["JobType"].clone(), c["DtsJobId"].clone()))
+            .collect()
+    };
+    assert_eq!(
+        asked(&f),
+        [
+            ("SYNC".to_owned(), "dtsgone,dtsmigration,dtssync".to_owned()),
+            ("MIGRATION".to_owned(), "dtsgone,dtsmigration".to_owned()),
+            ("SUBSCRIBE".to_owned(), "dtsgone".to_owned()),
+        ],
+        "every type once for what is still missing"
+    );
+    assert!(f
+        .ctx
+        .view
+        .get("cn-hangzhou", "dtsmigration", Direction::Forward)
+        .is_some());
+    assert_eq!(f.ctx.view.job_type("cn-hangzhou", "dtsmigration"), Some("MIGRATION"));
+
+    f.dts.calls.lock().unwrap().clear();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    f.observer.cycle(&stopping).await;
+    let second = asked(&f);
+    assert_eq!(second[0], ("SYNC".to_owned(), "dtsgone,dtssync".to_owned()));
+    assert_eq!(
+        second[1],
+        ("MIGRATION".to_owned(), "dtsmigration".to_owned()),
+        "its own type, first try"
+    );
 }
 
 #[tokio::test]
