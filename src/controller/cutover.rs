@@ -240,7 +240,8 @@ fn asked_at(spec: &DtsJobSpec, now: &Time) -> Time {
     }
 }
 
-/// The deadline as a time: `since` plus a duration, or the time given.
+/// The deadline as a time: `since` plus a duration (plus the second
+/// `since` was truncated to), or the time given.
 pub fn deadline(policy: &StopPolicy, since: &Time) -> Result<Option<Time>, String> {
     let Some(text) = policy.deadline.as_deref() else {
         return Ok(None);
@@ -250,6 +251,10 @@ pub fn deadline(policy: &StopPolicy, since: &Time) -> Result<Option<Time>, Strin
     }
     let d =
         crate::cli::parse_duration(text).map_err(|e| format!("stopPolicy.deadline: {e}; or give an RFC 3339 time"))?;
+    // `since` is a whole second (Kubernetes stores times so) at or before
+    // the moment the stop was asked for: counting that second whole means a
+    // deadline of 3s never passes before 3 s have.
+    let d = d + Duration::from_secs(1);
     let span = jiff::SignedDuration::try_from(d).map_err(|e| format!("stopPolicy.deadline {text:?}: {e}"))?;
     since
         .0
