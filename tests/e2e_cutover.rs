@@ -236,8 +236,9 @@ async fn a_scheduled_stop_arrives_at_its_time_and_not_before() {
         ],
     )
     .await;
-    // Kubernetes stores times to the second: the next whole second + 5 s.
-    let stop_at_ms = (stack::now_ms() / 1000 + 6) * 1000;
+    // Kubernetes stores times to the second: a whole second 8 to 9 s ahead
+    // (time for the job to be read and shown Running first, on a busy machine).
+    let stop_at_ms = (stack::now_ms() / 1000 + 9) * 1000;
     let stop_at = jiff::Timestamp::from_millisecond(stop_at_ms).unwrap().to_string();
     create_job(
         &ns,
@@ -276,8 +277,8 @@ async fn a_scheduled_stop_arrives_at_its_time_and_not_before() {
     assert_eq!(stops.len(), 1, "{stops:?}");
     let sent = stack::journal_time_ms(&stops[0]);
     assert!(sent >= stop_at_ms, "sent {} ms before stopAt", stop_at_ms - sent);
-    // Within a second or two; a wide margin for a loaded machine.
-    assert!(sent <= stop_at_ms + 5_000, "sent {} ms after stopAt", sent - stop_at_ms);
+    // Within a second or two when idle; a wide margin for a loaded machine.
+    assert!(sent <= stop_at_ms + 8_000, "sent {} ms after stopAt", sent - stop_at_ms);
 }
 
 #[tokio::test]
