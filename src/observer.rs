@@ -24,7 +24,9 @@
 //!
 //! Only the Lease holder polls. The first cycle runs once the DtsJob watch
 //! has synced, and again at once on gaining the Lease; then every interval
-//! (the shortest in use, at least [`MIN_CYCLE`]) plus up to 10% jitter. A
+//! (the shortest in use, at least [`MIN_CYCLE`]) plus up to 10% jitter, and
+//! [`MIN_CYCLE`] after a reconcile met a DtsJob DTS was never read for (a
+//! new one), so it does not wait a whole interval for its first reading. A
 //! failed group is logged with its reason and read again next cycle.
 //!
 //! [`DtsCaller::describe_jobs`]: crate::controller::act::DtsCaller::describe_jobs
@@ -451,6 +453,15 @@ impl Observer {
                 _ = tokio::time::sleep(wait) => {},
                 // Losing the Lease: wait for it, then a cycle at once.
                 _ = leader.wait_lost() => {},
+                // A DtsJob never read (just created): a cycle soon, which
+                // reads only what is due. The pause gathers a burst of new
+                // jobs into one batch.
+                _ = self.ctx.view.read_wanted() => {
+                    tokio::select! {
+                        _ = &mut stop => return,
+                        _ = tokio::time::sleep(MIN_CYCLE) => {},
+                    }
+                }
             }
         }
     }

@@ -126,9 +126,23 @@ pub struct DtsView {
     map: RwLock<HashMap<(String, String, Direction), Entry>>,
     /// The `JobType` each job was last listed under by DescribeDtsJobs.
     types: RwLock<HashMap<(String, String), &'static str>>,
+    /// Rung when a reconcile meets a job DTS was never read for, so the
+    /// observer reads it now instead of at its next cycle.
+    wanted: tokio::sync::Notify,
 }
 
 impl DtsView {
+    /// Asks the observer for a read soon: a DtsJob was never read.
+    pub fn want_read(&self) {
+        self.wanted.notify_one();
+    }
+
+    /// Resolves once a read was asked for (at once if one was asked for
+    /// since the last call).
+    pub async fn read_wanted(&self) {
+        self.wanted.notified().await;
+    }
+
     /// The `JobType` DescribeDtsJobs last listed `job_id` under.
     pub fn job_type(&self, region_id: &str, job_id: &str) -> Option<&'static str> {
         let types = self.types.read().unwrap_or_else(|e| e.into_inner());

@@ -166,6 +166,11 @@ impl Observed {
 pub async fn observe(job: &DtsJob, ctx: &Context) -> Result<Observed, Error> {
     let mut obs = Observed::of(job, (ctx.may_act)(), None, now())?;
     obs.read_views(&ctx.view);
+    if obs.views.len() < decide::listed_directions(&obs.spec).len() && !obs.paused && !obs.deleting {
+        // DTS was never read for this job (a new DtsJob): the observer reads
+        // it now rather than at its next cycle.
+        ctx.view.want_read();
+    }
     obs.retry_in = ctx.backoff.remaining(&obs.uid, obs.requested_at.as_deref());
     let leader = obs.leader;
     if leader && !obs.paused && decide::may_call(&obs) {
