@@ -44,6 +44,9 @@ const POLL: Duration = Duration::from_millis(100);
 
 // ----- helpers -----
 
+/// Rates of keys A and B, sampled from /metrics (None: no series yet).
+type Samples = Arc<Mutex<Vec<(Option<f64>, Option<f64>)>>>;
+
 async fn create_secret(ns: &TestNamespace, name: &str, id: &str, secret: &str) {
     let s: Secret = serde_json::from_value(json!({
         "metadata": {"name": name},
@@ -175,7 +178,7 @@ async fn a_throttled_account_slows_down_alone_and_recovers() {
 
     // Sample both keys' rates while the jobs stop.
     let (key_a, key_b) = (label(ACCESS_KEY_ID), label(SECOND_KEY_ID));
-    let samples: Arc<Mutex<Vec<(Option<f64>, Option<f64>)>>> = Arc::default();
+    let samples: Samples = Arc::default();
     let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let sampler = tokio::spawn({
         let (url, samples, sampling) = (op.metrics_url.clone(), samples.clone(), sampling.clone());

@@ -22,6 +22,8 @@ fn creds(id: &str) -> Credentials {
     Credentials::new(id, "secret-value")
 }
 
+// Built as DTS returns it (see the allowance in the DTS client).
+#[allow(clippy::result_large_err)]
 fn error(code: &str, retry_after: Option<Duration>) -> Result<(), DtsError> {
     Err(DtsError {
         kind: ErrorKind::Api,
