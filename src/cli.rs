@@ -30,13 +30,26 @@ pub struct RunArgs {
     #[arg(long, env = "DTS_SIGNATURE_VERSION", value_parser = signature_version_parser(), default_value = "hmac-sha1")]
     pub signature_version: SignatureVersion,
 
-    /// DTS calls per second at most, across all DtsJobs.
+    /// DTS calls per second at most per AccessKey and region (DTS's quota
+    /// unit), evenly spaced; lowered for a while after DTS throttles.
     #[arg(long, env = "DTS_RATE_LIMIT", default_value = "10")]
     pub dts_rate_limit: NonZeroU32,
 
-    /// DTS calls in flight at most.
+    /// DTS calls in flight at most, all AccessKeys and regions together.
     #[arg(long, env = "DTS_MAX_CONCURRENCY", default_value = "16")]
     pub dts_max_concurrency: usize,
+
+    /// DTS calls in a row that fail with the same class (credentials
+    /// refused, RAM permission missing, DTS 5xx) for one AccessKey and
+    /// region before its circuit opens: no call with it until the cool-off
+    /// is over; 0 never opens.
+    #[arg(long, env = "DTS_CIRCUIT_FAILURE_THRESHOLD", default_value = "5")]
+    pub circuit_failure_threshold: u32,
+
+    /// How long an open circuit sends no call; then one call tests it
+    /// (e.g. 30s, 2m).
+    #[arg(long, env = "DTS_CIRCUIT_COOLOFF", default_value = "30s", value_parser = parse_cooloff)]
+    pub circuit_cooloff: Duration,
 
     /// Timeout of each DTS call (e.g. 10s, 500ms).
     #[arg(long, env = "DTS_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
@@ -147,6 +160,16 @@ pub fn parse_endpoint(s: &str) -> Result<url::Url, String> {
     Ok(url)
 }
 
+/// `--circuit-cooloff`: a duration of at least 100 ms (a zero cool-off
+/// would let every call through as a probe).
+fn parse_cooloff(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_millis(100) {
+        return Err(format!("cool-off {s:?} is too short: at least 100ms"));
+    }
+    Ok(d)
+}
+
 /// Parses Go-style durations as Kubernetes users write them: `500ms`,
 /// `10s`, `5m`, `1m30s`, `1h`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -211,6 +234,22 @@ mod tests {
         assert_eq!(parse(&["--poll-interval", "2s"]).unwrap(), Duration::from_secs(2));
         assert_eq!(parse(&["--poll-interval", "0"]).unwrap(), Duration::ZERO);
         assert!(parse(&["--poll-interval", "soon"]).is_err());
+    }
+
+    #[test]
+    fn circuit_flags_have_sane_defaults_and_refuse_a_zero_cooloff() {
+        use clap::Parser;
+        let parse = |args: &[&str]| Wrapper::try_parse_from(["run"].iter().chain(args)).map(|w| w.run);
+        let run = parse(&[]).unwrap();
+        assert_eq!(run.circuit_failure_threshold, 5);
+        assert_eq!(run.circuit_cooloff, Duration::from_secs(30));
+        let run = parse(&["--circuit-failure-threshold", "0", "--circuit-cooloff", "2m"]).unwrap();
+        assert_eq!(
+            (run.circuit_failure_threshold, run.circuit_cooloff),
+            (0, Duration::from_secs(120))
+        );
+        let err = parse(&["--circuit-cooloff", "0"]).unwrap_err().to_string();
+        assert!(err.contains("at least 100ms"), "{err}");
     }
 
     #[derive(clap::Parser, Debug)]

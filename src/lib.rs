@@ -9,6 +9,8 @@
 //!   for `dts-operator run`;
 //! * [`scope`]: which namespaces and labels one replica set watches (sharding);
 //! * [`leader`]: leader election on a coordination.k8s.io Lease;
+//! * [`limits`]: the DTS call limits per (AccessKey, region): adaptive rate,
+//!   circuit breaker, and the global concurrency limit;
 //! * [`view`]: DTS's own view of the jobs, as last read;
 //! * [`observer`]: the periodic, batched read of DTS into that view;
 //! * [`http`], [`metrics`], [`telemetry`]: `/metrics`, `/livez`, `/readyz`,
@@ -24,6 +26,7 @@ pub mod controller;
 pub mod crd;
 pub mod http;
 pub mod leader;
+pub mod limits;
 pub mod metrics;
 pub mod observer;
 pub mod reason;

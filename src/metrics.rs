@@ -5,6 +5,8 @@
 //! DTS error codes from a known set ([`dts_api::error::metric_code`];
 //! anything else is `Other`). The raw code goes to status and Events.
 
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::Duration;
 
 use kube::runtime::reflector::Store;
@@ -19,6 +21,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use crate::crd::{DtsJob, Phase};
+use crate::limits::Limits;
 use crate::reason::Reason;
 use dts_api::DtsError;
 
@@ -71,6 +74,24 @@ pub struct PhaseLabels {
     pub phase: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupLabels {
+    pub group: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CauseLabels {
+    pub cause: &'static str,
+}
+
+/// A key of the DTS call limits: the hash of its AccessKeyId (never the
+/// AccessKeyId, never anything secret) and the region.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KeyLabels {
+    pub key: String,
+    pub region: String,
+}
+
 /// All metrics, registered in one registry.
 pub struct Metrics {
     reconciles: Counter,
@@ -84,6 +105,8 @@ pub struct Metrics {
     observe_calls: Gauge,
     observed_jobs: Gauge,
     observe_throttled: Counter,
+    circuit_opens: Family<GroupLabels, Counter>,
+    circuit_closes: Family<CauseLabels, Counter>,
 }
 
 impl Metrics {
@@ -101,6 +124,8 @@ impl Metrics {
             observe_calls: Gauge::default(),
             observed_jobs: Gauge::default(),
             observe_throttled: Counter::default(),
+            circuit_opens: Family::default(),
+            circuit_closes: Family::default(),
         };
         let r = registry.sub_registry_with_prefix("dts_operator");
         r.register(
@@ -158,6 +183,18 @@ impl Metrics {
             "Observe group reads that DTS answered with Throttling",
             m.observe_throttled.clone(),
         );
+        // No key label on the counters: keys come and go (STS credentials
+        // get a new AccessKeyId with every token), a counter series stays.
+        r.register(
+            "dts_circuit_opens",
+            "DTS call circuits opened, by failure group (credentials, permission, unavailable)",
+            m.circuit_opens.clone(),
+        );
+        r.register(
+            "dts_circuit_closes",
+            "DTS call circuits closed, by cause (answered, credentials_changed, unused)",
+            m.circuit_closes.clone(),
+        );
         m
     }
 
@@ -201,6 +238,16 @@ impl Metrics {
     /// An observe group read was answered with Throttling.
     pub fn observe_throttled(&self) {
         self.observe_throttled.inc();
+    }
+
+    /// A key's circuit opened after failures of `group`.
+    pub fn circuit_opened(&self, group: &'static str) {
+        self.circuit_opens.get_or_create(&GroupLabels { group }).inc();
+    }
+
+    /// A key's circuit closed, for `cause`.
+    pub fn circuit_closed(&self, cause: &'static str) {
+        self.circuit_closes.get_or_create(&CauseLabels { cause }).inc();
     }
 
     /// Counts one DTS call of `action` that ended with `error` (None: success).
@@ -279,6 +326,59 @@ impl Collector for PhaseCollector {
         }
         let metric = encoder.encode_descriptor("dtsjobs", "DtsJobs by phase", None, family.metric_type())?;
         family.encode(metric)
+    }
+}
+
+/// `dts_operator_dts_rate_limit{key,region}` (the calls per second each
+/// key's adaptive bucket allows now) and `dts_operator_dts_circuit_open{key,region}`
+/// (1 while its breaker is open or half-open), read from the limits at
+/// scrape time: a recovering rate shows without any call, and a dropped key
+/// drops out.
+pub struct LimitsCollector {
+    limits: Arc<Limits>,
+}
+
+impl LimitsCollector {
+    /// Registers the collector under the `dts_operator` prefix.
+    pub fn register(registry: &mut Registry, limits: Arc<Limits>) {
+        registry
+            .sub_registry_with_prefix("dts_operator")
+            .register_collector(Box::new(LimitsCollector { limits }));
+    }
+}
+
+impl std::fmt::Debug for LimitsCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LimitsCollector").finish_non_exhaustive()
+    }
+}
+
+impl Collector for LimitsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let rates = Family::<KeyLabels, Gauge<f64, AtomicU64>>::default();
+        let open = Family::<KeyLabels, Gauge>::default();
+        for k in self.limits.snapshot() {
+            let labels = KeyLabels {
+                key: k.key,
+                region: k.region,
+            };
+            rates.get_or_create(&labels).set(k.rate);
+            open.get_or_create(&labels).set(i64::from(k.open));
+        }
+        let metric = encoder.encode_descriptor(
+            "dts_rate_limit",
+            "DTS calls per second allowed now, per key (AccessKeyId hash) and region: --dts-rate-limit, lowered after throttling",
+            None,
+            rates.metric_type(),
+        )?;
+        rates.encode(metric)?;
+        let metric = encoder.encode_descriptor(
+            "dts_circuit_open",
+            "1 while the circuit breaker of a key (AccessKeyId hash) and region is open or half-open",
+            None,
+            open.metric_type(),
+        )?;
+        open.encode(metric)
     }
 }
 

@@ -15,8 +15,9 @@
 //! 4. per group, DescribeDtsJobs with the group's jobIds by `JobType`
 //!    ([`JOB_TYPES`]) in chunks of [`MAX_PAGE_SIZE`] (one page each; one
 //!    extra page per group at most if DTS says there is more), through
-//!    [`DtsCaller::describe_jobs`] (the operator-wide limits and the Lease
-//!    gate). A cycle therefore makes `ceil(N / 30) + groups` calls for N due
+//!    [`DtsCaller::describe_jobs`] (the key's limits, the global concurrency
+//!    limit and the Lease gate; a key whose circuit breaker is open is not
+//!    read). A cycle therefore makes `ceil(N / 30) + groups` calls for N due
 //!    jobs found under their known type, and at most three times the chunks
 //!    when none is known or DTS does not list a job at all ([`call_bound`]);
 //! 5. every entry is stored with [`DtsView::put_job`]; each DtsJob whose view
@@ -44,9 +45,11 @@ use rand::Rng;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
+use crate::controller::act::NotSent;
 use crate::controller::{credentials, Context};
 use crate::crd::{Direction, DirectionState, DtsJob, PAUSED, POLL_INTERVAL, STOP_ON_DELETE_FINALIZER};
 use crate::leader::LeaderState;
+use crate::limits::CircuitInfo;
 use crate::reason::Reason;
 use crate::view::DtsView;
 use dts_api::sign::Credentials;
@@ -260,6 +263,9 @@ pub struct GroupRead {
     pub error: Option<DtsError>,
     /// The Lease was lost (or shutdown began) before every call was sent.
     pub interrupted: bool,
+    /// The circuit breaker of the group's credentials is open: the rest of
+    /// the group was not read (its DtsJobs show why).
+    pub circuit_open: Option<CircuitInfo>,
 }
 
 /// The `JobType`s DescribeDtsJobs lists, one per call (DTS lists only
@@ -320,9 +326,16 @@ pub async fn read_group(ctx: &Context, group: &Group, now: &Time, stopping: &wat
                         tokio::time::sleep_until(last + GROUP_CALL_SPACING).await;
                     }
                     last_call = Some(tokio::time::Instant::now());
-                    let Some(answer) = ctx.dts.describe_jobs(&group.credentials, &query).await else {
-                        out.interrupted = true;
-                        break 'rounds;
+                    let answer = match ctx.dts.describe_jobs(&group.credentials, &query).await {
+                        Ok(answer) => answer,
+                        Err(NotSent::LeaseLost) => {
+                            out.interrupted = true;
+                            break 'rounds;
+                        }
+                        Err(NotSent::CircuitOpen(info)) => {
+                            out.circuit_open = Some(info);
+                            break 'rounds;
+                        }
                     };
                     out.calls += 1;
                     let page = match answer {
@@ -539,6 +552,10 @@ impl Observer {
             calls += read.calls;
             jobs_read += read.jobs_read;
             changed.extend(read.changed);
+            if let Some(info) = &read.circuit_open {
+                debug!(region = %g.region_id, key = %info.key, code = %info.code, jobs = g.jobs.len(),
+                       "circuit open for these credentials; not read this cycle");
+            }
             if let Some(e) = &read.error {
                 let throttled = e.reason() == ErrorReason::Throttled;
                 if throttled {

@@ -81,6 +81,11 @@ reasons! {
     CredentialsNotConfigured,
     /// The credentials Secret could not be read (Kubernetes API error).
     CredentialsUnavailable,
+    /// The circuit breaker of the job's credentials (AccessKey and region)
+    /// is open after failures in a row: no call is sent until it closes.
+    CircuitOpen,
+    /// The circuit breaker of the job's credentials closed: calls resume.
+    CircuitClosed,
     /// `desiredState: Running` after a stop.
     RestartNotSupported,
     /// The `kubedts.io/paused` annotation is `"true"`: no call, no change.

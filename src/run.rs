@@ -26,7 +26,8 @@ use crate::controller::{self, credentials, Context, Gate, Settings};
 use crate::crd::{DtsJob, PAUSED, RECONCILE_REQUESTED_AT};
 use crate::http::{HttpServer, ReadySignal};
 use crate::leader::{LeaderElector, LeaderState, LeaseConfig};
-use crate::metrics::{Metrics, PhaseCollector};
+use crate::limits::{Limits, Member};
+use crate::metrics::{LimitsCollector, Metrics, PhaseCollector};
 use crate::observer::Observer;
 use crate::scope::{self, ScopedWriter};
 use dts_api::{ClientConfig, DtsClient};
@@ -77,9 +78,23 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
     // by-phase gauge.
     let (reader, writer) = reflector::store();
     PhaseCollector::register(&mut registry, reader.clone());
-    let registry = Arc::new(registry);
     let ready = ReadySignal::new();
     let identity = identity(&args);
+    let settings = Settings {
+        rate_limit: args.dts_rate_limit,
+        max_concurrency: args.dts_max_concurrency,
+        circuit_failure_threshold: args.circuit_failure_threshold,
+        circuit_cooloff: args.circuit_cooloff,
+        retry_base_delay: args.retry_base_delay,
+        retry_max_delay: args.retry_max_delay,
+        write_timeout: controller::write::DEFAULT_WRITE_TIMEOUT,
+        identity: Some(identity.clone()),
+    };
+    // The DTS call limits per (AccessKey, region), read by their collector
+    // at scrape time.
+    let limits = Arc::new(Limits::new(settings.limits_config(), metrics.clone()));
+    LimitsCollector::register(&mut registry, limits.clone());
+    let registry = Arc::new(registry);
 
     // One shutdown flag, observed by every part in its own time.
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -133,28 +148,27 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
         rate_limit = args.dts_rate_limit.get(),
         max_concurrency = args.dts_max_concurrency,
         max_concurrent_reconciles = args.max_concurrent_reconciles,
+        circuit_failure_threshold = args.circuit_failure_threshold,
+        circuit_cooloff = ?args.circuit_cooloff,
         default_credentials = default_credentials.is_some(),
         "starting dts-operator"
     );
 
     let gate = leader.clone();
     let may_act: Gate = Arc::new(move || gate.is_leader());
-    let settings = Settings {
-        rate_limit: args.dts_rate_limit,
-        max_concurrency: args.dts_max_concurrency,
-        retry_base_delay: args.retry_base_delay,
-        retry_max_delay: args.retry_max_delay,
-        write_timeout: controller::write::DEFAULT_WRITE_TIMEOUT,
-        identity: Some(identity),
-    };
-    let ctx = Arc::new(Context::new(
+    // The DtsJobs a circuit breaker holds, to reconcile when it opens or closes.
+    let mut wakeups = limits.take_wakeups().ok_or("the limits' wake-ups are taken once")?;
+    let ctx = Arc::new(Context::with_limits(
         client.clone(),
         dts,
         default_credentials,
         settings,
         metrics.clone(),
         may_act,
+        limits,
     ));
+    let circuit_changed = futures::stream::poll_fn(move |cx| wakeups.poll_recv(cx))
+        .map(|m: Member| ObjectRef::<DtsJob>::new(&m.name).within(&m.namespace));
 
     // One watch per namespace of the scope, applied to one store (a
     // namespace's relist replaces only its own objects; see scope.rs).
@@ -267,6 +281,7 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
         })
         .reconcile_all_on(became_leader)
         .reconcile_on(observed)
+        .reconcile_on(circuit_changed)
         .graceful_shutdown_on(stopped(stop_rx));
 
     controller

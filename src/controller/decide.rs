@@ -11,7 +11,9 @@
 //!   change beyond its `Paused` condition;
 //! * every StopDtsJob is preceded by the `Stopping` mark, written under the
 //!   resourceVersion this decision was made on ([`Call::mark`]), so a stale
-//!   view or a second writer ends in a 409 instead of a second call.
+//!   view or a second writer ends in a 409 instead of a second call;
+//! * while the circuit breaker of the job's credentials is open, nothing is
+//!   called or marked ([`Decision::CircuitOpen`]).
 
 use std::time::Duration;
 
@@ -24,6 +26,8 @@ use super::status::{self, Blocked};
 use crate::crd::{
     DesiredState, Direction, DirectionState, DirectionStatus, DtsJobSpec, DtsJobStatus, Transition, TransitionState,
 };
+use crate::limits::breaker::group_of_code;
+use crate::limits::{Circuit, CircuitInfo};
 use crate::reason::Reason;
 use crate::view::DirectionView;
 use dts_api::DtsError;
@@ -98,6 +102,15 @@ pub enum Decision {
     Gauge(Vec<Direction>),
     /// Calls are needed.
     Call(Call),
+    /// Calls are due but the circuit breaker of the job's credentials is
+    /// open: no call and no mark; write `status` (when it changed, with
+    /// `events`) and decide again after `retry_in` (the cool-off's end, or
+    /// the probe's).
+    CircuitOpen {
+        status: DtsJobStatus,
+        events: Vec<(EventType, Reason, String)>,
+        retry_in: Duration,
+    },
     /// Add (`true`) or remove (`false`) the stop-on-delete finalizer; no call.
     Finalizer(bool),
     /// The object is going away and nothing is left to do: no call, no write.
@@ -148,7 +161,10 @@ pub fn decide(obs: &Observed) -> Decision {
         _ => {}
     }
     let fingerprint = fingerprint(obs.generation, obs.secret_version(), obs.requested_at.as_deref());
-    let (current, events) = refreshed(obs, &fingerprint);
+    let (mut current, mut events) = refreshed(obs, &fingerprint);
+    if let Circuit::Open(info) = &obs.circuit {
+        held_by_circuit(&mut current.directions, &obs.spec, info, &fingerprint);
+    }
     let intent = intent(obs, &current.directions, &fingerprint);
     let steps = intent.pending();
     let settle = |blocked: Option<Blocked>, mut events: Vec<(EventType, Reason, String)>| {
@@ -172,13 +188,23 @@ pub fn decide(obs: &Observed) -> Decision {
     if steps.is_empty() {
         return settle(None, events);
     }
+    if let Circuit::Open(info) = &obs.circuit {
+        // Only ever open with credentials at hand (observe asks only then).
+        let blocked = Blocked::circuit(info, &obs.spec);
+        let status = status::build(obs, &intent, current.directions.clone(), Some(&blocked), &obs.status);
+        if !status::circuit_open(&obs.status) {
+            events.push((EventType::Warning, Reason::CircuitOpen, blocked.message));
+        }
+        return Decision::CircuitOpen {
+            status,
+            events,
+            retry_in: info.retry_in,
+        };
+    }
     match &obs.credentials {
         Credentials::Ready(_) => {}
         Credentials::Missing(e) => {
-            let blocked = Blocked {
-                reason: e.reason(),
-                message: e.to_string(),
-            };
+            let blocked = Blocked::stalled(e.reason(), e.to_string());
             return settle(Some(blocked), events);
         }
         // Observing reads the credentials whenever `may_call` holds, and it
@@ -190,7 +216,6 @@ pub fn decide(obs: &Observed) -> Decision {
     }
     let mut steps = steps;
     let gate;
-    let mut events = events;
     if obs.spec.stop_policy.is_some() && steps.iter().any(|(_, s)| *s == Step::Describe) {
         // An earlier stop's outcome is unknown: look first; the gate is
         // asked once every direction is known not to be stopping.
@@ -245,11 +270,7 @@ pub fn decide(obs: &Observed) -> Decision {
             };
         }
         Gate::Invalid(message) => {
-            let blocked = Blocked {
-                reason: Reason::InvalidStopPolicy,
-                message,
-            };
-            return settle(Some(blocked), events);
+            return settle(Some(Blocked::stalled(Reason::InvalidStopPolicy, message)), events);
         }
     }
     let marked = steps.iter().any(|(_, s)| s.changes_the_job());
@@ -489,6 +510,36 @@ pub fn record_of_mut<'a>(
         }
     };
     &mut directions[i]
+}
+
+/// While the circuit breaker of the job's credentials is open for a class
+/// of failures, a direction that failed terminally with a code of that class
+/// for the current inputs (its own call was refused just before the breaker
+/// opened) is held by the breaker too: back to `Pending`, its error kept, so
+/// that it is stopped once the breaker closes (a probe answered, or new
+/// credentials) instead of staying `Failed` for a reason that was the key's.
+fn held_by_circuit(directions: &mut [DirectionStatus], spec: &DtsJobSpec, info: &CircuitInfo, fingerprint: &str) {
+    let of_group = |code: Option<&str>| code.and_then(group_of_code) == Some(info.group);
+    for r in directions
+        .iter_mut()
+        .filter(|r| r.job_id.as_deref().is_none_or(|id| id == spec.job_id))
+    {
+        if r.state == DirectionState::Failed
+            && r.failed_for.as_deref() == Some(fingerprint)
+            && of_group(r.error_code.as_deref())
+        {
+            r.state = DirectionState::Pending;
+            r.failed_for = None;
+        }
+        let failed_transition = r.transition.as_ref().is_some_and(|t| {
+            t.state == TransitionState::Failed
+                && t.failed_for.as_deref() == Some(fingerprint)
+                && of_group(t.error_code.as_deref())
+        });
+        if failed_transition {
+            r.transition = None;
+        }
+    }
 }
 
 /// Records that a StopDtsJob for `d` is about to be sent.

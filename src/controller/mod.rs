@@ -4,7 +4,9 @@
 //!    why they are missing), the backoff entry and the clock, as one value;
 //! 2. [`decide`] (pure): settle (a status, no call) or call (the `Stopping`
 //!    mark to write first, and the steps);
-//! 3. [`act`] (I/O): only the DTS calls, through the limits and the Lease gate;
+//! 3. [`act`] (I/O): only the DTS calls, through the limits (per AccessKey
+//!    and region: circuit breaker, adaptive rate; [`crate::limits`]) and the
+//!    Lease gate;
 //! 4. [`record`] (pure): the status, Events and requeue the answers mean;
 //! 5. [`write`] (I/O): the status (server-side apply, skipped when
 //!    unchanged), then the Events.
@@ -35,6 +37,7 @@ use kube::{Client, ResourceExt};
 use tracing::{debug, warn, Instrument};
 
 use crate::crd::DtsJob;
+use crate::limits::{Limits, LimitsConfig};
 use crate::metrics::Metrics;
 use crate::reason::Reason;
 use act::DtsCaller;
@@ -79,10 +82,15 @@ pub type Gate = Arc<dyn Fn() -> bool + Send + Sync>;
 /// The controller's tunables (the `run` flags that reach it).
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// DTS calls per second at most, across all DtsJobs.
+    /// DTS calls per second at most, per (AccessKey, region): the ceiling
+    /// of each key's adaptive rate.
     pub rate_limit: NonZeroU32,
-    /// DTS calls in flight at most.
+    /// DTS calls in flight at most, all keys together.
     pub max_concurrency: usize,
+    /// Failures of one class in a row that open a key's circuit breaker (0: never).
+    pub circuit_failure_threshold: u32,
+    /// How long an open circuit sends nothing before one probe.
+    pub circuit_cooloff: Duration,
     pub retry_base_delay: Duration,
     pub retry_max_delay: Duration,
     /// Timeout of each status write and Event.
@@ -110,8 +118,20 @@ pub struct Context {
     pub secrets: credentials::SecretCache,
 }
 
+impl Settings {
+    /// The DTS call limits these settings ask for.
+    pub fn limits_config(&self) -> LimitsConfig {
+        LimitsConfig {
+            rate: self.rate_limit,
+            max_concurrency: self.max_concurrency,
+            failure_threshold: self.circuit_failure_threshold,
+            cooloff: self.circuit_cooloff,
+        }
+    }
+}
+
 impl Context {
-    /// The context `run` and the tests alike build.
+    /// The context the tests build: limits of its own, per `settings`.
     pub fn new(
         client: Client,
         dts: DtsClient,
@@ -119,6 +139,20 @@ impl Context {
         settings: Settings,
         metrics: Arc<Metrics>,
         may_act: Gate,
+    ) -> Self {
+        let limits = Arc::new(Limits::new(settings.limits_config(), metrics.clone()));
+        Self::with_limits(client, dts, default_credentials, settings, metrics, may_act, limits)
+    }
+
+    /// The context `run` builds, with `limits` (whose metrics it registered).
+    pub fn with_limits(
+        client: Client,
+        dts: DtsClient,
+        default_credentials: Option<Credentials>,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+        may_act: Gate,
+        limits: Arc<Limits>,
     ) -> Self {
         let recorder = Recorder::new(
             client.clone(),
@@ -128,13 +162,7 @@ impl Context {
             },
         );
         Self {
-            dts: DtsCaller::new(
-                dts,
-                settings.rate_limit,
-                settings.max_concurrency,
-                metrics.clone(),
-                may_act.clone(),
-            ),
+            dts: DtsCaller::new(dts, limits, metrics.clone(), may_act.clone()),
             backoff: Backoff::new(settings.retry_base_delay, settings.retry_max_delay),
             client,
             default_credentials,
@@ -168,42 +196,52 @@ async fn reconcile_steps(job: &DtsJob, ctx: &Context) -> Result<Action, Error> {
     if obs.leader {
         ctx.metrics.reconciled();
     }
-    let mut decision = decide::decide(&obs);
+    let result = decide_and_act(job, ctx, &mut obs).await;
+    observe::release_probe(ctx, &obs);
+    result
+}
+
+/// decide → (gauge → decide) → act → record → write, on one observation.
+async fn decide_and_act(job: &DtsJob, ctx: &Context, obs: &mut observe::Observed) -> Result<Action, Error> {
+    let mut decision = decide::decide(obs);
     if let Decision::Gauge(directions) = &decision {
         // A delay-gated stop: read the delay now, then decide on it.
-        decision = match act::gauge(&ctx.dts, &ctx.view, &obs, directions).await {
-            Some(readings) => {
+        decision = match act::gauge(&ctx.dts, &ctx.view, obs, directions).await {
+            Ok(readings) => {
                 obs.gauge = Some(readings);
                 obs.read_views(&ctx.view);
-                decide::decide(&obs)
+                decide::decide(obs)
             }
-            None => Decision::Standby,
+            Err(act::NotSent::LeaseLost) => Decision::Standby,
+            // The key's circuit opened meanwhile: the next reconcile shows it.
+            Err(act::NotSent::CircuitOpen(info)) => Decision::Wait(info.retry_in),
         };
     }
+    let obs = &*obs;
     debug!(?decision, "decided");
     let acted = match &decision {
         Decision::Call(call) if call.marked => {
-            match write::status(ctx, &obs, &call.base, obs.resource_version.as_deref()).await? {
-                Written::Ok => Acted::Calls(act::run(&ctx.dts, &ctx.view, &obs, call).await),
+            match write::status(ctx, obs, &call.base, obs.resource_version.as_deref()).await? {
+                Written::Ok => Acted::Calls(act::run(&ctx.dts, &ctx.view, obs, call).await),
                 Written::Conflict | Written::NotLeader => Acted::Refused,
             }
         }
-        Decision::Call(call) => Acted::Calls(act::run(&ctx.dts, &ctx.view, &obs, call).await),
-        Decision::Finalizer(add) => match write::finalizer(ctx, &obs, *add).await? {
+        Decision::Call(call) => Acted::Calls(act::run(&ctx.dts, &ctx.view, obs, call).await),
+        Decision::Finalizer(add) => match write::finalizer(ctx, obs, *add).await? {
             Written::Ok => Acted::NoCall,
             Written::Conflict | Written::NotLeader => Acted::Refused,
         },
         _ => Acted::NoCall,
     };
-    let outcome = record::record(&obs, &decision, acted);
+    let outcome = record::record(obs, &decision, acted);
     if let Some(w) = &outcome.write {
-        if write::status(ctx, &obs, &w.status, w.precondition.as_deref()).await? == Written::Conflict {
+        if write::status(ctx, obs, &w.status, w.precondition.as_deref()).await? == Written::Conflict {
             debug!("status changed since it was observed; deciding again");
             return Ok(Action::requeue(CONFLICT_RETRY));
         }
     }
     write::events(ctx, job, &outcome.events).await;
-    Ok(schedule(ctx, &obs, outcome.next))
+    Ok(schedule(ctx, obs, outcome.next))
 }
 
 /// Turns [`Next`] into the controller's Action, keeping the backoff.
@@ -283,6 +321,7 @@ pub(crate) mod fixtures {
                 credentials: dts_api::Credentials::new("LTAIfixture", "fixture-secret"),
                 secret_version: Some("10".into()),
             }),
+            circuit: crate::limits::Circuit::Closed,
             views: Vec::new(),
             retry_in: None,
             gauge: None,

@@ -1,7 +1,8 @@
 //! Observe (I/O): everything one decision depends on, gathered once into
 //! [`Observed`]: the cached object, whether this replica holds the Lease,
-//! the credentials (or why they are missing), the backoff entry and the
-//! clock. Nothing after this step reads the world again before the calls.
+//! the credentials (or why they are missing), the circuit breaker of those
+//! credentials, the backoff entry and the clock. Nothing after this step
+//! reads the world again before the calls.
 
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use crate::crd::{
     DeletionPolicy, Direction, DtsJob, DtsJobSpec, DtsJobStatus, ManagementPolicy, PAUSED, RECONCILE_REQUESTED_AT,
     STOP_ON_DELETE_FINALIZER,
 };
+use crate::limits::{Circuit, Member};
 use crate::view::{DtsView, Seen};
 use dts_api::JobRef;
 
@@ -52,6 +54,9 @@ pub struct Observed {
     /// This replica holds the leader Lease.
     pub leader: bool,
     pub credentials: Credentials,
+    /// The circuit breaker of the credentials in the job's region, when
+    /// they are `Ready` (else `Closed`): an open one holds every call.
+    pub circuit: Circuit,
     /// DTS's view of each listed direction, as last read (by the observer
     /// or a confirmation); missing when DTS has not been read yet.
     pub views: Vec<(Direction, Seen)>,
@@ -86,6 +91,7 @@ impl Observed {
             finalizers: job.finalizers().to_vec(),
             leader,
             credentials: Credentials::NotNeeded,
+            circuit: Circuit::Closed,
             views: Vec::new(),
             retry_in,
             gauge: None,
@@ -100,6 +106,15 @@ impl Observed {
             instance_id: self.spec.instance_id.clone(),
             region_id: self.spec.region_id.clone(),
             direction: Some(direction.as_str().to_owned()),
+        }
+    }
+
+    /// This DtsJob as a member of a circuit breaker (told when it opens or
+    /// closes).
+    pub fn member(&self) -> Member {
+        Member {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
         }
     }
 
@@ -187,8 +202,24 @@ pub async fn observe(job: &DtsJob, ctx: &Context) -> Result<Observed, Error> {
             Err(e) if e.is_transient() => return Err(e.into()),
             Err(e) => Credentials::Missing(e),
         };
+        if let Credentials::Ready(r) = &obs.credentials {
+            // In half-open state this reconcile may come to hold the probe:
+            // `release_probe` gives it back if no call follows.
+            obs.circuit = ctx
+                .dts
+                .limits()
+                .admit(&r.credentials, &obs.spec.region_id, &obs.member(), &obs.uid);
+        }
     }
     Ok(obs)
+}
+
+/// Gives back a probe `obs` held but did not use (a call that was sent has
+/// already settled it).
+pub fn release_probe(ctx: &Context, obs: &Observed) {
+    if let (Circuit::Probe, Credentials::Ready(r)) = (&obs.circuit, &obs.credentials) {
+        ctx.dts.limits().release(&r.credentials, &obs.spec.region_id, &obs.uid);
+    }
 }
 
 /// The clock, at second precision.

@@ -9,7 +9,13 @@
 //! * ambiguous → stays `Stopping`, so the next attempt describes first;
 //! * terminal → `Failed`, tied to the decision's fingerprint, unless the
 //!   describe that followed shows the job already finished (`AlreadyStopped`);
-//! * not sent (the Lease was lost while the call waited) → as marked.
+//! * not sent (the Lease was lost while the call waited) → as marked;
+//! * refused by the open circuit breaker of the job's credentials → not
+//!   sent for certain, so every mark of this reconcile is taken back (a
+//!   direction marked `Stopping` is `Pending` again, a `Requested`
+//!   transition is gone) and the job shows `CircuitOpen` until the breaker
+//!   lets it call; a failure the breaker is open for ([`Answer::Tripped`])
+//!   is recorded with its RequestId and waits the same way.
 
 use std::time::Duration;
 
@@ -19,10 +25,11 @@ use super::act::{Answer, CallResult};
 use super::decide;
 use super::decide::{record_of_mut, Call, Decision};
 use super::observe::Observed;
-use super::status;
+use super::status::{self, Blocked};
 use crate::crd::{
     CallRecord, DesiredState, Direction, DirectionState, DirectionStatus, DtsJobStatus, TransitionState, HISTORY_LIMIT,
 };
+use crate::limits::CircuitInfo;
 use crate::reason::Reason;
 use crate::view::DirectionView;
 use dts_api::{ApiSuccess, DtsError, ErrorClass, JobDetail};
@@ -107,33 +114,45 @@ pub fn record(obs: &Observed, decision: &Decision, acted: Acted) -> Outcome {
         (Decision::Finalizer(false), _) => Outcome::quiet(Next::Settled),
         (Decision::Wait(wait), _) => Outcome::quiet(Next::After(*wait)),
         (Decision::Settle { status, events, wake }, _) => {
-            let next = wake.map_or(Next::Settled, Next::After);
-            if *status == obs.status {
-                return Outcome::quiet(next);
-            }
-            // The Events are published once, with the write that shows them.
-            let events = events
-                .iter()
-                .map(|(type_, reason, message)| Note {
-                    type_: *type_,
-                    reason: *reason,
-                    action: "Reconcile".into(),
-                    note: message.clone(),
-                })
-                .collect();
-            Outcome {
-                write: Some(Write {
-                    status: status.clone(),
-                    precondition: obs.resource_version.clone(),
-                }),
-                events,
-                next,
-            }
+            settled(obs, status, events, wake.map_or(Next::Settled, Next::After))
         }
+        (
+            Decision::CircuitOpen {
+                status,
+                events,
+                retry_in,
+            },
+            _,
+        ) => settled(obs, status, events, Next::After(*retry_in)),
         // Never recorded: the orchestrator reads and decides again.
         (Decision::Gauge(_), _) => Outcome::quiet(Next::After(CONFLICT_RETRY)),
         (Decision::Call(_), Acted::Refused | Acted::NoCall) => Outcome::quiet(Next::After(CONFLICT_RETRY)),
         (Decision::Call(call), Acted::Calls(results)) => record_calls(obs, call, results),
+    }
+}
+
+/// A decision without calls: `status` is written when it changed, with
+/// `events` (published once, with the write that shows them).
+fn settled(obs: &Observed, status: &DtsJobStatus, events: &[(EventType, Reason, String)], next: Next) -> Outcome {
+    if *status == obs.status {
+        return Outcome::quiet(next);
+    }
+    let events = events
+        .iter()
+        .map(|(type_, reason, message)| Note {
+            type_: *type_,
+            reason: *reason,
+            action: "Reconcile".into(),
+            note: message.clone(),
+        })
+        .collect();
+    Outcome {
+        write: Some(Write {
+            status: status.clone(),
+            precondition: obs.resource_version.clone(),
+        }),
+        events,
+        next,
     }
 }
 
@@ -168,11 +187,22 @@ fn record_calls(obs: &Observed, call: &Call, results: Vec<CallResult>) -> Outcom
         t.reconcile_notes.push((*type_, *reason, text.clone()));
     }
     let mut history = Vec::new();
+    // The breaker holding the job, if a call was refused or tripped it.
+    let mut circuit: Option<CircuitInfo> = None;
+    let mut sent = Vec::new();
     for CallResult { direction: d, answer } in results {
         calls_of(obs, d, &answer, &mut history);
+        if !matches!(answer, Answer::NotSent | Answer::Refused(_)) {
+            sent.push(d);
+        }
         let r = record_of_mut(&mut directions, &obs.spec, d);
         match answer {
             Answer::NotSent => {}
+            Answer::Refused(info) => circuit = Some(info),
+            Answer::Tripped(answer, info) => {
+                held(r, *answer);
+                circuit = Some(info);
+            }
             Answer::Describe(Ok(detail)) if detail.is_finished() => {
                 success(r, detail.request_id.clone(), detail.http_status);
                 let text = with_request_id(
@@ -241,7 +271,22 @@ fn record_calls(obs: &Observed, call: &Call, results: Vec<CallResult>) -> Outcom
             Answer::Confirm(result) => confirm(obs, r, result, &mut t),
         }
     }
-    let mut status = status::build(obs, &call.intent, directions, None, base);
+    let blocked = circuit.as_ref().map(|info| Blocked::circuit(info, &obs.spec));
+    if let Some(b) = &blocked {
+        // Certainly not sent: the marks of this reconcile are taken back.
+        unmark(obs, call, &mut directions, &sent);
+        if !status::circuit_open(&obs.status) {
+            t.reconcile_notes
+                .push((EventType::Warning, Reason::CircuitOpen, b.message.clone()));
+        }
+    } else if status::circuit_open(&obs.status) && !sent.is_empty() {
+        t.reconcile_notes.push((
+            EventType::Normal,
+            Reason::CircuitClosed,
+            "the circuit breaker of the credentials is closed: DTS calls resume".to_owned(),
+        ));
+    }
+    let mut status = status::build(obs, &call.intent, directions, blocked.as_ref(), base);
     status.history.extend(history);
     let excess = status.history.len().saturating_sub(HISTORY_LIMIT);
     status.history.drain(..excess);
@@ -252,7 +297,10 @@ fn record_calls(obs: &Observed, call: &Call, results: Vec<CallResult>) -> Outcom
         status,
         precondition: (!call.marked).then(|| obs.resource_version.clone()).flatten(),
     });
-    let next = if t.retry {
+    let next = if let Some(info) = &circuit {
+        // The breaker decides when to look again, not the backoff.
+        Next::After(info.retry_in)
+    } else if t.retry {
         Next::Retry { floor: t.floor }
     } else if t.again || obs.deleting {
         // Being deleted: decide again at once, to let the finalizer go.
@@ -306,7 +354,8 @@ fn calls_of(obs: &Observed, d: Direction, answer: &Answer, out: &mut Vec<CallRec
         }
     };
     match answer {
-        Answer::NotSent => {}
+        Answer::NotSent | Answer::Refused(_) => {}
+        Answer::Tripped(answer, _) => calls_of(obs, d, answer, out),
         Answer::Describe(r) => out.push(entry("DescribeDtsJobDetail", described(r))),
         Answer::Stop(r, confirm) => {
             out.push(entry("StopDtsJob", stopped(r)));
@@ -416,6 +465,46 @@ fn confirm(obs: &Observed, r: &mut DirectionStatus, result: Result<JobDetail, Dt
         Err(e) => {
             // Looking failed: look again after the backoff.
             t.retry(&e);
+        }
+    }
+}
+
+/// A failure the key's breaker is open for: recorded, but the direction
+/// waits for the breaker instead of failing or backing off on its own.
+fn held(r: &mut DirectionStatus, answer: Answer) {
+    match answer {
+        // Refused before it took effect (credentials, permission, 5xx).
+        Answer::Stop(Err(e), _) => {
+            r.state = DirectionState::Pending;
+            failure(r, &e);
+        }
+        // Still Stopping: the outcome of the earlier stop is unknown.
+        Answer::Describe(Err(e)) => failure(r, &e),
+        // Not executed: nothing is in flight.
+        Answer::Lifecycle(_, Err(_)) => r.transition = None,
+        _ => {}
+    }
+}
+
+/// Takes back the marks of the steps whose call was not sent (`sent` lists
+/// the directions whose call was): each direction as it was before this
+/// reconcile marked it. A direction marked `Stopping` means "a call may
+/// have been sent"; these certainly were not, and leaving them `Stopping`
+/// would cost a describe first and show a stop in progress that is not.
+fn unmark(obs: &Observed, call: &Call, directions: &mut Vec<DirectionStatus>, sent: &[Direction]) {
+    for (d, step) in &call.steps {
+        if !call.marked || !step.changes_the_job() || sent.contains(d) {
+            continue;
+        }
+        let before = decide::record_of(&obs.spec, &obs.status.directions, *d).cloned();
+        let r = record_of_mut(directions, &obs.spec, *d);
+        match step {
+            decide::Step::Stop => {
+                r.state = DirectionState::Pending;
+                r.attempts = before.as_ref().map_or(0, |b| b.attempts);
+                r.last_attempt_time = before.as_ref().and_then(|b| b.last_attempt_time.clone());
+            }
+            _ => r.transition = before.and_then(|b| b.transition),
         }
     }
 }

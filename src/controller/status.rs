@@ -17,6 +17,8 @@ use crate::crd::{
     DesiredState, DirectionState, DirectionStatus, DtsJobSpec, DtsJobStatus, Phase, StopGate, StopGateState,
     TransitionState,
 };
+use crate::limits::breaker::Group;
+use crate::limits::CircuitInfo;
 use crate::reason::Reason;
 use crate::view::DirectionView;
 use dts_api::DtsError;
@@ -27,11 +29,51 @@ pub const STALLED: &str = "Stalled";
 /// Present only while the `kubedts.io/paused` annotation is `"true"`.
 pub const PAUSED: &str = "Paused";
 
-/// Why the operator cannot act at all (the credentials cannot be had).
+/// Why the operator cannot act at all: the credentials cannot be had, or
+/// their circuit breaker is open.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Blocked {
     pub reason: Reason,
     pub message: String,
+    /// The operator tries again by itself (`Ready=Unknown`,
+    /// `Reconciling=True`) rather than wait for a human (`Ready=False`,
+    /// `Stalled=True`).
+    pub retrying: bool,
+}
+
+impl Blocked {
+    /// Blocked until a human fixes something.
+    pub fn stalled(reason: Reason, message: String) -> Self {
+        Self {
+            reason,
+            message,
+            retrying: false,
+        }
+    }
+
+    /// Held by the open circuit breaker of the job's credentials: stalled
+    /// when the credentials or their permissions were refused (with where to
+    /// fix them), retrying when DTS was unavailable.
+    pub fn circuit(info: &CircuitInfo, spec: &DtsJobSpec) -> Self {
+        let hint = match info.group {
+            Group::Credentials => credentials_hint(spec),
+            Group::Permission => "; grant the RAM permission to this AccessKey".to_owned(),
+            Group::Unavailable => String::new(),
+        };
+        Self {
+            reason: Reason::CircuitOpen,
+            message: format!("{}{hint}", info.message()),
+            retrying: !info.group.needs_a_human(),
+        }
+    }
+}
+
+/// Whether `status` shows a circuit breaker holding the job.
+pub fn circuit_open(status: &DtsJobStatus) -> bool {
+    status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == READY && c.reason == Reason::CircuitOpen.as_str())
 }
 
 struct Summary {
@@ -63,19 +105,9 @@ pub fn build(
             reconciling: None,
             stalled: Some((Reason::RestartNotSupported, restart_message())),
         },
-        (Intent::Stop(_), Some(b)) if !all_stopped => Summary {
-            phase: Phase::Pending,
-            ready: ("False", b.reason, b.message.clone()),
-            reconciling: None,
-            stalled: Some((b.reason, b.message.clone())),
-        },
+        (Intent::Stop(_), Some(b)) if !all_stopped => blocked_summary(b),
         (Intent::Stop(_), _) => stop_summary(spec, &listed),
-        (Intent::Hold(..), Some(b)) => Summary {
-            phase: Phase::Pending,
-            ready: ("False", b.reason, b.message.clone()),
-            reconciling: None,
-            stalled: Some((b.reason, b.message.clone())),
-        },
+        (Intent::Hold(..), Some(b)) => blocked_summary(b),
         (Intent::Hold(target, _), None) => hold_summary(obs, *target, &listed),
     };
 
@@ -153,6 +185,25 @@ pub fn record_failure(r: &mut DirectionStatus, e: &DtsError) {
     r.error_message = Some(e.message.clone().unwrap_or_else(|| e.to_string()));
     r.dynamic_code = e.dynamic_code.clone();
     r.dynamic_message = e.dynamic_message.clone();
+}
+
+/// Nothing can be called: `Pending`, waiting for a human or for the operator.
+fn blocked_summary(b: &Blocked) -> Summary {
+    if b.retrying {
+        Summary {
+            phase: Phase::Pending,
+            ready: ("Unknown", b.reason, b.message.clone()),
+            reconciling: Some((b.reason, b.message.clone())),
+            stalled: None,
+        }
+    } else {
+        Summary {
+            phase: Phase::Pending,
+            ready: ("False", b.reason, b.message.clone()),
+            reconciling: None,
+            stalled: Some((b.reason, b.message.clone())),
+        }
+    }
 }
 
 /// Observe only: no call is made, and the phase says what the records
@@ -631,10 +682,7 @@ mod tests {
     fn blocked_by_credentials_is_stalled_pending() {
         let sp = spec(Some(DesiredState::Stopped), &[Direction::Forward]);
         let p = Intent::Stop(vec![(Direction::Forward, Step::Stop)]);
-        let b = Blocked {
-            reason: Reason::CredentialsSecretNotFound,
-            message: "Secret x not found".into(),
-        };
+        let b = Blocked::stalled(Reason::CredentialsSecretNotFound, "Secret x not found".into());
         let s = summarize_at(&sp, &p, vec![], Some(&b), 1, &Default::default(), &now());
         assert_eq!(s.phase, Some(Phase::Pending));
         assert_eq!(cond(&s, STALLED).reason, "CredentialsSecretNotFound");

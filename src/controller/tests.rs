@@ -287,6 +287,8 @@ fn harness_with_gate(spec: Value, gate: Gate) -> Harness {
     };
     let client_dts = DtsClient::with_transport(config, dts.clone());
     let settings = Settings {
+        circuit_failure_threshold: 5,
+        circuit_cooloff: Duration::from_secs(30),
         rate_limit: std::num::NonZeroU32::new(1000).unwrap(),
         max_concurrency: 16,
         retry_base_delay: Duration::from_millis(10),
@@ -721,11 +723,20 @@ async fn a_call_waiting_for_the_rate_limit_is_not_sent_once_the_lease_is_lost() 
         Arc::new(move || leading.load(Ordering::SeqCst))
     };
     // One call per second: the second waits about a second for its turn.
+    let metrics = Arc::new(Metrics::unregistered());
+    let limits = crate::limits::Limits::new(
+        crate::limits::LimitsConfig {
+            rate: std::num::NonZeroU32::MIN,
+            max_concurrency: 16,
+            failure_threshold: 5,
+            cooloff: Duration::from_secs(30),
+        },
+        metrics.clone(),
+    );
     let caller = DtsCaller::new(
         DtsClient::with_transport(config, dts.clone()),
-        std::num::NonZeroU32::MIN,
-        16,
-        Arc::new(Metrics::unregistered()),
+        Arc::new(limits),
+        metrics,
         gate,
     );
     let creds = Credentials::new("LTAIdefault", "default-secret-value");
@@ -736,7 +747,7 @@ async fn a_call_waiting_for_the_rate_limit_is_not_sent_once_the_lease_is_lost() 
         direction: Some(d.into()),
     };
     let first = caller.stop(&creds, &job("Forward")).await;
-    assert!(matches!(first, Some(Ok(_))), "the leader's first call is sent");
+    assert!(matches!(first, Ok(Ok(_))), "the leader's first call is sent");
 
     let reverse = job("Reverse");
     let second = caller.stop(&creds, &reverse);
@@ -745,8 +756,9 @@ async fn a_call_waiting_for_the_rate_limit_is_not_sent_once_the_lease_is_lost() 
         leading.store(false, Ordering::SeqCst);
     };
     let (second, ()) = tokio::join!(second, lose);
-    assert!(
-        second.is_none(),
+    assert_eq!(
+        second.err(),
+        Some(crate::controller::act::NotSent::LeaseLost),
         "a call queued behind the limit is dropped once the Lease is lost"
     );
     let stops = dts.calls("StopDtsJob");
@@ -840,4 +852,128 @@ async fn the_history_keeps_every_request_id_across_retries() {
     );
     // The direction shows only the last answer; the history has both.
     assert_eq!(h.direction("Forward").request_id.as_deref(), Some("REQ-0002"));
+}
+
+/// Opens the breaker of `creds` in cn-hangzhou, as the answers of other
+/// DtsJobs' calls would (the harness's threshold is 5).
+async fn trip_the_breaker(ctx: &Context, creds: &Credentials, code: &str) {
+    let e = dts_api::DtsError {
+        kind: dts_api::ErrorKind::Api,
+        http_status: Some(404),
+        code: Some(code.into()),
+        ..dts_api::DtsError::invalid_request("")
+    };
+    for _ in 0..5 {
+        let pass = ctx.dts.limits().acquire(creds, "cn-hangzhou", true).await.unwrap();
+        ctx.dts.limits().answered(pass, &Err::<(), _>(e.clone()));
+    }
+}
+
+fn secret(version: &str, secret_b64: &str) -> Secret {
+    serde_json::from_value(
+        json!({"metadata": {"name": "aliyun", "namespace": "ns", "resourceVersion": version},
+        "data": {"accessKeyId": "TFRBSXNlY3JldA==", "accessKeySecret": secret_b64}}),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_open_circuit_holds_the_job_without_a_call_until_the_secret_is_fixed() {
+    let h = harness(
+        json!({"jobId": "j1", "regionId": "cn-hangzhou", "desiredState": "Stopped",
+                           "credentialsSecretRef": {"name": "aliyun"}}),
+    );
+    // super-secret-value: refused by DTS for other DtsJobs already.
+    h.api
+        .lock()
+        .unwrap()
+        .secrets
+        .insert("aliyun".into(), secret("77", "c3VwZXItc2VjcmV0LXZhbHVl"));
+    let wrong = Credentials::new("LTAIsecret", "super-secret-value");
+    trip_the_breaker(&h.ctx, &wrong, "SignatureDoesNotMatch").await;
+
+    let action = h.reconcile().await;
+    assert!(
+        h.dts.calls.lock().unwrap().is_empty(),
+        "no call while the circuit is open"
+    );
+    assert_eq!(h.writes(), 1, "one status write, no Stopping mark");
+    let s = h.status();
+    assert_eq!(s.phase, Some(Phase::Pending));
+    let stalled = s.conditions.iter().find(|c| c.type_ == "Stalled").unwrap();
+    assert_eq!(
+        (stalled.status.as_str(), stalled.reason.as_str()),
+        ("True", "CircuitOpen")
+    );
+    assert!(stalled.message.contains("SignatureDoesNotMatch") && stalled.message.contains("Secret aliyun"));
+    assert!(!stalled.message.contains("LTAIsecret"), "the key is named by its hash");
+    let requeue = format!("{action:?}");
+    assert!(
+        requeue.contains("requeue_after: Some(") && !requeue.contains("requeue_after: Some(0ns)"),
+        "{requeue}"
+    );
+    let warnings = h.events().into_iter().filter(|e| e["reason"] == "CircuitOpen").count();
+    assert_eq!(warnings, 1);
+
+    // Looked at again: still open, nothing written, no new Event.
+    h.reconcile().await;
+    assert_eq!(h.writes(), 1);
+    assert!(h.dts.calls.lock().unwrap().is_empty());
+
+    // The same AccessKeyId with the fixed secret: closed at once, one stop.
+    h.api
+        .lock()
+        .unwrap()
+        .secrets
+        .insert("aliyun".into(), secret("78", "Zml4ZWQtc2VjcmV0LXZhbHVl"));
+    h.reconcile().await;
+    let stops = h.dts.calls("StopDtsJob");
+    assert_eq!(stops.len(), 1);
+    assert_eq!(h.status().phase, Some(Phase::Stopped));
+    let closed = h
+        .events()
+        .into_iter()
+        .filter(|e| e["reason"] == "CircuitClosed")
+        .count();
+    assert_eq!(closed, 1, "{:?}", h.events());
+    let job = h.api.lock().unwrap().job.clone();
+    let all = format!("{job}{:?}", h.events());
+    assert!(!all.contains("super-secret-value") && !all.contains("fixed-secret-value"));
+}
+
+#[tokio::test]
+async fn the_call_that_opens_the_circuit_holds_its_job_instead_of_failing_it() {
+    let h = harness(json!({"jobId": "j1", "regionId": "cn-hangzhou", "desiredState": "Stopped"}));
+    let creds = Credentials::new("LTAIdefault", "default-secret-value");
+    // Four failures of other jobs; this job's is the fifth.
+    let e = dts_api::DtsError {
+        kind: dts_api::ErrorKind::Api,
+        http_status: Some(404),
+        code: Some("InvalidAccessKeyId.NotFound".into()),
+        ..dts_api::DtsError::invalid_request("")
+    };
+    for _ in 0..4 {
+        let pass = h.ctx.dts.limits().acquire(&creds, "cn-hangzhou", true).await.unwrap();
+        h.ctx.dts.limits().answered(pass, &Err::<(), _>(e.clone()));
+    }
+    h.dts.script(
+        "StopDtsJob",
+        vec![Reply::Http(
+            404,
+            vec![("content-type".into(), "application/json".into())],
+            json!({"RequestId": "$RID", "HostId": "dts.aliyuncs.com", "Code": "InvalidAccessKeyId.NotFound",
+                   "Message": "Specified access key is not found."})
+            .to_string(),
+        )],
+    );
+    h.reconcile().await;
+    assert_eq!(h.dts.calls("StopDtsJob").len(), 1);
+    let r = h.direction("Forward");
+    assert_eq!(r.state, DirectionState::Pending, "held by the circuit, not Failed");
+    assert_eq!(r.error_code.as_deref(), Some("InvalidAccessKeyId.NotFound"));
+    let ready = h.status().conditions.into_iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(ready.reason, "CircuitOpen");
+    // Again: held, no call.
+    h.reconcile().await;
+    assert_eq!(h.dts.calls("StopDtsJob").len(), 1);
 }

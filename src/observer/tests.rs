@@ -359,6 +359,8 @@ fn fixture(jobs: &[Arc<DtsJob>], interval: Duration) -> Fixture {
         timeout: Duration::from_secs(5),
     };
     let settings = Settings {
+        circuit_failure_threshold: 5,
+        circuit_cooloff: Duration::from_secs(30),
         rate_limit: std::num::NonZeroU32::new(1000).unwrap(),
         max_concurrency: 4,
         retry_base_delay: Duration::from_millis(10),

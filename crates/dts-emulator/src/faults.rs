@@ -1,15 +1,15 @@
 //! Fault injection, set through `POST /_emulator/faults`.
 //!
 //! Faults fall in two groups, because a client must handle them differently:
-//! * *before any effect* (`throttleNext`, `failNext`, `qps`, and the
-//!   Describe* quota `describeQps`): the call is
+//! * *before any effect* (`throttleNext`, `failNext`, `qps`, the
+//!   per-account quota `accountQps`, and the Describe* quota `describeQps`): the call is
 //!   answered with an error and the job is not touched — safe to retry;
 //! * *after the effect* (`latencyMs`, `malformedNext`, `resetNext`): the job
 //!   has changed and the call is journaled, then the answer is delayed,
 //!   garbled or never sent — the client cannot know whether it worked, as
 //!   with a real service.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
@@ -38,6 +38,11 @@ pub struct FaultsRequest {
     pub retry_after_ms: Option<u64>,
     /// Describe* calls per second per (AccessKeyId, region); `0` = unlimited.
     pub describe_qps: Option<u32>,
+    /// Calls per second (every action) per (AccessKeyId, region), for the
+    /// AccessKeyIds named: DTS's per-account quota, for one account only.
+    /// Replaces the previous map; `0` (or leaving an account out) removes
+    /// its quota.
+    pub account_qps: Option<BTreeMap<String, u32>>,
 }
 
 /// `failNext`: the next `count` calls get this gateway error.
@@ -74,6 +79,8 @@ pub struct FaultsView {
     pub retry_after_ms: u64,
     /// The Describe* quota per (AccessKeyId, region); 0 = unlimited.
     pub describe_qps: u32,
+    /// The quota of every action per (AccessKeyId, region), by AccessKeyId.
+    pub account_qps: BTreeMap<String, u32>,
 }
 
 /// What to do before a verified call takes effect.
@@ -149,6 +156,9 @@ pub struct Faults {
     view: FaultsView,
     limiter: Option<DefaultDirectRateLimiter>,
     describe: KeyedBuckets,
+    /// `accountQps`: one set of buckets per AccessKeyId, keyed by
+    /// (AccessKeyId, region) inside.
+    accounts: HashMap<String, KeyedBuckets>,
 }
 
 impl Faults {
@@ -162,6 +172,7 @@ impl Faults {
             },
             limiter: None,
             describe: KeyedBuckets::new(describe_qps),
+            accounts: HashMap::new(),
         }
     }
 
@@ -170,6 +181,19 @@ impl Faults {
     /// for Describe* actions only.
     pub fn describe_quota(&mut self, access_key_id: &str, region: &str, now: Instant) -> Before {
         match self.describe.take((access_key_id.to_owned(), region.to_owned()), now) {
+            Ok(()) => Before::Proceed,
+            Err(ms) => Before::Reject(GatewayError::throttled(), Some(ms)),
+        }
+    }
+
+    /// The per-account quota (`accountQps`): `Reject` with `Throttling.User`
+    /// when the (AccessKeyId, region) bucket of a limited account is empty.
+    /// Called after [`Faults::before`], for every action.
+    pub fn account_quota(&mut self, access_key_id: &str, region: &str, now: Instant) -> Before {
+        let Some(buckets) = self.accounts.get_mut(access_key_id) else {
+            return Before::Proceed;
+        };
+        match buckets.take((access_key_id.to_owned(), region.to_owned()), now) {
             Ok(()) => Before::Proceed,
             Err(ms) => Before::Reject(GatewayError::throttled(), Some(ms)),
         }
@@ -216,6 +240,14 @@ impl Faults {
         }
         if let Some(ms) = req.retry_after_ms {
             self.view.retry_after_ms = ms;
+        }
+        if let Some(quotas) = req.account_qps {
+            let quotas: BTreeMap<String, u32> = quotas.into_iter().filter(|(_, q)| *q > 0).collect();
+            self.accounts = quotas
+                .iter()
+                .map(|(id, q)| (id.clone(), KeyedBuckets::new(*q)))
+                .collect();
+            self.view.account_qps = quotas;
         }
         if let Some(q) = req.describe_qps {
             self.view.describe_qps = q;
@@ -334,6 +366,48 @@ mod tests {
                 ..Default::default()
             })
             .is_err());
+    }
+
+    #[test]
+    fn account_quota_limits_only_the_named_account_in_each_region() {
+        let mut f = Faults::new(0);
+        f.apply(FaultsRequest {
+            account_qps: Some(BTreeMap::from([("slow".to_owned(), 2), ("off".to_owned(), 0)])),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(f.view().account_qps, BTreeMap::from([("slow".to_owned(), 2)]));
+        let t0 = Instant::now();
+        for _ in 0..2 {
+            assert_eq!(f.account_quota("slow", "r", t0), Before::Proceed);
+        }
+        // The third call of the second: throttled, told when the next token comes.
+        assert!(
+            matches!(f.account_quota("slow", "r", t0), Before::Reject(e, Some(500)) if e.code == "Throttling.User")
+        );
+        assert_eq!(f.account_quota("slow", "r2", t0), Before::Proceed, "per region");
+        for _ in 0..100 {
+            assert_eq!(
+                f.account_quota("fast", "r", t0),
+                Before::Proceed,
+                "other accounts: no quota"
+            );
+            assert_eq!(f.account_quota("off", "r", t0), Before::Proceed, "0 removes it");
+        }
+        assert_eq!(
+            f.account_quota("slow", "r", t0 + Duration::from_millis(500)),
+            Before::Proceed
+        );
+        // A new map replaces the old one.
+        f.apply(FaultsRequest {
+            account_qps: Some(BTreeMap::new()),
+            ..Default::default()
+        })
+        .unwrap();
+        for _ in 0..10 {
+            assert_eq!(f.account_quota("slow", "r", t0), Before::Proceed);
+        }
+        assert!(f.view().account_qps.is_empty());
     }
 
     #[test]

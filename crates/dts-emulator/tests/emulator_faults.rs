@@ -140,3 +140,63 @@ async fn qps_limit_throttles_calls_beyond_it() {
     assert_eq!(emu.v1("DescribeDtsJobDetail", &api, &creds()).await.status, 200);
     emu.stop().await;
 }
+
+#[tokio::test]
+async fn account_qps_throttles_every_action_of_one_account_before_any_effect() {
+    let emu = start().await;
+    let r = emu
+        .admin_post("faults", json!({"accountQps": {"testAccessKeyId": 1}}))
+        .await;
+    assert_eq!(r.json["accountQps"], json!({"testAccessKeyId": 1}), "{}", r.text);
+    // The burst of one goes; the next StopDtsJob of that account is throttled.
+    let reverse = [
+        ("DtsJobId", "dtsjob2way"),
+        ("RegionId", "cn-hangzhou"),
+        ("SynchronizationDirection", "Reverse"),
+    ];
+    assert_eq!(emu.v1("StopDtsJob", &STOP, &creds()).await.json["Success"], true);
+    let r = emu.v3("StopDtsJob", &reverse, &creds()).await;
+    assert_eq!((r.status, r.code()), (400, "Throttling.User"), "{}", r.text);
+    let wait: u64 = r.headers["x-acs-retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=1000).contains(&wait), "{wait}");
+    assert_eq!(
+        emu.job_status("dtsjob2way").await["Reverse"],
+        "Synchronizing",
+        "refused before any effect"
+    );
+    let e = emu.last_entry().await;
+    assert_eq!(
+        (e["authOk"].clone(), e["errorCode"].clone()),
+        (json!(true), json!("Throttling.User"))
+    );
+    // Describe* calls are counted too; another account is not limited.
+    let describe = emu
+        .v1(
+            "DescribeDtsJobDetail",
+            &[("DtsJobId", "dtsjob1way"), ("RegionId", "cn-hangzhou")],
+            &creds(),
+        )
+        .await;
+    assert_eq!(describe.code(), "Throttling.User");
+    for _ in 0..5 {
+        let r = emu
+            .v1(
+                "DescribeDtsJobDetail",
+                &[("DtsJobId", "dtsjob1way"), ("RegionId", "cn-hangzhou")],
+                &sts_creds(),
+            )
+            .await;
+        assert_eq!(r.json["Success"], true, "{}", r.text);
+    }
+    // After the advertised wait, the account's next call goes.
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+    assert_eq!(emu.v3("StopDtsJob", &reverse, &creds()).await.json["Success"], true);
+    // DELETE clears it.
+    emu.http
+        .delete(format!("{}/_emulator/faults", emu.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(emu.admin_get("faults").await["accountQps"], json!({}));
+    emu.stop().await;
+}

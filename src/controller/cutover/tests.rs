@@ -194,7 +194,11 @@ fn at_a_passed_deadline_stall_sends_nothing_and_stays_stalled_for_the_same_input
         panic!("expected a stall, without reading again")
     };
     assert_eq!(g.state, StopGateState::Stalled);
-    assert_eq!(g.deadline, Some(at("2026-11-27T09:55:01Z")), "5m after the whole second of since");
+    assert_eq!(
+        g.deadline,
+        Some(at("2026-11-27T09:55:01Z")),
+        "5m after the whole second of since"
+    );
     assert_eq!(g.stalled_for.as_deref(), Some(FP));
     assert_eq!(event.unwrap().1, Reason::DelayDeadlineExceeded);
 

@@ -24,6 +24,11 @@ enum Want {
         phase: Phase,
         warning: Option<Reason>,
     },
+    /// Held by an open circuit breaker: the phase, and whether a human must act.
+    CircuitOpen {
+        phase: Phase,
+        stalled: bool,
+    },
     /// The steps, and which directions the Stopping mark names (empty: no mark).
     Call {
         steps: Vec<(Direction, Step)>,
@@ -55,6 +60,13 @@ fn shape(d: &Decision) -> Want {
                 .iter()
                 .find(|(t, _, _)| *t == kube::runtime::events::EventType::Warning)
                 .map(|(_, r, _)| *r),
+        },
+        Decision::CircuitOpen { status, .. } => Want::CircuitOpen {
+            phase: status.phase.expect("a held status has a phase"),
+            stalled: status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Stalled" && c.status == "True" && c.reason == "CircuitOpen"),
         },
         Decision::Finalizer(add) => Want::Finalizer(*add),
         Decision::Idle => Want::Idle,
@@ -841,4 +853,164 @@ fn a_restarted_operator_acts_on_the_recorded_view_not_blind() {
     let mut never_read = observed(spec(Some(DesiredState::Suspended), &[Forward]), status(vec![]));
     never_read.read_views(&DtsView::default());
     assert!(matches!(decide(&never_read), Decision::Call(_)));
+}
+
+/// An open circuit for the fixture's credentials, after `code`.
+fn open_circuit(group: crate::limits::breaker::Group, code: &str) -> crate::limits::Circuit {
+    crate::limits::Circuit::Open(crate::limits::CircuitInfo {
+        key: "1a2b3c4d".into(),
+        region: "cn-hangzhou".into(),
+        group,
+        code: code.into(),
+        failures: 5,
+        cooloff: Duration::from_secs(30),
+        retry_in: Duration::from_secs(12),
+    })
+}
+
+fn failed_with(d: Direction, code: &str) -> DirectionStatus {
+    DirectionStatus {
+        error_code: Some(code.into()),
+        error_message: Some(format!("{code} happened")),
+        ..rec(d, Failed, Some(FP))
+    }
+}
+
+#[test]
+fn an_open_circuit_holds_the_calls_without_a_mark_and_says_why() {
+    use crate::limits::breaker::Group;
+    let two_way = spec(Some(DesiredState::Stopped), &[Forward, Reverse]);
+    let cases = [
+        (
+            "nothing recorded: held, stalled on the credentials",
+            status(vec![]),
+            open_circuit(Group::Credentials, "InvalidAccessKeyId.NotFound"),
+            Want::CircuitOpen {
+                phase: Phase::Pending,
+                stalled: true,
+            },
+        ),
+        (
+            "a 5xx storm: held, but the operator retries by itself",
+            status(vec![]),
+            open_circuit(Group::Unavailable, "ServiceUnavailable"),
+            Want::CircuitOpen {
+                phase: Phase::Pending,
+                stalled: false,
+            },
+        ),
+        (
+            "a failure of the circuit's class is the key's: held with the others",
+            status(vec![
+                failed_with(Forward, "InvalidAccessKeyId.NotFound"),
+                rec(Reverse, Stopped, None),
+            ]),
+            open_circuit(Group::Credentials, "InvalidAccessKeyId.NotFound"),
+            Want::CircuitOpen {
+                phase: Phase::Pending,
+                stalled: true,
+            },
+        ),
+        (
+            "a failure of another class is the job's own: it stays Failed",
+            status(vec![
+                failed_with(Forward, "InvalidParameter"),
+                rec(Reverse, Stopped, None),
+            ]),
+            open_circuit(Group::Credentials, "InvalidAccessKeyId.NotFound"),
+            Want::Settle {
+                phase: Phase::Failed,
+                warning: None,
+            },
+        ),
+        (
+            "everything stopped: nothing to hold",
+            status(vec![rec(Forward, Stopped, None), rec(Reverse, Stopped, None)]),
+            open_circuit(Group::Credentials, "InvalidAccessKeyId.NotFound"),
+            Want::Settle {
+                phase: Phase::Stopped,
+                warning: None,
+            },
+        ),
+        (
+            "holding the probe: the calls are made, marked first",
+            status(vec![]),
+            crate::limits::Circuit::Probe,
+            Want::Call {
+                steps: vec![(Forward, Step::Stop), (Reverse, Step::Stop)],
+                marked: vec![Forward, Reverse],
+            },
+        ),
+    ];
+    for (rule, before, circuit, want) in cases {
+        let mut obs = observed(two_way.clone(), before);
+        obs.circuit = circuit;
+        assert_eq!(shape(&decide(&obs)), want, "{rule}");
+    }
+}
+
+#[test]
+fn a_held_job_shows_the_code_and_the_secret_to_fix_and_is_looked_at_after_the_cooloff() {
+    use crate::limits::breaker::Group;
+    let mut sp = spec(Some(DesiredState::Stopped), &[Forward]);
+    sp.credentials_secret_ref = Some(crate::crd::SecretReference {
+        name: "dts-creds".into(),
+    });
+    let mut obs = observed(sp, status(vec![failed_with(Forward, "InvalidAccessKeyId.NotFound")]));
+    obs.circuit = open_circuit(Group::Credentials, "InvalidAccessKeyId.NotFound");
+    let Decision::CircuitOpen {
+        status: s,
+        events,
+        retry_in,
+    } = decide(&obs)
+    else {
+        panic!("held");
+    };
+    assert_eq!(retry_in, Duration::from_secs(12));
+    let stalled = s.conditions.iter().find(|c| c.type_ == "Stalled").unwrap();
+    assert_eq!(
+        stalled.message,
+        "DTS calls with AccessKey 1a2b3c4d in cn-hangzhou are paused: 5 calls in a row failed with \
+         InvalidAccessKeyId.NotFound; one call tests the credentials every 30s; check accessKeyId and \
+         accessKeySecret (and securityToken, if set) in Secret dts-creds"
+    );
+    let ready = s.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "CircuitOpen"));
+    // The failure is the key's now: Pending, with what DTS said kept.
+    let r = &s.directions[0];
+    assert_eq!((r.state, r.failed_for.as_deref()), (Pending, None));
+    assert_eq!(r.error_code.as_deref(), Some("InvalidAccessKeyId.NotFound"));
+    assert_eq!(events.len(), 1);
+    assert_eq!((events[0].0, events[0].1), (EventType::Warning, Reason::CircuitOpen));
+
+    // Looked at again with the circuit still open: the same status, no new Event.
+    let mut again = observed(obs.spec.clone(), s.clone());
+    again.circuit = obs.circuit.clone();
+    let Decision::CircuitOpen { status: s2, events, .. } = decide(&again) else {
+        panic!("held");
+    };
+    assert_eq!(s2, s, "nothing changes while it stays open");
+    assert!(events.is_empty(), "the Warning is published once");
+}
+
+#[test]
+fn a_stopping_direction_stays_stopping_under_an_open_circuit() {
+    use crate::limits::breaker::Group;
+    let mut obs = observed(
+        spec(Some(DesiredState::Stopped), &[Forward]),
+        status(vec![rec(Forward, Stopping, None)]),
+    );
+    obs.circuit = open_circuit(Group::Unavailable, "InternalError");
+    let Decision::CircuitOpen { status: s, .. } = decide(&obs) else {
+        panic!("held");
+    };
+    assert_eq!(
+        s.directions[0].state, Stopping,
+        "a call may have been sent: describe first, later"
+    );
+    let reconciling = s.conditions.iter().find(|c| c.type_ == "Reconciling").unwrap();
+    assert_eq!(
+        (reconciling.status.as_str(), reconciling.reason.as_str()),
+        ("True", "CircuitOpen")
+    );
 }

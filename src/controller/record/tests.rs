@@ -470,3 +470,156 @@ mod hold {
         );
     }
 }
+
+fn circuit(code: &str) -> crate::limits::CircuitInfo {
+    crate::limits::CircuitInfo {
+        key: "1a2b3c4d".into(),
+        region: "cn-hangzhou".into(),
+        group: crate::limits::breaker::Group::Credentials,
+        code: code.into(),
+        failures: 5,
+        cooloff: Duration::from_secs(30),
+        retry_in: Duration::from_secs(20),
+    }
+}
+
+fn condition<'a>(s: &'a DtsJobStatus, type_: &str) -> (&'a str, &'a str) {
+    let c = s.conditions.iter().find(|c| c.type_ == type_).unwrap();
+    (c.status.as_str(), c.reason.as_str())
+}
+
+#[test]
+fn a_stop_refused_by_the_circuit_after_its_mark_is_pending_again_and_not_retried_before_the_cooloff() {
+    let two_way = spec(Some(DesiredState::Stopped), &[Forward, Reverse]);
+    // Reverse had one earlier attempt, throttled.
+    let obs = observed(
+        two_way,
+        DtsJobStatus {
+            directions: vec![rec(Reverse, Pending)],
+            ..Default::default()
+        },
+    );
+    let decision = decide(&obs);
+    let Decision::Call(call) = &decision else {
+        unreachable!()
+    };
+    assert!(call.base.directions.iter().all(|r| r.state == Stopping), "both marked");
+    // Forward refused; Reverse therefore never tried.
+    let acted = Acted::Calls(vec![CallResult {
+        direction: Forward,
+        answer: Answer::Refused(circuit("InvalidAccessKeyId.NotFound")),
+    }]);
+    let out = record(&obs, &decision, acted);
+    let w = out.write.expect("the mark is taken back");
+    assert_eq!(w.precondition, None, "after the mark");
+    let states: Vec<_> = w
+        .status
+        .directions
+        .iter()
+        .map(|r| (r.direction, r.state, r.attempts))
+        .collect();
+    assert_eq!(
+        states,
+        [(Forward, Pending, 0), (Reverse, Pending, 1)],
+        "not sent for certain: Pending, and no attempt counted"
+    );
+    assert_eq!(condition(&w.status, "Ready"), ("False", "CircuitOpen"));
+    assert_eq!(condition(&w.status, "Stalled"), ("True", "CircuitOpen"));
+    assert_eq!(w.status.phase, Some(crate::crd::Phase::Pending));
+    assert!(w.status.history.is_empty(), "nothing was sent");
+    let events: Vec<_> = out.events.iter().map(|n| (n.type_, n.reason)).collect();
+    assert_eq!(events, [(EventType::Warning, Reason::CircuitOpen)]);
+    assert_eq!(
+        out.next,
+        Next::After(Duration::from_secs(20)),
+        "the breaker's time, not a backoff"
+    );
+}
+
+#[test]
+fn a_failure_the_circuit_opened_on_is_recorded_and_waits_with_the_others() {
+    let obs = observed_with(None);
+    let decision = decide(&obs);
+    let e = api_error("InvalidAccessKeyId.NotFound", ErrorClass::Terminal, 404);
+    let acted = Acted::Calls(vec![CallResult {
+        direction: Forward,
+        answer: Answer::Tripped(
+            Box::new(Answer::Stop(Err(e), None)),
+            circuit("InvalidAccessKeyId.NotFound"),
+        ),
+    }]);
+    let out = record(&obs, &decision, acted);
+    let w = out.write.expect("a change");
+    let r = &w.status.directions[0];
+    assert_eq!(
+        (r.state, r.attempts, r.failed_for.as_deref()),
+        (Pending, 1, None),
+        "sent: the attempt counts"
+    );
+    assert_eq!(r.error_code.as_deref(), Some("InvalidAccessKeyId.NotFound"));
+    assert_eq!(r.request_id.as_deref(), Some("ERR-1"));
+    let h = &w.status.history;
+    assert_eq!(
+        (h.len(), h[0].code.as_deref()),
+        (1, Some("InvalidAccessKeyId.NotFound"))
+    );
+    assert_eq!(condition(&w.status, "Stalled"), ("True", "CircuitOpen"));
+    assert_eq!(out.next, Next::After(Duration::from_secs(20)));
+}
+
+#[test]
+fn a_describe_refused_by_the_circuit_stays_stopping() {
+    let obs = observed_with(Some(Stopping));
+    let decision = decide(&obs);
+    let acted = Acted::Calls(vec![CallResult {
+        direction: Forward,
+        answer: Answer::Refused(circuit("ServiceUnavailable")),
+    }]);
+    let w = record(&obs, &decision, acted).write.expect("the condition changes");
+    assert_eq!(
+        w.status.directions[0].state, Stopping,
+        "a stop may have been sent earlier"
+    );
+    assert_eq!(w.precondition.as_deref(), Some("7"), "no mark: from the cached view");
+}
+
+#[test]
+fn the_first_call_after_the_circuit_closed_says_so() {
+    // A job held by the breaker (what decide wrote), now allowed to call.
+    let mut held = observed_with(None);
+    held.circuit = crate::limits::Circuit::Open(circuit("InvalidAccessKeyId.NotFound"));
+    let Decision::CircuitOpen { status, .. } = decide(&held) else {
+        unreachable!()
+    };
+    let obs = observed(held.spec.clone(), status);
+    let decision = decide(&obs);
+    let acted = Acted::Calls(vec![CallResult {
+        direction: Forward,
+        answer: Answer::Stop(ok("REQ-1"), None),
+    }]);
+    let out = record(&obs, &decision, acted);
+    let events: Vec<_> = out.events.iter().map(|n| (n.type_, n.reason)).collect();
+    assert_eq!(
+        events,
+        [
+            (EventType::Normal, Reason::CircuitClosed),
+            (EventType::Normal, Reason::Stopped)
+        ]
+    );
+    assert_eq!(condition(&out.write.unwrap().status, "Ready"), ("True", "Stopped"));
+}
+
+#[test]
+fn a_held_job_looked_at_again_writes_nothing() {
+    let mut obs = observed_with(None);
+    obs.circuit = crate::limits::Circuit::Open(circuit("InvalidAccessKeyId.NotFound"));
+    let first = record(&obs, &decide(&obs), Acted::NoCall);
+    let w = first.write.expect("first: the condition");
+    assert_eq!(first.next, Next::After(Duration::from_secs(20)));
+    let mut again = observed(obs.spec.clone(), w.status);
+    again.circuit = obs.circuit.clone();
+    let second = record(&again, &decide(&again), Acted::NoCall);
+    assert_eq!(second.write, None, "no status write per look while nothing changed");
+    assert!(second.events.is_empty());
+    assert_eq!(second.next, Next::After(Duration::from_secs(20)), "and no hot loop");
+}

@@ -181,7 +181,8 @@ async fn dts_call(
     }
 }
 
-/// The region a Describe* call is counted against: DescribeDtsJobs's
+/// The region a call is counted against (the Describe* and per-account
+/// quotas): DescribeDtsJobs's
 /// `Region` (or the deprecated `RegionId`), else `RegionId`; `""` when the
 /// call names none.
 fn quota_region(params: &std::collections::BTreeMap<String, String>) -> &str {
@@ -264,8 +265,12 @@ fn handle(
         return (o, entry);
     }
     let clock = std::time::Instant::now();
+    let key_id = parsed.access_key_id.as_deref().unwrap_or_default();
+    if let Before::Reject(e, retry_after) = inner.faults.account_quota(key_id, quota_region(&parsed.params), clock) {
+        let o = reject(&mut entry, e, retry_after);
+        return (o, entry);
+    }
     if action.starts_with("Describe") {
-        let key_id = parsed.access_key_id.as_deref().unwrap_or_default();
         if let Before::Reject(e, retry_after) = inner.faults.describe_quota(key_id, quota_region(&parsed.params), clock)
         {
             let o = reject(&mut entry, e, retry_after);
