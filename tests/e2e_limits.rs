@@ -409,8 +409,12 @@ async fn fifty_jobs_on_a_revoked_key_make_a_bounded_number_of_calls_then_stop_on
     for (_, id) in &jobs {
         assert_eq!(stops.get(id), Some(&1), "{id} stopped exactly once ({stops:?})");
     }
-    let good = signed_by(&journal, ACCESS_KEY_ID);
-    assert_eq!(good.len(), JOBS, "one call per job with the fixed key, nothing else");
+    // The observer's batched reads of the new jobs (DescribeDtsJobs) aside.
+    let good: Vec<_> = signed_by(&journal, ACCESS_KEY_ID)
+        .into_iter()
+        .filter(|e| e["action"] != "DescribeDtsJobs")
+        .collect();
+    assert_eq!(good.len(), JOBS, "one reconcile call per job with the fixed key, nothing else");
     assert!(
         revoked_calls(&journal).len() <= times.len() + 1,
         "no more calls with the revoked key once fixed"
