@@ -107,6 +107,7 @@ pub struct Metrics {
     observe_throttled: Counter,
     circuit_opens: Family<GroupLabels, Counter>,
     circuit_closes: Family<CauseLabels, Counter>,
+    leader: Gauge,
 }
 
 impl Metrics {
@@ -126,6 +127,7 @@ impl Metrics {
             observe_throttled: Counter::default(),
             circuit_opens: Family::default(),
             circuit_closes: Family::default(),
+            leader: Gauge::default(),
         };
         let r = registry.sub_registry_with_prefix("dts_operator");
         r.register(
@@ -183,6 +185,11 @@ impl Metrics {
             "Observe group reads that DTS answered with Throttling",
             m.observe_throttled.clone(),
         );
+        r.register(
+            "leader",
+            "1 while this replica holds the leader Lease (always 1 without leader election)",
+            m.leader.clone(),
+        );
         // No key label on the counters: keys come and go (STS credentials
         // get a new AccessKeyId with every token), a counter series stays.
         r.register(
@@ -201,6 +208,11 @@ impl Metrics {
     /// A metrics set that is not exported (tests, tools).
     pub fn unregistered() -> Self {
         Self::new(&mut Registry::default())
+    }
+
+    /// Whether this replica holds the Lease now.
+    pub fn set_leader(&self, held: bool) {
+        self.leader.set(i64::from(held));
     }
 
     pub fn reconciled(&self) {

@@ -154,6 +154,15 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
         "starting dts-operator"
     );
 
+    // The leader gauge follows the Lease (including a renewal that is overdue).
+    let (leader_gauge, gauge_metrics) = (leader.clone(), metrics.clone());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            gauge_metrics.set_leader(leader_gauge.is_leader());
+        }
+    });
     let gate = leader.clone();
     let may_act: Gate = Arc::new(move || gate.is_leader());
     // The DtsJobs a circuit breaker holds, to reconcile when it opens or closes.

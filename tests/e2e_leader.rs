@@ -151,6 +151,21 @@ async fn only_the_leader_calls_dts_and_the_standby_takes_over_after_sigkill() {
         "the standby did not reconcile"
     );
 
+    // The leader gauge tells them apart (it follows the Lease every second).
+    wait_for(
+        "the leader gauge of both replicas",
+        Duration::from_secs(10),
+        Duration::from_millis(200),
+        || async {
+            let (la, lb) = (
+                a.metric("dts_operator_leader", &[]).await,
+                b.metric("dts_operator_leader", &[]).await,
+            );
+            (la == 1.0 && lb == 0.0).then_some(())
+        },
+    )
+    .await;
+
     // The leader dies without a word; work arrives while nobody leads.
     a.process.sigkill();
     let killed_at = now_ms();

@@ -414,7 +414,11 @@ async fn fifty_jobs_on_a_revoked_key_make_a_bounded_number_of_calls_then_stop_on
         .into_iter()
         .filter(|e| e["action"] != "DescribeDtsJobs")
         .collect();
-    assert_eq!(good.len(), JOBS, "one reconcile call per job with the fixed key, nothing else");
+    assert_eq!(
+        good.len(),
+        JOBS,
+        "one reconcile call per job with the fixed key, nothing else"
+    );
     assert!(
         revoked_calls(&journal).len() <= times.len() + 1,
         "no more calls with the revoked key once fixed"
