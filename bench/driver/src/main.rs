@@ -98,8 +98,11 @@ struct RunArgs {
     /// Flips per idle case, one at a time.
     #[arg(long, default_value_t = 200)]
     flips: usize,
-    /// Pause after each idle flip reached Stopped, ms.
-    #[arg(long, default_value_t = 30)]
+    /// Pause after each idle flip reached Stopped, ms. Keep it at least
+    /// 1 / --dts-rate-limit (100 ms at the operator's default of 10 calls/s):
+    /// the limiter spaces calls evenly, and flips closer together would
+    /// measure its spacing instead of the pipeline.
+    #[arg(long, default_value_t = 100)]
     flip_spacing_ms: u64,
 
     /// Jobs of the burst.
@@ -296,7 +299,7 @@ async fn run(args: RunArgs) -> Result<bool> {
         startup: Vec::new(),
         memory: None,
         checks: Vec::new(),
-        error: None,
+        errors: Vec::new(),
     };
 
     // Ctrl-C or SIGTERM ends the scenarios; the guards then stop every
@@ -309,7 +312,7 @@ async fn run(args: RunArgs) -> Result<bool> {
     };
     if let Err(e) = &outcome {
         eprintln!("dts-bench: {e}");
-        results.error = Some(e.to_string());
+        results.errors.push(e.to_string());
     }
     results.checks = env.checks.lock().unwrap().clone();
     results.run.seconds = measure::round2(started.elapsed().as_secs_f64());
@@ -328,9 +331,12 @@ async fn run(args: RunArgs) -> Result<bool> {
         results.checks.len(),
         out.display()
     );
-    Ok(outcome.is_ok() && failed == 0)
+    Ok(outcome.is_ok() && failed == 0 && results.errors.is_empty())
 }
 
+/// Runs every chosen scenario. One that fails is recorded (with its
+/// DtsJobs deleted) and the run goes on: the cases are independent, and a
+/// failure at one size should not cost the numbers of the others.
 async fn scenarios(env: &Env, a: &RunArgs, r: &mut Results) -> Result<()> {
     let c = ceiling::run(
         env,
@@ -343,8 +349,10 @@ async fn scenarios(env: &Env, a: &RunArgs, r: &mut Results) -> Result<()> {
     r.ceiling = Some(c);
     if a.wants(Scenario::Idle) {
         for &bg in &a.idle_background {
-            let i = idle::run(env, bg, a.flips, Duration::from_millis(a.flip_spacing_ms)).await?;
-            r.idle.push(i);
+            let i = idle::run(env, bg, a.flips, Duration::from_millis(a.flip_spacing_ms)).await;
+            if let Some(i) = keep(env, r, &format!("idle with {bg} background jobs"), i).await {
+                r.idle.push(i);
+            }
         }
     }
     if a.wants(Scenario::Burst) {
@@ -354,18 +362,39 @@ async fn scenarios(env: &Env, a: &RunArgs, r: &mut Results) -> Result<()> {
             latency: Duration::from_millis(a.burst_latency_ms),
             ceiling,
         };
-        r.burst = Some(burst::run(env, p).await?);
+        let b = burst::run(env, p).await;
+        r.burst = keep(env, r, "burst", b).await;
     }
     if a.wants(Scenario::Steady) {
-        r.steady = Some(steady::run(env, a.steady_jobs, Duration::from_secs(a.steady_seconds)).await?);
+        let s = steady::run(env, a.steady_jobs, Duration::from_secs(a.steady_seconds)).await;
+        r.steady = keep(env, r, "steady", s).await;
     }
     if a.wants(Scenario::Startup) {
         for &n in &a.startup_jobs {
-            r.startup.push(startup::run(env, n).await?);
+            let s = startup::run(env, n).await;
+            if let Some(s) = keep(env, r, &format!("startup with {n} jobs"), s).await {
+                r.startup.push(s);
+            }
         }
     }
     if a.wants(Scenario::Memory) {
-        r.memory = Some(memory::run(env, a.memory_jobs).await?);
+        let m = memory::run(env, a.memory_jobs).await;
+        r.memory = keep(env, r, "memory", m).await;
     }
     Ok(())
+}
+
+/// The result, or `None` after recording the error and deleting what the
+/// failed case left.
+async fn keep<T>(env: &Env, r: &mut Results, what: &str, result: Result<T>) -> Option<T> {
+    match result {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let msg = format!("{what}: {e}");
+            eprintln!("dts-bench: scenario failed: {msg}");
+            r.errors.push(msg);
+            env.cleanup().await;
+            None
+        }
+    }
 }

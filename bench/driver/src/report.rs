@@ -67,8 +67,8 @@ pub struct Results {
     pub startup: Vec<Startup>,
     pub memory: Option<Memory>,
     pub checks: Vec<Check>,
-    /// A scenario that failed (the run stops at the first one).
-    pub error: Option<String>,
+    /// Scenarios that failed (the run goes on with the next one).
+    pub errors: Vec<String>,
 }
 
 /// Writes results.json, results.md and the plots into `dir`.
@@ -122,8 +122,8 @@ pub fn markdown(r: &Results) -> String {
         m.load_average_at_start.map_or("?".into(), |l| l.to_string()),
     );
     let _ = writeln!(s, "Command: `{}`\n", run.command_line.join(" "));
-    if let Some(e) = &r.error {
-        let _ = writeln!(s, "**The run stopped early:** {e}\n");
+    for e in &r.errors {
+        let _ = writeln!(s, "**A scenario failed:** {e}\n");
     }
     if let Some(c) = &r.ceiling {
         let _ = writeln!(s, "## API server status-write ceiling\n");

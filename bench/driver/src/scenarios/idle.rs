@@ -48,9 +48,12 @@ pub async fn run(env: &Env, background: usize, flips: usize, spacing: Duration) 
     let flip_defs = load::jobs("flip", flips, false);
     let all: Vec<_> = bg.iter().chain(&flip_defs).cloned().collect();
     let mut case = env.case(&format!("idle-{background}"), &all).await?;
-    let creation = case.create(&all).await?;
     let mut op = case.operator(&[])?;
     op.wait_ready(Duration::from_secs(60)).await?;
+    // Created while the operator runs, as jobs arrive in a real cluster:
+    // an operator started with thousands of never-seen jobs is the
+    // start-up scenario's subject, not this one's.
+    let creation = case.create(&all).await?;
     let settle_seconds = case
         .settle(&mut op, all.len(), scaled_timeout(60, all.len(), 20))
         .await?;

@@ -85,6 +85,21 @@ impl Env {
             .minus("GET", "", "", 1.0))
     }
 
+    /// Deletes the DtsJobs of every `bench-*` namespace (after a failed case,
+    /// whose own cleanup did not run).
+    pub async fn cleanup(&self) {
+        use k8s_openapi::api::core::v1::Namespace;
+        let namespaces = kube::Api::<Namespace>::all(self.cp.client.clone())
+            .list(&Default::default())
+            .await;
+        for ns in namespaces.map(|l| l.items).unwrap_or_default() {
+            let name = ns.metadata.name.unwrap_or_default();
+            if name.starts_with("bench-") {
+                let _ = load::delete_all(&self.cp.client, &name).await;
+            }
+        }
+    }
+
     /// Sets up case `name` for `defs`: the emulator knows every job, the
     /// namespace and Secret exist, the watch runs. The DtsJobs are not
     /// created yet ([`Case::create`]), so a scenario can create them before

@@ -33,9 +33,9 @@ pub async fn run(env: &Env, jobs: usize, duration: Duration) -> Result<Steady> {
     println!("\n== steady: {jobs} jobs (half Stopped), {duration:?} at rest");
     let defs = load::jobs("steady", jobs, false);
     let mut case = env.case("steady", &defs).await?;
-    case.create(&defs).await?;
     let mut op = case.operator(&[])?;
     op.wait_ready(Duration::from_secs(60)).await?;
+    case.create(&defs).await?;
     case.settle(&mut op, jobs, scaled_timeout(60, jobs, 20)).await?;
     let to_stop = &defs[..jobs / 2];
     load::flip_all(&case.api, to_stop, env.opts.flip_concurrency).await?;
