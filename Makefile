@@ -1,5 +1,5 @@
 # dts-operator. The two commands are `make demo` and `make test` (README.md).
-.PHONY: demo test lint deploy-check gitops-test image-test bench crd tools gitops-tools cluster cluster-down image
+.PHONY: demo test lint deploy-check gitops-test image-test bench bench-micro bench-e2e bench-smoke crd tools gitops-tools cluster cluster-down image
 
 # The throw-away control plane of `make cluster` (see testcluster/).
 CLUSTER_DIR ?= target/cluster
@@ -16,6 +16,7 @@ demo:
 # (scripts/test-e2e-env.sh also builds the dts-emulator binary the e2e tests run.)
 test: lint tools gitops-tools deploy-check gitops-test image-test
 	scripts/test-e2e-env.sh cargo test --workspace
+	$(MAKE) --no-print-directory bench-smoke
 	hack/test-sdk.sh
 
 lint:
@@ -33,11 +34,44 @@ deploy-check: tools
 gitops-test: tools gitops-tools
 	hack/test-gitops.sh
 
+# The micro-benchmarks, then the end-to-end scenarios of bench/driver
+# (docs/benchmarks.md). Numbers, not assertions.
+bench: bench-micro bench-e2e
+
 # Prints ns/op of signing, request building, response parsing (dts-api) and
 # planning (the operator).
-bench:
+bench-micro:
 	cargo bench -p dts-api --bench dts
 	cargo bench -p dts-operator --bench controller
+
+TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
+BENCH_STAMP := $(shell date -u +%Y%m%dT%H%M%SZ)
+# Where a run's results go; the text and SVG outputs are then copied to
+# bench/results/latest/ (the copy docs/benchmarks.md links).
+BENCH_OUT ?= bench/results/$(BENCH_STAMP)
+# The operator under test: any build's command line (the driver appends
+# --dts-endpoint, --namespace and --metrics-addr and sets KUBECONFIG).
+BENCH_OPERATOR ?= $(TARGET_DIR)/release/dts-operator run
+# More `dts-bench run` flags, e.g. BENCH_ARGS="--scenario idle,burst --idle-background 0,1000".
+BENCH_ARGS ?=
+
+# Every scenario at full size on release builds, with its own control
+# plane; takes a while (see docs/benchmarks.md for sizes that fit).
+bench-e2e: tools
+	cargo build --release --bins -p dts-operator -p dts-emulator -p testcluster -p dts-bench
+	$(TARGET_DIR)/release/dts-bench run --out $(BENCH_OUT) --operator-cmd "$(BENCH_OPERATOR)" $(BENCH_ARGS)
+	mkdir -p bench/results/latest
+	rm -f bench/results/latest/*
+	cp $(BENCH_OUT)/results.json $(BENCH_OUT)/results.md bench/results/latest/
+	cp $(BENCH_OUT)/*.svg bench/results/latest/ 2>/dev/null || true
+
+# Every scenario at tiny sizes on debug builds (part of `make test`, well
+# under a minute): its own control plane; fails only on behaviour (one
+# StopDtsJob per job and direction, every job Stopped, no DTS call at rest).
+bench-smoke: tools
+	cargo build -q --bins -p dts-operator -p dts-emulator -p testcluster -p dts-bench
+	rm -rf $(TARGET_DIR)/bench-smoke
+	$(TARGET_DIR)/debug/dts-bench run --smoke --out $(TARGET_DIR)/bench-smoke --operator-cmd "$(TARGET_DIR)/debug/dts-operator run"
 
 crd:
 	cargo run -q --bin dts-operator -- crd > crds/dtsjob.yaml
