@@ -158,6 +158,7 @@ impl From<ErrorReason> for Reason {
             ErrorReason::JobNotFound => Reason::JobNotFound,
             ErrorReason::InvalidJobStatus => Reason::InvalidJobStatus,
             ErrorReason::ClockSkew => Reason::ClockSkew,
+            ErrorReason::CredentialsExpired => Reason::CredentialsExpired,
             ErrorReason::DtsError => Reason::StopFailed,
         }
     }

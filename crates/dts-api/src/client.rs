@@ -298,37 +298,53 @@ pub fn build_request(
     nonce: &str,
 ) -> Result<HttpRequest, DtsError> {
     let endpoint = endpoint::resolve(config.endpoint_override.as_ref(), region_id)?;
-    if !is_plain_name(action) {
-        return Err(DtsError::invalid_request(format!("invalid action name {action:?}")));
-    }
-    if let Some(bad) = params.keys().find(|k| !is_plain_name(k)) {
-        return Err(DtsError::invalid_request(format!("invalid parameter name {bad:?}")));
-    }
+    build_signed(
+        &endpoint,
+        config.signature_version,
+        config.timeout,
+        API_VERSION,
+        creds,
+        action,
+        params,
+        timestamp,
+        nonce,
+    )
+}
+
+/// Builds one signed RPC request to `endpoint` for API `version`: what
+/// [`build_request`] does for DTS, and [`crate::sts`] for STS (same
+/// schemes, same checks, another version and host).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn build_signed(
+    endpoint: &endpoint::Endpoint,
+    signature_version: SignatureVersion,
+    timeout: Duration,
+    version: &str,
+    creds: &Credentials,
+    action: &str,
+    params: &BTreeMap<String, String>,
+    timestamp: jiff::Timestamp,
+    nonce: &str,
+) -> Result<HttpRequest, DtsError> {
+    check_names(action, params)?;
     let timestamp = format_timestamp(timestamp);
     let body: Vec<u8> = Vec::new();
 
-    let (query, mut headers) = match config.signature_version {
+    let (query, mut headers) = match signature_version {
         SignatureVersion::HmacSha1 => {
-            let signed = sign::rpc_v1::signed_parameters(action, API_VERSION, params, creds, &timestamp, nonce);
+            let signed = sign::rpc_v1::signed_parameters(action, version, params, creds, &timestamp, nonce);
             let query = sign::rpc_v1::signed_query("POST", &signed, &creds.access_key_secret);
             let headers = vec![
                 ("host".to_owned(), endpoint.authority.clone()),
                 ("x-acs-action".to_owned(), action.to_owned()),
-                ("x-acs-version".to_owned(), API_VERSION.to_owned()),
+                ("x-acs-version".to_owned(), version.to_owned()),
                 ("accept".to_owned(), "application/json".to_owned()),
             ];
             (query, headers)
         }
         SignatureVersion::Acs3HmacSha256 => {
-            let signed_headers = sign::v3::request_headers(
-                &endpoint.authority,
-                action,
-                API_VERSION,
-                &body,
-                creds,
-                &timestamp,
-                nonce,
-            );
+            let signed_headers =
+                sign::v3::request_headers(&endpoint.authority, action, version, &body, creds, &timestamp, nonce);
             let authorization = sign::v3::sign("POST", params, &signed_headers, &body, creds);
             let mut headers: Vec<(String, String)> = signed_headers.into_iter().collect();
             headers.push(("authorization".to_owned(), authorization));
@@ -343,8 +359,24 @@ pub fn build_request(
         url: endpoint.url_with_query(&query),
         headers,
         body,
-        timeout: config.timeout,
+        timeout,
     })
+}
+
+/// Refuses an action or parameter name that is not plain (see [`is_plain_name`]).
+pub(crate) fn check_names(action: &str, params: &BTreeMap<String, String>) -> Result<(), DtsError> {
+    if !is_plain_name(action) {
+        return Err(DtsError::invalid_request(format!("invalid action name {action:?}")));
+    }
+    if let Some(bad) = params.keys().find(|k| !is_plain_name(k)) {
+        return Err(DtsError::invalid_request(format!("invalid parameter name {bad:?}")));
+    }
+    Ok(())
+}
+
+/// The User-Agent of every call this crate makes.
+pub(crate) fn user_agent() -> &'static str {
+    USER_AGENT
 }
 
 #[cfg(test)]

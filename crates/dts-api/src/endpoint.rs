@@ -114,6 +114,33 @@ pub fn resolve(override_url: Option<&url::Url>, region_id: &str) -> Result<Endpo
     })
 }
 
+/// The STS host for `region_id`, honouring `override_url`, as the official
+/// credentials SDKs derive it: `sts.aliyuncs.com` without a region,
+/// `sts.<region>.aliyuncs.com` with one, `sts-vpc.<region>.aliyuncs.com`
+/// when `vpc` (the SDKs' `ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED`). Always
+/// `https` unless overridden; the region is validated as for DTS.
+pub fn resolve_sts(override_url: Option<&url::Url>, region_id: Option<&str>, vpc: bool) -> Result<Endpoint, DtsError> {
+    if let Some(region) = region_id {
+        if !is_valid_region_id(region) {
+            return Err(DtsError::invalid_request(format!(
+                "STS region {region:?} does not match ^[a-z]{{2,}}(-[a-z0-9]+)+$"
+            )));
+        }
+    }
+    if let Some(url) = override_url {
+        return override_endpoint(url);
+    }
+    let prefix = if vpc { "sts-vpc" } else { "sts" };
+    let authority = match region_id {
+        Some(region) => format!("{prefix}.{region}.aliyuncs.com"),
+        None => "sts.aliyuncs.com".to_owned(),
+    };
+    Ok(Endpoint {
+        scheme: "https".to_owned(),
+        authority,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +193,23 @@ mod tests {
         );
         let url = url::Url::parse("ftp://example.com").expect("url");
         assert!(resolve(Some(&url), "cn-hangzhou").is_err());
+    }
+
+    #[test]
+    fn sts_endpoints_follow_the_credentials_sdks() {
+        assert_eq!(resolve_sts(None, None, false).unwrap().authority, "sts.aliyuncs.com");
+        let ep = resolve_sts(None, Some("cn-hangzhou"), false).unwrap();
+        assert_eq!(ep.url_with_query("a=b"), "https://sts.cn-hangzhou.aliyuncs.com/?a=b");
+        assert_eq!(
+            resolve_sts(None, Some("cn-beijing"), true).unwrap().authority,
+            "sts-vpc.cn-beijing.aliyuncs.com"
+        );
+        let url = url::Url::parse("http://127.0.0.1:9000").unwrap();
+        assert_eq!(
+            resolve_sts(Some(&url), Some("cn-hangzhou"), false).unwrap().authority,
+            "127.0.0.1:9000"
+        );
+        assert!(resolve_sts(None, Some("cn-hangzhou.evil.com"), false).is_err());
     }
 
     #[test]

@@ -86,6 +86,9 @@ pub enum ErrorReason {
     InvalidJobStatus,
     /// The request's timestamp was refused.
     ClockSkew,
+    /// The STS security token has expired: the gateway refused the call
+    /// before executing it, and new temporary credentials fix it.
+    CredentialsExpired,
     /// Any other failure.
     DtsError,
 }
@@ -106,6 +109,7 @@ impl ErrorReason {
         ErrorReason::JobNotFound,
         ErrorReason::InvalidJobStatus,
         ErrorReason::ClockSkew,
+        ErrorReason::CredentialsExpired,
         ErrorReason::DtsError,
     ];
 
@@ -125,6 +129,7 @@ impl ErrorReason {
             ErrorReason::JobNotFound => "JobNotFound",
             ErrorReason::InvalidJobStatus => "InvalidJobStatus",
             ErrorReason::ClockSkew => "ClockSkew",
+            ErrorReason::CredentialsExpired => "CredentialsExpired",
             ErrorReason::DtsError => "DtsError",
         }
     }
@@ -268,9 +273,12 @@ impl DtsError {
 /// then fall back to the HTTP status.
 pub(crate) fn class_for_code(code: &str) -> Option<ErrorClass> {
     match reason_for_code(code)? {
-        ErrorReason::Throttled | ErrorReason::ServiceUnavailable | ErrorReason::SignatureNonceUsed => {
-            Some(ErrorClass::Retryable)
-        }
+        // An expired STS token is refused before anything is executed, and
+        // temporary credentials are refreshed by their provider: retry.
+        ErrorReason::Throttled
+        | ErrorReason::ServiceUnavailable
+        | ErrorReason::SignatureNonceUsed
+        | ErrorReason::CredentialsExpired => Some(ErrorClass::Retryable),
         _ => Some(ErrorClass::Terminal),
     }
 }
@@ -309,7 +317,12 @@ pub fn reason_for_code(code: &str) -> Option<ErrorReason> {
     if is_family(code, "InvalidTimeStamp") {
         return Some(ErrorReason::ClockSkew);
     }
+    if code == "InvalidSecurityToken.Expired" {
+        return Some(ErrorReason::CredentialsExpired);
+    }
+    // STS: AuthenticationFail.OIDCToken.AudienceNotMatch, .Expired, .InvalidSignature, ...
     if code == "SignatureDoesNotMatch"
+        || is_family(code, "AuthenticationFail")
         || code == "IncompleteSignature"
         || code == "InvalidAccessKeySecret"
         || is_family(code, "InvalidAccessKeyId")
@@ -407,6 +420,18 @@ mod tests {
             (
                 Some("InvalidSecurityToken.Expired"),
                 400,
+                Retryable,
+                "CredentialsExpired",
+            ),
+            (
+                Some("InvalidSecurityToken.Malformed"),
+                400,
+                Terminal,
+                "AuthenticationFailed",
+            ),
+            (
+                Some("AuthenticationFail.OIDCToken.AudienceNotMatch"),
+                401,
                 Terminal,
                 "AuthenticationFailed",
             ),
@@ -513,6 +538,12 @@ pub const KNOWN_CODES: &[&str] = &[
     "InvalidApi.NotFound",
     "InvalidVersion",
     "InvalidAction.NotFound",
+    "AuthenticationFail.NoPermission",
+    "AuthenticationFail.OIDCToken.AudienceNotMatch",
+    "AuthenticationFail.OIDCToken.Expired",
+    "AuthenticationFail.OIDCToken.InvalidSignature",
+    "AuthenticationFail.OIDCToken.IssuerNotMatch",
+    "AuthenticationFail.OIDCToken.Invalid",
 ];
 
 /// `code` if it is one of [`KNOWN_CODES`], else `Other`.

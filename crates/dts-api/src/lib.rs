@@ -13,6 +13,8 @@
 //! * [`response`]: reading every answer shape DTS produces;
 //! * [`error`]: [`DtsError`], its [`ErrorClass`] and stable `reason()`;
 //! * [`endpoint`]: regionId → host, with the official SDK's map;
+//! * [`sts`]: the STS client (`AssumeRole`, `AssumeRoleWithOIDC`) for temporary
+//!   credentials, with the same signing and error classification;
 //! * [`transport`]: the HTTP boundary, a trait with a reqwest implementation.
 //!
 //! Where is the StopDtsJob call made? [`DtsClient::stop_dts_job`].
@@ -93,12 +95,14 @@ pub mod error;
 pub mod jobs;
 pub mod response;
 pub mod sign;
+pub mod sts;
 pub mod transport;
 
 pub use client::{build_request, ApiSuccess, ClientConfig, DtsClient, JobDetail, JobRef, SignatureVersion};
 pub use error::{DtsError, ErrorClass, ErrorKind, ErrorReason};
 pub use jobs::{JobPage, JobView, JobsQuery, MAX_PAGE_SIZE};
 pub use sign::Credentials;
+pub use sts::{AssumeRole, AssumeRoleWithOidc, StsClient, StsCredentials};
 pub use transport::{HttpRequest, HttpResponse, ReqwestTransport, Transport, TransportError};
 
 /// The README's example compiles (`cargo test -p dts-api --doc`).

@@ -24,6 +24,60 @@ pub struct Config {
     /// documented DescribeDtsJobs limit per account per region.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub describe_qps: Option<u32>,
+    /// STS (2015-04-01): the roles `AssumeRole` and `AssumeRoleWithOIDC`
+    /// may assume, and the OIDC providers whose tokens are accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sts: Option<StsConfig>,
+}
+
+/// The emulator's STS.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StsConfig {
+    /// Lifetime of issued credentials, seconds, whatever `DurationSeconds`
+    /// asked for (tests use a few seconds); absent: `DurationSeconds`.
+    #[serde(default)]
+    pub credential_lifetime_seconds: Option<u64>,
+    #[serde(default)]
+    pub roles: Vec<RoleSpec>,
+    #[serde(default)]
+    pub oidc_providers: Vec<OidcProvider>,
+}
+
+/// A RAM role and its trust policy.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RoleSpec {
+    /// `acs:ram::<account>:role/<name>`.
+    pub arn: String,
+    /// AccessKeyIds (of `accounts`) that may `AssumeRole` it.
+    #[serde(default)]
+    pub trusted_access_key_ids: Vec<String>,
+    /// When set, `AssumeRole` must send this `ExternalId`.
+    #[serde(default)]
+    pub external_id: Option<String>,
+    /// OIDC providers whose tokens may `AssumeRoleWithOIDC` it.
+    #[serde(default)]
+    pub oidc_provider_arns: Vec<String>,
+    /// When not empty, the token's `sub` must be one of these
+    /// (`system:serviceaccount:<namespace>:<name>` for Kubernetes).
+    #[serde(default)]
+    pub subjects: Vec<String>,
+}
+
+/// An OIDC identity provider (RRSA: the cluster's ServiceAccount issuer).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OidcProvider {
+    /// `acs:ram::<account>:oidc-provider/<name>`.
+    pub arn: String,
+    /// The tokens' `iss`.
+    pub issuer: String,
+    /// Accepted `aud` values (the provider's client IDs; ACK uses `sts.aliyuncs.com`).
+    pub audiences: Vec<String>,
+    /// The issuer's signing keys, a JWKS document (`/openid/v1/jwks` of a
+    /// kube-apiserver).
+    pub jwks: serde_json::Value,
 }
 
 /// The default Describe* quota per (AccessKeyId, region), calls per second.
@@ -172,6 +226,26 @@ impl Config {
                 return Err(format!("duplicate accessKeyId {:?} (accounts[{i}])", a.access_key_id));
             }
         }
+        if let Some(sts) = &self.sts {
+            for (i, p) in sts.oidc_providers.iter().enumerate() {
+                if p.arn.trim().is_empty() || p.issuer.trim().is_empty() || p.audiences.is_empty() {
+                    return Err(format!(
+                        "sts.oidcProviders[{i}]: arn, issuer and audiences are required"
+                    ));
+                }
+                if let Err(e) = serde_json::from_value::<jsonwebtoken::jwk::JwkSet>(p.jwks.clone()) {
+                    return Err(format!("sts.oidcProviders[{i}].jwks is not a JWKS document: {e}"));
+                }
+            }
+            for (i, r) in sts.roles.iter().enumerate() {
+                if r.arn.trim().is_empty() {
+                    return Err(format!("sts.roles[{i}].arn is empty"));
+                }
+            }
+            if sts.credential_lifetime_seconds == Some(0) {
+                return Err("sts.credentialLifetimeSeconds must be at least 1".into());
+            }
+        }
         let mut ids = HashSet::new();
         for (i, j) in self.jobs.iter().enumerate() {
             j.validate().map_err(|e| format!("jobs[{i}]: {e}"))?;
@@ -244,6 +318,17 @@ mod tests {
             let e = Config::parse(text).unwrap_err();
             assert!(e.contains(needle), "{text:?}: {e}");
         }
+    }
+
+    #[test]
+    fn reads_the_sts_section_and_checks_the_jwks() {
+        let yaml = "sts:\n  credentialLifetimeSeconds: 5\n  roles:\n    - {arn: 'acs:ram::1:role/r', trustedAccessKeyIds: [a], oidcProviderArns: ['acs:ram::1:oidc-provider/p']}\n  oidcProviders:\n    - {arn: 'acs:ram::1:oidc-provider/p', issuer: 'https://k', audiences: [sts.aliyuncs.com], jwks: {keys: []}}\n";
+        let c = Config::parse(yaml).unwrap();
+        let sts = c.sts.unwrap();
+        assert_eq!(sts.credential_lifetime_seconds, Some(5));
+        assert_eq!(sts.roles[0].trusted_access_key_ids, vec!["a"]);
+        let bad = "sts:\n  oidcProviders:\n    - {arn: p, issuer: i, audiences: [a], jwks: {nokeys: 1}}\n";
+        assert!(Config::parse(bad).unwrap_err().contains("not a JWKS"), "{bad}");
     }
 
     #[test]

@@ -101,6 +101,15 @@ impl GatewayError {
         )
     }
 
+    /// Temporary credentials past their `Expiration`.
+    pub fn token_expired() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidSecurityToken.Expired",
+            "Specified SecurityToken is expired.",
+        )
+    }
+
     pub fn nonce_used() -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,

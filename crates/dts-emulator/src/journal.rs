@@ -13,7 +13,7 @@ use super::verify::Scheme;
 pub const CAPACITY: usize = 10_000;
 
 /// Parameters whose values are secrets and never stored.
-const REDACTED_PARAMS: [&str; 1] = ["SecurityToken"];
+const REDACTED_PARAMS: [&str; 2] = ["SecurityToken", "OIDCToken"];
 
 /// What replaces a redacted value.
 pub const REDACTED: &str = "** REDACTED **";

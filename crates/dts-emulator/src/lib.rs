@@ -4,7 +4,8 @@
 //! One module per concern: [`config`] (the YAML/JSON file), [`state`] (jobs
 //! and their directions), [`verify`] (both signature schemes, nonces,
 //! timestamps), [`faults`] (injected failures), [`journal`] (what was
-//! received), [`error`] (gateway error bodies), [`api`] (HTTP handlers) and
+//! received), [`sts`] (AssumeRole, AssumeRoleWithOIDC and the credentials
+//! they issue), [`error`] (gateway error bodies), [`api`] (HTTP handlers) and
 //! [`server`] (serving and stopping).
 
 pub mod api;
@@ -14,6 +15,7 @@ pub mod faults;
 pub mod journal;
 pub mod server;
 pub mod state;
+pub mod sts;
 pub mod verify;
 
 pub use config::{Config, ConfigError};

@@ -172,8 +172,8 @@ fn check_time(value: &str, name: &str, now: Timestamp) -> Result<Timestamp, Gate
     Ok(t)
 }
 
-fn check_version(v: &str) -> Result<(), GatewayError> {
-    if v == API_VERSION {
+fn check_version(v: &str, want: &str) -> Result<(), GatewayError> {
+    if v == want {
         Ok(())
     } else {
         Err(GatewayError::api_not_found())
@@ -190,24 +190,39 @@ fn check_token(account: &Account, sent: Option<&str>) -> Result<(), GatewayError
     }
 }
 
-/// Verifies authentication of a parsed request against `accounts` at `now`.
-/// Does not look at nonces (see [`NonceCache`]).
+/// The accounts a request may be signed by: AccessKeyId → account.
+pub type Accounts<'a> = &'a dyn Fn(&str) -> Option<Account>;
+
+/// Verifies authentication of a parsed request for API `version` against
+/// `accounts` at `now`. Does not look at nonces (see [`NonceCache`]).
 pub fn verify(
+    req: &Incoming<'_>,
+    parsed: &Parsed,
+    accounts: Accounts<'_>,
+    version: &str,
+    now: Timestamp,
+) -> Result<Verified, GatewayError> {
+    match parsed.scheme {
+        Scheme::HmacSha1 => verify_v1(req, parsed, accounts, version, now),
+        Scheme::Acs3HmacSha256 => verify_v3(req, parsed, accounts, version, now),
+    }
+}
+
+/// [`verify`] against a fixed map of accounts.
+pub fn verify_with_map(
     req: &Incoming<'_>,
     parsed: &Parsed,
     accounts: &HashMap<String, Account>,
     now: Timestamp,
 ) -> Result<Verified, GatewayError> {
-    match parsed.scheme {
-        Scheme::HmacSha1 => verify_v1(req, parsed, accounts, now),
-        Scheme::Acs3HmacSha256 => verify_v3(req, parsed, accounts, now),
-    }
+    verify(req, parsed, &|id: &str| accounts.get(id).cloned(), API_VERSION, now)
 }
 
 fn verify_v1(
     req: &Incoming<'_>,
     parsed: &Parsed,
-    accounts: &HashMap<String, Account>,
+    accounts: Accounts<'_>,
+    version: &str,
     now: Timestamp,
 ) -> Result<Verified, GatewayError> {
     let mut signed = parsed.params.clone();
@@ -228,7 +243,7 @@ fn verify_v1(
     let signature = signature
         .filter(|s| !s.is_empty())
         .ok_or_else(|| GatewayError::missing_parameter("Signature"))?;
-    check_version(get("Version").unwrap_or_default())?;
+    check_version(get("Version").unwrap_or_default(), version)?;
     if get("SignatureMethod") != Some("HMAC-SHA1") {
         return Err(GatewayError::invalid_parameter(
             "SignatureMethod",
@@ -254,13 +269,13 @@ fn verify_v1(
     }
     let request_time = check_time(get("Timestamp").unwrap_or_default(), "Timestamp", now)?;
     let key_id = get("AccessKeyId").unwrap_or_default();
-    let account = accounts.get(key_id).ok_or_else(GatewayError::access_key_not_found)?;
+    let account = accounts(key_id).ok_or_else(GatewayError::access_key_not_found)?;
     let sts = rpc_v1::string_to_sign(req.method.as_str(), &rpc_v1::canonicalized_query_string(&signed));
     let expected = rpc_v1::signature(&account.access_key_secret, &sts);
     if !same(&expected, &signature) {
         return Err(GatewayError::signature_mismatch(&sts));
     }
-    check_token(account, get("SecurityToken"))?;
+    check_token(&account, get("SecurityToken"))?;
     Ok(Verified {
         nonce: get("SignatureNonce").unwrap_or_default().to_owned(),
         request_time,
@@ -280,7 +295,8 @@ const REQUIRED_SIGNED: [&str; 6] = [
 fn verify_v3(
     req: &Incoming<'_>,
     parsed: &Parsed,
-    accounts: &HashMap<String, Account>,
+    accounts: Accounts<'_>,
+    version: &str,
     now: Timestamp,
 ) -> Result<Verified, GatewayError> {
     let auth = parse_authorization(&header(req.headers, "authorization").unwrap_or_default())?;
@@ -308,7 +324,7 @@ fn verify_v3(
             )));
         }
     }
-    check_version(header(req.headers, "x-acs-version").unwrap_or_default().trim())?;
+    check_version(header(req.headers, "x-acs-version").unwrap_or_default().trim(), version)?;
     let request_time = check_time(
         header(req.headers, "x-acs-date").unwrap_or_default().trim(),
         "x-acs-date",
@@ -323,9 +339,7 @@ fn verify_v3(
             "The specified parameter \"x-acs-content-sha256\" is not valid: it is not the SHA-256 of the request body.",
         ));
     }
-    let account = accounts
-        .get(&auth.credential)
-        .ok_or_else(GatewayError::access_key_not_found)?;
+    let account = accounts(&auth.credential).ok_or_else(GatewayError::access_key_not_found)?;
     // Canonical headers from the values actually received, for exactly the
     // names the client says it signed.
     let mut signed_values = BTreeMap::new();
@@ -349,7 +363,7 @@ fn verify_v3(
     if !same(&expected, &auth.signature.to_ascii_lowercase()) {
         return Err(GatewayError::signature_mismatch(&sts));
     }
-    check_token(account, token.as_deref().map(str::trim))?;
+    check_token(&account, token.as_deref().map(str::trim))?;
     Ok(Verified {
         nonce: header(req.headers, "x-acs-signature-nonce")
             .unwrap_or_default()

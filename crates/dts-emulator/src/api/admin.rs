@@ -107,3 +107,15 @@ pub async fn add_job(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
         Err(AddError::Invalid(e)) => bad_request(e),
     }
 }
+
+/// `GET /_emulator/sts/credentials`: every credential STS issued, secrets
+/// included (a test's leak checks search for them), with its expiry.
+pub async fn sts_credentials(State(s): State<Arc<Shared>>) -> Response {
+    Json(s.lock().sts.list()).into_response()
+}
+
+/// `POST /_emulator/sts/expire`: expires every issued credential now.
+pub async fn sts_expire(State(s): State<Arc<Shared>>) -> Response {
+    let n = s.lock().sts.expire_all(jiff::Timestamp::now());
+    Json(json!({ "expired": n })).into_response()
+}

@@ -21,6 +21,7 @@ use super::faults::{Before, Delivery, Faults};
 use super::journal::{Entry, Journal};
 use super::server::ConnCtl;
 use super::state::Jobs;
+use super::sts::{self, StsState};
 use super::verify::{self, Incoming, NonceCache, Scheme};
 
 /// Largest request body read; DTS lifecycle calls have empty bodies.
@@ -31,6 +32,7 @@ pub struct Shared {
     accounts: HashMap<String, Account>,
     /// The config's Describe* quota, restored by `DELETE /_emulator/faults`.
     pub describe_qps: u32,
+    sts: Option<super::config::StsConfig>,
     inner: Mutex<Inner>,
 }
 
@@ -42,6 +44,8 @@ pub struct Inner {
     pub nonces: NonceCache,
     pub faults: Faults,
     pub journal: Journal,
+    /// The credentials STS issued.
+    pub sts: StsState,
 }
 
 impl Shared {
@@ -53,7 +57,9 @@ impl Shared {
                 .map(|a| (a.access_key_id.clone(), a.clone()))
                 .collect(),
             describe_qps: config.describe_qps(),
+            sts: config.sts.clone(),
             inner: Mutex::new(Inner {
+                sts: StsState::new(config.sts.as_ref()),
                 jobs: Jobs::new(&config.jobs),
                 nonces: NonceCache::default(),
                 faults: Faults::new(config.describe_qps()),
@@ -82,6 +88,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/_emulator/jobs", get(admin::list_jobs).post(admin::add_job))
         .route("/_emulator/jobs/{job_id}", get(admin::get_job))
         .route("/_emulator/jobs/{job_id}/state", post(admin::change_job))
+        .route("/_emulator/sts/credentials", get(admin::sts_credentials))
+        .route("/_emulator/sts/expire", post(admin::sts_expire))
         .fallback(dts_call)
         .with_state(shared)
 }
@@ -240,10 +248,33 @@ fn handle(
                 Scheme::Acs3HmacSha256 => "x-acs-action",
             })
         })?;
-        if !dts::ACTIONS.contains(&action) {
+        let is_sts = sts::ACTIONS.contains(&action);
+        if !is_sts && !dts::ACTIONS.contains(&action) {
             return Err(GatewayError::api_not_found());
         }
-        let verified = verify::verify(incoming, parsed, &shared.accounts, now)?;
+        if action == "AssumeRoleWithOIDC" {
+            // Unsigned: the OIDC token is verified by the operation itself.
+            let version = parsed.params.get("Version").map(String::as_str).unwrap_or_default();
+            if version != sts::STS_VERSION {
+                return Err(GatewayError::api_not_found());
+            }
+            return Ok(action.to_owned());
+        }
+        let version = if is_sts { sts::STS_VERSION } else { verify::API_VERSION };
+        let lookup = |id: &str| {
+            shared
+                .accounts
+                .get(id)
+                .cloned()
+                .or_else(|| inner.sts.get(id).map(|(a, _)| a))
+        };
+        let verified = verify::verify(incoming, parsed, &lookup, version, now)?;
+        // Temporary credentials are refused once expired, whatever they sign.
+        if let Some((_, expiration)) = parsed.access_key_id.as_deref().and_then(|id| inner.sts.get(id)) {
+            if expiration <= now {
+                return Err(GatewayError::token_expired());
+            }
+        }
         if !inner
             .nonces
             .check_and_insert(&verified.nonce, verified.request_time, now)
@@ -276,6 +307,41 @@ fn handle(
             let o = reject(&mut entry, e, retry_after);
             return (o, entry);
         }
+    }
+    if sts::ACTIONS.contains(&action.as_str()) {
+        let result = if action == "AssumeRole" {
+            let caller = parsed.access_key_id.as_deref().unwrap_or_default();
+            sts::assume_role(
+                &mut inner.sts,
+                shared.sts.as_ref(),
+                caller,
+                &parsed.params,
+                now,
+                request_id,
+            )
+        } else {
+            sts::assume_role_with_oidc(&mut inner.sts, shared.sts.as_ref(), &parsed.params, now, request_id)
+        };
+        let body = match result {
+            Ok(body) => body,
+            Err(e) => {
+                let o = reject(&mut entry, e, None);
+                return (o, entry);
+            }
+        };
+        let (delay, delivery) = inner.faults.after();
+        entry.fault = delivery.label().map(str::to_owned);
+        entry.http_status = (delivery != Delivery::Reset).then_some(200);
+        return (
+            Outcome {
+                status: StatusCode::OK,
+                body,
+                retry_after_ms: None,
+                delay,
+                delivery,
+            },
+            entry,
+        );
     }
     inner.jobs.settle(clock);
     let answer = match dts::call(&mut inner.jobs, clock, &action, &parsed.params, request_id, now) {
