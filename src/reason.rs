@@ -81,6 +81,9 @@ reasons! {
     CredentialsNotConfigured,
     /// The credentials Secret could not be read (Kubernetes API error).
     CredentialsUnavailable,
+    /// DTS refused the temporary (STS) credentials as expired; the call is
+    /// retried with backoff (refreshed credentials end it).
+    CredentialsExpired,
     /// The circuit breaker of the job's credentials (AccessKey and region)
     /// is open after failures in a row: no call is sent until it closes.
     CircuitOpen,

@@ -82,7 +82,7 @@ pub fn verdict<T>(result: &Result<T, DtsError>) -> Verdict {
 /// breaker acts on.
 pub fn group_of_code(code: &str) -> Option<Group> {
     match dts_api::error::reason_for_code(code)? {
-        ErrorReason::AuthenticationFailed => Some(Group::Credentials),
+        ErrorReason::AuthenticationFailed | ErrorReason::CredentialsExpired => Some(Group::Credentials),
         ErrorReason::AccessDenied => Some(Group::Permission),
         ErrorReason::ServiceUnavailable => Some(Group::Unavailable),
         _ => None,
@@ -92,7 +92,9 @@ pub fn group_of_code(code: &str) -> Option<Group> {
 /// The verdict on one failure.
 pub fn verdict_of(e: &DtsError) -> Verdict {
     match e.reason() {
-        ErrorReason::AuthenticationFailed => Verdict::Failure(Group::Credentials),
+        // Expired temporary credentials in a Secret fail every call until
+        // they are replaced, like refused ones.
+        ErrorReason::AuthenticationFailed | ErrorReason::CredentialsExpired => Verdict::Failure(Group::Credentials),
         ErrorReason::AccessDenied => Verdict::Failure(Group::Permission),
         ErrorReason::ServiceUnavailable => Verdict::Failure(Group::Unavailable),
         ErrorReason::Throttled

@@ -337,7 +337,7 @@ pub fn assume_role_with_oidc(
         .find(|r| &r.arn == role_arn)
         .ok_or_else(|| entity_not_exist(role_arn))?;
     let trusted = role.oidc_provider_arns.iter().any(|p| p == provider_arn)
-        && (role.subjects.is_empty() || role.subjects.iter().any(|s| *s == claims.sub));
+        && (role.subjects.is_empty() || role.subjects.contains(&claims.sub));
     if !trusted {
         return Err(oidc_error("AuthenticationFail.NoPermission", "There is no permission"));
     }
