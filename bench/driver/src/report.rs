@@ -227,9 +227,12 @@ pub fn markdown(r: &Results) -> String {
             op.map_or("–".into(), |c| format!("{:.2}", c.cpu_seconds)),
             opt(st.operator_rss_mib, "")
         );
-        if !st.api_requests_by_kind.is_empty() {
-            let _ = writeln!(s, "Requests at rest: {}.\n", per_kind(&st.api_requests_by_kind));
-        }
+        let _ = writeln!(
+            s,
+            "The operator's requests at rest: {}. The API server's own meanwhile: {}.\n",
+            per_kind(&st.api_requests_by_kind),
+            per_kind(&st.apiserver_own_requests)
+        );
     }
     if !r.startup.is_empty() {
         let _ = writeln!(s, "## Start-up with existing, observed jobs\n");
@@ -255,6 +258,16 @@ pub fn markdown(r: &Results) -> String {
                 opt(u.operator_cpu_seconds, ""),
                 opt(u.operator_rss_mib, ""),
                 opt(u.operator_hwm_mib, "")
+            );
+        }
+        let _ = writeln!(s);
+        for u in &r.startup {
+            let _ = writeln!(
+                s,
+                "- {} jobs ({} of them observed before the start): the operator's requests during start-up: {}.",
+                u.jobs,
+                u.observed_before,
+                per_kind(&u.api_requests_by_kind)
             );
         }
         let _ = writeln!(s);

@@ -25,6 +25,8 @@ pub struct Seen {
     pub generation_seen: HashMap<i64, f64>,
     /// Ready's `observedGeneration` equals the current generation.
     pub current: bool,
+    /// Every direction in status carries DTS's view (`observed`).
+    pub observed: bool,
     /// First time `phase: Stopped` with a current `Ready=True` was seen.
     pub stopped_ms: Option<f64>,
 }
@@ -115,6 +117,9 @@ fn observe(st: &mut State, obj: &DynamicObject, t: f64) {
     seen.generation_seen.entry(generation).or_insert(t);
     let (current, stopped) = judge(&obj.data, generation);
     seen.current = current;
+    seen.observed = obj.data["status"]["directions"]
+        .as_array()
+        .is_some_and(|d| !d.is_empty() && d.iter().all(|d| d.get("observed").is_some()));
     if stopped && seen.stopped_ms.is_none() {
         seen.stopped_ms = Some(t);
     }

@@ -100,7 +100,7 @@ pub async fn run(env: &Env, p: Params) -> Result<Burst> {
     let (cpu, machine_busy_percent) = sampler.finish();
     tokio::time::sleep(env.opts.quiet).await;
     op.process.check_alive()?;
-    let requests = env.requests_since(&before, flips.len()).await?;
+    let (requests, _) = env.requests_since(&before, flips.len()).await?;
     let journal = case.emulator.journal().await?;
     case.emulator.faults(json!({"latencyMs": 0})).await?;
     let operator_rss_mib = rss_mib(&op);

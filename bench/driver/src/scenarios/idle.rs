@@ -75,7 +75,7 @@ pub async fn run(env: &Env, background: usize, flips: usize, spacing: Duration) 
     // The Event and anything else that trails the final status.
     tokio::time::sleep(env.opts.quiet).await;
     op.process.check_alive()?;
-    let requests = env.requests_since(&before, flips).await?;
+    let (requests, _) = env.requests_since(&before, flips).await?;
     let journal = case.emulator.journal().await?;
     let operator_rss_mib = rss_mib(&op);
 

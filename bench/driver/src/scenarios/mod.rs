@@ -72,17 +72,17 @@ impl Env {
         });
     }
 
-    /// API requests since `before`, less the driver's own: `flips` spec
-    /// PATCHes and the `/metrics` read that took `before` (counted by the
-    /// server once it had answered).
-    pub async fn requests_since(&self, before: &RequestCounts, flips: usize) -> Result<Requests> {
+    /// API requests since `before`: (the operator's, the API server's own),
+    /// less the driver's `flips` spec PATCHes (see
+    /// [`crate::measure::OPERATOR_RESOURCES`] for the split).
+    pub async fn requests_since(&self, before: &RequestCounts, flips: usize) -> Result<(Requests, Requests)> {
         Ok(self
             .cp
             .request_counts()
             .await?
             .since(before)
             .minus("PATCH", "dtsjobs", "", flips as f64)
-            .minus("GET", "", "", 1.0))
+            .split())
     }
 
     /// Deletes the DtsJobs of every `bench-*` namespace (after a failed case,

@@ -25,6 +25,9 @@ pub struct Startup {
     pub creation: Creation,
     /// Time the preparing operator took to observe every job.
     pub prepare_seconds: f64,
+    /// Jobs whose status carried DTS's view (`directions[].observed`) when
+    /// the measured operator started.
+    pub observed_before: usize,
     pub ready_seconds: f64,
     /// Until DTS had been read for every job (None: it did not read them all).
     pub all_observed_seconds: Option<f64>,
@@ -34,6 +37,8 @@ pub struct Startup {
     pub active_seconds: f64,
     pub api_writes: f64,
     pub api_requests_by_kind: BTreeMap<String, f64>,
+    /// What the API server did by itself meanwhile (not the operator's).
+    pub apiserver_own_requests: BTreeMap<String, f64>,
     pub dts_calls: usize,
     pub dts_calls_by_action: BTreeMap<String, usize>,
     pub operator_cpu_seconds: Option<f64>,
@@ -58,6 +63,20 @@ pub async fn run(env: &Env, jobs: usize) -> Result<Startup> {
     let mut prep = case.operator(&env.opts.fast_args)?;
     prep.wait_ready(scaled_timeout(60, jobs, 10)).await?;
     case.settle(&mut prep, jobs, scaled_timeout(60, jobs, 30)).await?;
+    // "Settled" can come early when status writes failed and wait in
+    // backoff; give the view time to land in every status (best effort: a
+    // build without status.directions[].observed just reports 0).
+    let all_observed = |s: &crate::watch::State| s.jobs.values().filter(|j| j.observed).count() >= jobs;
+    if case
+        .tracker
+        .wait("every job observed", scaled_timeout(30, jobs, 20), all_observed)
+        .await
+        .is_err()
+    {
+        println!("  warning: not every job shows DTS's view in status before the start");
+    }
+    case.settle(&mut prep, jobs, scaled_timeout(60, jobs, 30)).await?;
+    let observed_before = case.tracker.with(|s| s.jobs.values().filter(|j| j.observed).count());
     drop(prep);
     let prepare_seconds = prep_start.elapsed().as_secs_f64();
     println!("  prepared (created while running, then observed) in {prepare_seconds:.1} s");
@@ -102,7 +121,7 @@ pub async fn run(env: &Env, jobs: usize) -> Result<Startup> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let sample = procs::sample(op.pid());
-    let requests = env.requests_since(&before, 0).await?;
+    let (requests, own) = env.requests_since(&before, 0).await?;
     let journal = case.emulator.journal().await?;
 
     // When the last not-yet-read job was first read.
@@ -127,6 +146,7 @@ pub async fn run(env: &Env, jobs: usize) -> Result<Startup> {
         jobs,
         creation,
         prepare_seconds: round2(prepare_seconds),
+        observed_before,
         ready_seconds: round2(ready_seconds),
         all_observed_seconds: if jobs == 0 {
             Some(round2(ready_seconds))
@@ -137,6 +157,7 @@ pub async fn run(env: &Env, jobs: usize) -> Result<Startup> {
         active_seconds: secs(last_activity_ms),
         api_writes: requests.writes(),
         api_requests_by_kind: requests.rows(),
+        apiserver_own_requests: own.rows(),
         dts_calls: journal.len(),
         dts_calls_by_action: by_action(&journal),
         operator_cpu_seconds: sample.map(|s| round2(s.cpu_s)),

@@ -23,8 +23,10 @@ pub struct Steady {
     pub dts_calls_by_action: BTreeMap<String, usize>,
     pub api_writes: f64,
     pub api_requests: f64,
-    /// Every request the API server counted at rest, `VERB resource code`.
+    /// The operator's requests at rest, `VERB resource code`.
     pub api_requests_by_kind: BTreeMap<String, f64>,
+    /// What the API server did by itself meanwhile (not the operator's).
+    pub apiserver_own_requests: BTreeMap<String, f64>,
     pub cpu: Vec<CpuUse>,
     pub operator_rss_mib: Option<f64>,
 }
@@ -62,7 +64,7 @@ pub async fn run(env: &Env, jobs: usize, duration: Duration) -> Result<Steady> {
     tokio::time::sleep(duration).await;
     let (cpu, _) = sampler.finish();
     op.process.check_alive()?;
-    let requests = env.requests_since(&before, 0).await?;
+    let (requests, own) = env.requests_since(&before, 0).await?;
     let journal = case.emulator.journal().await?;
     let r = Steady {
         jobs,
@@ -73,6 +75,7 @@ pub async fn run(env: &Env, jobs: usize, duration: Duration) -> Result<Steady> {
         api_writes: requests.writes(),
         api_requests: requests.total(),
         api_requests_by_kind: requests.rows(),
+        apiserver_own_requests: own.rows(),
         cpu,
         operator_rss_mib: rss_mib(&op),
     };
