@@ -71,6 +71,53 @@ enum Cmd {
         #[arg(long, default_value_t = 10)]
         grace: u64,
     },
+    /// Stop one component of a running control plane and start it again with
+    /// the same flags, ports, certificates and data, then wait until the API
+    /// server is ready again (a crash or rolling restart; clients reconnect).
+    Restart {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, value_enum)]
+        component: Component,
+        /// Seconds between SIGTERM and SIGKILL.
+        #[arg(long, default_value_t = 10)]
+        grace: u64,
+        /// Seconds to wait for the API server to become ready again.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// SIGSTOP one component: alive, holding its connections, answering
+    /// nothing (a stalled process or a partition) until `resume`.
+    Pause {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, value_enum)]
+        component: Component,
+    },
+    /// SIGCONT a component stopped by `pause`.
+    Resume {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, value_enum)]
+        component: Component,
+    },
+}
+
+/// A process of the control plane, by the name `up` records it under.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Component {
+    Etcd,
+    #[value(name = "kube-apiserver", alias = "apiserver")]
+    KubeApiserver,
+}
+
+impl Component {
+    fn name(self) -> &'static str {
+        match self {
+            Component::Etcd => "etcd",
+            Component::KubeApiserver => "kube-apiserver",
+        }
+    }
 }
 
 fn main() {
@@ -85,6 +132,22 @@ fn main() {
             let pids = process::recorded_pids(&dir);
             process::stop_all(&dir, Duration::from_secs(grace)).map(|()| process::wait_reaped(&pids))
         }
+        Cmd::Restart {
+            dir,
+            component,
+            grace,
+            timeout,
+        } => restart(
+            &dir,
+            component,
+            Duration::from_secs(grace),
+            Duration::from_secs(timeout),
+        ),
+        Cmd::Pause { dir, component } => {
+            process::pause(&dir, component.name(), true).map(|pid| println!("paused {} (pid {pid})", component.name()))
+        }
+        Cmd::Resume { dir, component } => process::pause(&dir, component.name(), false)
+            .map(|pid| println!("resumed {} (pid {pid})", component.name())),
     };
     if let Err(e) = result {
         eprintln!("testcluster: error: {e}");
@@ -162,6 +225,50 @@ fn up(dir: &Path, bin_dir: Option<PathBuf>, crds: &Path, timeout: Duration) -> R
         kc = kubeconfig.display(),
     );
     Ok(())
+}
+
+/// `restart`: prints how long the component took to stop and the control
+/// plane to answer `/readyz` again (which includes the API server's etcd
+/// check), so fault-injection tests can report recovery times.
+fn restart(dir: &Path, component: Component, grace: Duration, timeout: Duration) -> Result<()> {
+    let name = component.name();
+    let started = Instant::now();
+    let mut child = process::restart(dir, name, &dir.join(format!("{name}.log")), grace)?;
+    let respawned = started.elapsed();
+    let kubeconfig =
+        fs::read_to_string(dir.join("kubeconfig")).map_err(|e| format!("reading {}/kubeconfig: {e}", dir.display()))?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let client = client(&kubeconfig).await?;
+        let deadline = Instant::now() + timeout;
+        let mut last_err;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Err(format!("{name} exited ({status}) after the restart:\n{}", log_tail(dir, name)).into());
+            }
+            let req = http::Request::get("/readyz").body(Vec::new())?;
+            match tokio::time::timeout(Duration::from_secs(5), client.request_text(req)).await {
+                Ok(Ok(_)) => break,
+                Ok(Err(e)) => last_err = e.to_string(),
+                Err(_) => last_err = "/readyz did not answer within 5 s".into(),
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "kube-apiserver not ready again before the timeout (last: {last_err});\n{}",
+                    log_tail(dir, "kube-apiserver")
+                )
+                .into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        println!(
+            "restarted {name} (pid {}): stopped and started in {:.2} s, ready in {:.2} s",
+            child.id(),
+            respawned.as_secs_f64(),
+            started.elapsed().as_secs_f64()
+        );
+        Ok(())
+    })
 }
 
 fn start(
@@ -482,5 +589,125 @@ mod tests {
         let status = child.wait().unwrap();
         assert!(!status.success(), "sleep was stopped by a signal: {status:?}");
         assert!(!process::any_running(dir.path()));
+    }
+
+    fn pid_of(dir: &Path, name: &str) -> i32 {
+        fs::read_to_string(dir.join(process::PIDS))
+            .unwrap()
+            .lines()
+            .find_map(|l| {
+                let mut f = l.split_whitespace();
+                (f.next() == Some(name)).then(|| f.next().unwrap().parse().unwrap())
+            })
+            .unwrap_or_else(|| panic!("{name} not recorded"))
+    }
+
+    fn state(pid: i32) -> String {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().next().unwrap_or("").to_string())
+            .unwrap_or_default()
+    }
+
+    /// Waits until `log` holds `n` start lines of the fake binary; returns it.
+    fn wait_log_count(log: &Path, n: usize) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = fs::read_to_string(log).unwrap_or_default();
+            let count = text.matches("started with --port=1234 two words").count();
+            if count >= n || Instant::now() > deadline {
+                assert_eq!(count, n, "{text}");
+                return text;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `restart` replaces the recorded process with a new one running the
+    /// same command line, appends to its log, and keeps the other entries;
+    /// the old process is gone (here even though it was paused first).
+    #[test]
+    fn restart_runs_the_same_command_line_again_and_appends_to_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = tempfile::tempdir().unwrap();
+        fake_bin(bin.path(), "fake", "echo \"started with $*\"; exec sleep 600");
+        let log = dir.path().join("fake.log");
+        let args = ["--port=1234".to_string(), "two words".to_string()];
+        let mut first = process::spawn_detached(dir.path(), "fake", &bin.path().join("fake"), &args, &log).unwrap();
+        let mut other = process::spawn_detached(
+            dir.path(),
+            "other",
+            Path::new("/bin/sleep"),
+            &["600".into()],
+            &dir.path().join("o.log"),
+        )
+        .unwrap();
+        let old = pid_of(dir.path(), "fake");
+        wait_log_count(&log, 1);
+        process::pause(dir.path(), "fake", true).unwrap();
+
+        let mut second = process::restart(dir.path(), "fake", &log, Duration::from_secs(5)).unwrap();
+        assert!(!first.wait().unwrap().success(), "the old process was stopped");
+        let new = pid_of(dir.path(), "fake");
+        assert_ne!(old, new);
+        assert_eq!(new, second.id() as i32);
+        assert!(!process::is_paused(dir.path(), "fake").unwrap());
+        assert_eq!(pid_of(dir.path(), "other"), other.id() as i32);
+        let names: Vec<String> = fs::read_to_string(dir.path().join(process::PIDS))
+            .unwrap()
+            .lines()
+            .map(|l| l.split_whitespace().next().unwrap().to_string())
+            .collect();
+        assert_eq!(names, ["fake", "other"], "the restarted entry keeps its place");
+        let text = wait_log_count(&log, 2);
+        assert!(text.contains("restarting fake"), "{text}");
+
+        process::stop_all(dir.path(), Duration::from_secs(5)).unwrap();
+        second.wait().unwrap();
+        other.wait().unwrap();
+    }
+
+    /// `pause` leaves the process alive but stopped (state T) until `resume`.
+    #[test]
+    fn pause_stops_the_process_until_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = process::spawn_detached(
+            dir.path(),
+            "sleep",
+            Path::new("/bin/sleep"),
+            &["600".into()],
+            &dir.path().join("s.log"),
+        )
+        .unwrap();
+        let pid = process::pause(dir.path(), "sleep", true).unwrap();
+        assert_eq!(pid, child.id() as i32);
+        let wait_state = |want: bool| {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while (state(pid) == "T") != want && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            state(pid)
+        };
+        assert_eq!(wait_state(true), "T");
+        assert!(process::is_paused(dir.path(), "sleep").unwrap());
+        process::pause(dir.path(), "sleep", false).unwrap();
+        assert_ne!(wait_state(false), "T");
+        assert!(!process::is_paused(dir.path(), "sleep").unwrap());
+        process::stop_all(dir.path(), Duration::from_secs(5)).unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Restarting or pausing something `up` did not start is a clear error.
+    #[test]
+    fn restart_and_pause_of_a_component_not_running_say_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = process::restart(dir.path(), "etcd", &dir.path().join("etcd.log"), Duration::from_secs(1))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no recorded command line for etcd"), "{err}");
+        let err = process::pause(dir.path(), "kube-apiserver", true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("kube-apiserver is not running"), "{err}");
     }
 }

@@ -20,9 +20,24 @@ use crate::Result;
 pub const PIDS: &str = "pids";
 
 /// Spawns `program` in a new session with stdin from /dev/null and
-/// stdout/stderr appended to `log`, and records it in `DIR/pids`.
+/// stdout/stderr written to `log` (truncated), and records it in `DIR/pids`
+/// and its command line in `DIR/NAME.cmd` (for [`restart`]).
 pub fn spawn_detached(dir: &Path, name: &str, program: &Path, args: &[String], log: &Path) -> Result<Child> {
+    let mut cmdline = vec![program.display().to_string()];
+    cmdline.extend(args.iter().cloned());
+    if cmdline.iter().any(|a| a.contains('\n')) {
+        return Err(format!("an argument of {name} contains a newline").into());
+    }
+    fs::write(cmd_file(dir, name), cmdline.join("\n") + "\n")?;
     let out = fs::File::create(log).map_err(|e| format!("creating {}: {e}", log.display()))?;
+    spawn(dir, name, program, args, out)
+}
+
+fn cmd_file(dir: &Path, name: &str) -> std::path::PathBuf {
+    dir.join(format!("{name}.cmd"))
+}
+
+fn spawn(dir: &Path, name: &str, program: &Path, args: &[String], out: fs::File) -> Result<Child> {
     let err = out.try_clone()?;
     let mut cmd = Command::new(program);
     cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err);
@@ -166,6 +181,84 @@ fn stat_fields(pid: i32) -> Option<Vec<String>> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let fields: Vec<String> = stat.rsplit_once(')')?.1.split_whitespace().map(String::from).collect();
     (fields.len() > 19).then_some(fields)
+}
+
+/// Stops the recorded process `name` (SIGTERM, SIGKILL after `grace`) and
+/// starts it again with the command line `up` recorded (same ports, data
+/// directory and certificates, so clients reconnect to the same addresses),
+/// its output appended to `log`. A stopped (SIGSTOPped) process is continued
+/// first so that it can act on SIGTERM.
+pub fn restart(dir: &Path, name: &str, log: &Path, grace: Duration) -> Result<Child> {
+    let text = fs::read_to_string(cmd_file(dir, name))
+        .map_err(|e| format!("no recorded command line for {name} in {}: {e}", dir.display()))?;
+    let mut cmdline = text.lines().map(String::from);
+    let program = cmdline
+        .next()
+        .ok_or_else(|| format!("{} is empty", cmd_file(dir, name).display()))?;
+    let args: Vec<String> = cmdline.collect();
+    let p = running(dir, name)?;
+    signal(p.pid, libc::SIGCONT);
+    stop(&p, grace)?;
+    let before = fs::read_to_string(dir.join(PIDS))?;
+    let slot = before.lines().position(|l| l.split_whitespace().next() == Some(name));
+    let kept: Vec<&str> = before
+        .lines()
+        .filter(|l| l.split_whitespace().next() != Some(name))
+        .collect();
+    fs::write(
+        dir.join(PIDS),
+        kept.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )?;
+    let mut out = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| format!("opening {}: {e}", log.display()))?;
+    use std::io::Write;
+    writeln!(out, "===== testcluster: restarting {name} =====")?;
+    let child = spawn(dir, name, Path::new(&program), &args, out)?;
+    // Back in its old place, so `down` still stops the API server before etcd.
+    let mut lines: Vec<String> = fs::read_to_string(dir.join(PIDS))?.lines().map(String::from).collect();
+    if let (Some(slot), Some(new)) = (slot, lines.pop()) {
+        lines.insert(slot.min(lines.len()), new);
+    }
+    fs::write(
+        dir.join(PIDS),
+        lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )?;
+    Ok(child)
+}
+
+/// Sends SIGSTOP (`pause: true`) or SIGCONT to the recorded process `name`:
+/// a process that is alive but answers nothing, as under a long GC pause,
+/// CPU starvation or a network partition of that one process.
+pub fn pause(dir: &Path, name: &str, pause: bool) -> Result<i32> {
+    let p = running(dir, name)?;
+    signal(p.pid, if pause { libc::SIGSTOP } else { libc::SIGCONT });
+    Ok(p.pid)
+}
+
+/// Whether the recorded process `name` is stopped by a signal (state `T`).
+#[cfg(test)]
+pub fn is_paused(dir: &Path, name: &str) -> Result<bool> {
+    let p = running(dir, name)?;
+    Ok(stat_fields(p.pid).is_some_and(|f| f[0] == "T"))
+}
+
+/// The recorded, still running process `name`.
+fn running(dir: &Path, name: &str) -> Result<Recorded> {
+    recorded(dir)
+        .into_iter()
+        .rev()
+        .find(|p| p.name == name)
+        .filter(alive)
+        .ok_or_else(|| {
+            format!(
+                "{name} is not running from {} (start it with `testcluster up`)",
+                dir.display()
+            )
+            .into()
+        })
 }
 
 /// Whether any process recorded in `DIR/pids` is still running.
