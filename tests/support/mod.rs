@@ -57,6 +57,12 @@ const LOG_ROOT: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/e2e");
 /// is unset or does not point at a `testcluster` kubeconfig.
 pub async fn client() -> Client {
     let path = std::env::var_os("KUBECONFIG").unwrap_or_else(|| panic!("KUBECONFIG is not set; {HOW_TO_RUN}"));
+    client_at(Path::new(&path)).await
+}
+
+/// A client for the `testcluster` kubeconfig at `path` (a test's own control
+/// plane); the same context guard as [`client`].
+pub async fn client_at(path: &Path) -> Client {
     let kubeconfig = Kubeconfig::read_from(&path)
         .unwrap_or_else(|e| panic!("cannot read KUBECONFIG={}: {e}; {HOW_TO_RUN}", path.to_string_lossy()));
     if kubeconfig.current_context.as_deref() != Some(TEST_CONTEXT) {
@@ -149,6 +155,8 @@ pub fn dtsjob_object<T: serde::de::DeserializeOwned>(name: &str, spec: serde_jso
 pub struct TestNamespace {
     pub client: Client,
     pub name: String,
+    /// The control plane's kubeconfig when it is not `KUBECONFIG`'s.
+    kubeconfig: Option<PathBuf>,
     log_dir: PathBuf,
     /// Log files printed by the failure dump.
     logs: Mutex<Vec<PathBuf>>,
@@ -158,7 +166,20 @@ impl TestNamespace {
     /// Connects (see [`client`]), applies the committed CRD and creates a
     /// namespace named after `test` with a random suffix.
     pub async fn new(test: &str) -> Self {
-        let client = client().await;
+        Self::create(test, None).await
+    }
+
+    /// Like [`TestNamespace::new`], on the control plane of `kubeconfig`
+    /// (one the test started itself, e.g. to restart it).
+    pub async fn new_at(test: &str, kubeconfig: &Path) -> Self {
+        Self::create(test, Some(kubeconfig.to_path_buf())).await
+    }
+
+    async fn create(test: &str, kubeconfig: Option<PathBuf>) -> Self {
+        let client = match &kubeconfig {
+            Some(path) => client_at(path).await,
+            None => client().await,
+        };
         apply_crd(&client).await;
         let slug: String = test
             .to_ascii_lowercase()
@@ -181,6 +202,7 @@ impl TestNamespace {
         TestNamespace {
             client,
             name,
+            kubeconfig,
             log_dir,
             logs: Mutex::new(Vec::new()),
         }
@@ -220,6 +242,7 @@ impl TestNamespace {
     /// The text the failure dump prints: DtsJobs as YAML, Events, logs.
     pub fn dump(&self) -> String {
         let name = self.name.clone();
+        let kubeconfig = self.kubeconfig.clone();
         // Called from Drop while a panic unwinds through the test's runtime,
         // which can no longer drive the test's client: use a fresh thread,
         // runtime and client.
@@ -229,7 +252,7 @@ impl TestNamespace {
                 .build()
                 .expect("runtime");
             rt.block_on(async {
-                match tokio::time::timeout(Duration::from_secs(20), dump_api_state(&name)).await {
+                match tokio::time::timeout(Duration::from_secs(20), dump_api_state(&name, kubeconfig.as_deref())).await {
                     Ok(text) => text,
                     Err(_) => "(the API server did not answer within 20 s)\n".to_string(),
                 }
@@ -258,8 +281,11 @@ impl Drop for TestNamespace {
     }
 }
 
-async fn dump_api_state(namespace: &str) -> String {
-    let client = client().await;
+async fn dump_api_state(namespace: &str, kubeconfig: Option<&Path>) -> String {
+    let client = match kubeconfig {
+        Some(path) => client_at(path).await,
+        None => client().await,
+    };
     let mut out = String::new();
     let jobs: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &dtsjob_resource());
     match jobs.list(&ListParams::default()).await {
