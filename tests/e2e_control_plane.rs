@@ -17,14 +17,18 @@ mod support;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dts_operator::crd::{DirectionState, DtsJob, Phase};
-use futures::StreamExt;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use futures::{StreamExt, TryStreamExt};
+use kube::api::{ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::Api;
 use serde_json::{json, Value};
-use support::stack::{account, job, Emulator, Operator, OperatorOptions, ACCESS_KEY_ID, ACCESS_KEY_SECRET};
+use support::stack::{
+    account, job, journal_time_ms, lease_holder, now_ms, Emulator, LeaseTiming, Operator, OperatorOptions,
+    ACCESS_KEY_ID, ACCESS_KEY_SECRET,
+};
 use support::{wait_for, TestNamespace};
 
 /// Full sizes (`make reliability`) or the quick ones of `make test`.
@@ -72,7 +76,10 @@ struct OwnCluster {
 
 impl OwnCluster {
     fn up() -> OwnCluster {
-        let dir = tempfile::Builder::new().prefix("dts-cpfaults.").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("dts-cpfaults.")
+            .tempdir()
+            .expect("temp dir");
         let bin = testcluster_bin();
         let cluster = OwnCluster { dir, bin };
         let mut cmd = Command::new(&cluster.bin);
@@ -319,12 +326,9 @@ async fn burst_with_fault(test: &str, fault: Fault) {
         }
     };
     let timeout = Duration::from_secs(if full() { 600 } else { 300 });
-    wait_for(
-        "every DtsJob Stopped",
-        timeout,
-        Duration::from_millis(250),
-        || async { (count_jobs(&api, |j| at_phase(j, Phase::Stopped)).await? == n).then_some(()) },
-    )
+    wait_for("every DtsJob Stopped", timeout, Duration::from_millis(250), || async {
+        (count_jobs(&api, |j| at_phase(j, Phase::Stopped)).await? == n).then_some(())
+    })
     .await;
     let last_stopped = recovered_from.elapsed();
     let burst_took = burst_started.elapsed();
@@ -356,7 +360,11 @@ async fn burst_with_fault(test: &str, fault: Fault) {
         burst_took.as_secs_f64(),
     );
     assert!(at_fault < expected_stops, "the fault hit after the burst was over");
-    assert_eq!((duplicates, lost, unexpected), (0, 0, 0), "stops per direction: {stops:?}");
+    assert_eq!(
+        (duplicates, lost, unexpected),
+        (0, 0, 0),
+        "stops per direction: {stops:?}"
+    );
     assert!(not_stopped.is_empty(), "not Stopped: {not_stopped:?}");
 }
 
@@ -373,4 +381,439 @@ async fn etcd_restart_mid_burst_loses_and_duplicates_no_stop() {
 #[tokio::test]
 async fn apiserver_sigstop_mid_burst_loses_and_duplicates_no_stop() {
     burst_with_fault("cp-apiserver-sigstop", Fault::PauseApiserver(pause_length())).await;
+}
+
+// ----- Leader partition (shared control plane) -----
+
+const LEASE_NAME: &str = "dts-operator-leader";
+
+/// Replica `identity` with leader election on the test namespace's Lease and
+/// the emulator account as default credentials.
+fn start_replica(ns: &TestNamespace, emu: &Emulator, identity: &str, timing: &LeaseTiming) -> Operator {
+    Operator::start(
+        ns,
+        identity,
+        &emu.url,
+        OperatorOptions {
+            extra_args: timing.args(LEASE_NAME, &ns.name, identity),
+            env: default_credentials(),
+            namespace_scoped: true,
+        },
+    )
+}
+
+fn default_credentials() -> Vec<(String, String)> {
+    vec![
+        ("ALIBABA_CLOUD_ACCESS_KEY_ID".into(), ACCESS_KEY_ID.into()),
+        ("ALIBABA_CLOUD_ACCESS_KEY_SECRET".into(), ACCESS_KEY_SECRET.into()),
+    ]
+}
+
+async fn wait_log(op: &Operator, what: &str, needle: &str, timeout: Duration) {
+    wait_for(what, timeout, Duration::from_millis(100), || async {
+        op.process.log().contains(needle).then_some(())
+    })
+    .await
+}
+
+/// Sends `sig` to an operator process (our unreaped child, so its PID
+/// cannot have been reused).
+fn signal(op: &mut Operator, sig: libc::c_int) {
+    assert!(op.process.try_status().is_none(), "the operator is still running");
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    unsafe { libc::kill(op.process.id() as libc::pid_t, sig) };
+}
+
+/// Creates jobs `0..n` of a burst with `desiredState: Running` and waits
+/// until the operator reports every one Running.
+async fn create_running(api: &Api<DtsJob>, n: usize) {
+    futures::stream::iter(0..n)
+        .for_each_concurrent(16, |i| {
+            let api = api.clone();
+            async move {
+                let (name, id, two_way) = burst_job(i);
+                api.create(&PostParams::default(), &dtsjob(&name, &id, two_way, "Running"))
+                    .await
+                    .unwrap_or_else(|e| panic!("creating {name}: {e}"));
+            }
+        })
+        .await;
+    wait_for(
+        "every DtsJob observed Running",
+        Duration::from_secs(300),
+        Duration::from_millis(500),
+        || async { (count_jobs(api, |j| at_phase(j, Phase::Running)).await? == n).then_some(()) },
+    )
+    .await;
+}
+
+/// The emulator's job entries for jobs `0..n` of a burst.
+fn burst_emulator_jobs(n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            let (_, id, two_way) = burst_job(i);
+            job(&id, None, two_way)
+        })
+        .collect()
+}
+
+/// A leader that is partitioned (SIGSTOP: alive, holding its connections,
+/// silent) loses the Lease to the standby, which stops the jobs flipped in
+/// the meantime. When the old leader comes back (SIGCONT) it notices it lost
+/// the Lease and makes no DTS call and no DtsJob write: its lease gate is
+/// closed the moment its renew deadline passed, even before its renew loop
+/// runs again.
+#[tokio::test]
+async fn a_partitioned_leader_makes_no_dts_call_and_no_write_after_sigcont() {
+    let _serial = SERIAL.lock().await;
+    let n = 20;
+    let timing = LeaseTiming {
+        lease_duration: Duration::from_secs(4),
+        renew_deadline: Duration::from_secs(3),
+        retry_period: Duration::from_millis(500),
+    };
+    let ns = TestNamespace::new("cp-leader-partition").await;
+    let emu = Emulator::start(
+        &ns,
+        "emulator",
+        json!({"accounts": [account()], "jobs": burst_emulator_jobs(n)}),
+    )
+    .await;
+    let mut a = start_replica(&ns, &emu, "replica-a", &timing);
+    wait_log(&a, "replica-a to lead", "became leader", Duration::from_secs(60)).await;
+    let b = start_replica(&ns, &emu, "replica-b", &timing);
+    wait_for(
+        "the standby's /readyz to answer 200",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || async { (b.readyz().await == Some(200)).then_some(()) },
+    )
+    .await;
+    let api = ns.api::<DtsJob>();
+    create_running(&api, n).await;
+    let a_calls = a.metric("dts_operator_dts_calls_total", &[]).await;
+    assert!(
+        a.metric("dts_operator_reconciles_total", &[]).await >= n as f64,
+        "the leader reconciled every job"
+    );
+    assert_eq!(b.metric("dts_operator_reconciles_total", &[]).await, 0.0);
+    assert_eq!(b.metric("dts_operator_dts_calls_total", &[]).await, 0.0);
+
+    signal(&mut a, libc::SIGSTOP);
+    let stopped_at = now_ms();
+    flip_all(api.clone(), n).await;
+    let bound = timing.lease_duration * 3 + Duration::from_secs(60);
+    wait_for(
+        "every DtsJob Stopped by the new leader",
+        bound,
+        Duration::from_millis(250),
+        || async { (count_jobs(&api, |j| at_phase(j, Phase::Stopped)).await? == n).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        lease_holder(&ns.client, &ns.name, LEASE_NAME).await.as_deref(),
+        Some("replica-b")
+    );
+    let stops = emu.calls("StopDtsJob").await;
+    let first_stop = stops.iter().map(journal_time_ms).min().expect("stops were made");
+    let takeover_ms = first_stop - stopped_at;
+    let earliest = (timing.lease_duration - timing.retry_period).as_millis() as i64 - 200;
+    assert!(
+        takeover_ms >= earliest,
+        "a stop {takeover_ms} ms after SIGSTOP, before the Lease could expire ({earliest} ms)"
+    );
+    let b_stops = b
+        .metric("dts_operator_dts_calls_total", &[("action", "StopDtsJob")])
+        .await;
+    assert_eq!(b_stops as usize, stops.len(), "the new leader made every stop");
+
+    // Let the new leader's last writes land, then record every DtsJob
+    // write from here on.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let journal_before = emu.journal().await.len();
+    let rv = api
+        .list(&ListParams::default())
+        .await
+        .expect("listing DtsJobs")
+        .metadata
+        .resource_version
+        .expect("a list resourceVersion");
+    let writes = Arc::new(Mutex::new(Vec::<String>::new()));
+    let watch = {
+        let (api, writes) = (api.clone(), writes.clone());
+        tokio::spawn(async move {
+            let mut events = api.watch(&WatchParams::default(), &rv).await.expect("watch").boxed();
+            while let Some(event) = events.try_next().await.expect("watch event") {
+                match event {
+                    WatchEvent::Added(j) | WatchEvent::Modified(j) | WatchEvent::Deleted(j) => {
+                        let managers: Vec<String> = j
+                            .metadata
+                            .managed_fields
+                            .unwrap_or_default()
+                            .into_iter()
+                            .filter_map(|m| Some(format!("{}@{}", m.manager?, m.time?.0)))
+                            .collect();
+                        writes.lock().unwrap().push(format!(
+                            "{} rv {} at {} ms (managers {managers:?})",
+                            j.metadata.name.unwrap_or_default(),
+                            j.metadata.resource_version.unwrap_or_default(),
+                            now_ms()
+                        ));
+                    }
+                    WatchEvent::Bookmark(_) | WatchEvent::Error(_) => {}
+                }
+            }
+        })
+    };
+
+    signal(&mut a, libc::SIGCONT);
+    let resumed_at = now_ms();
+    // Positive signal: the old leader ran again and knows it lost the Lease.
+    wait_log(
+        &a,
+        "the old leader to log that it lost leadership",
+        "lost leadership",
+        Duration::from_secs(30),
+    )
+    .await;
+    wait_for(
+        "the old leader's leader gauge to be 0",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || async { (a.metric("dts_operator_leader", &[]).await == 0.0).then_some(()) },
+    )
+    .await;
+    let noticed_ms = now_ms() - resumed_at;
+    // Settle window: anything the old leader still had queued would go out now.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    watch.abort();
+
+    let journal = emu.journal().await;
+    let after: Vec<&Value> = journal[journal_before..].iter().collect();
+    let a_after = a.metric("dts_operator_dts_calls_total", &[]).await;
+    let written = writes.lock().unwrap().clone();
+    eprintln!(
+        "leader partition: {n} DtsJobs flipped during the pause, {} stops; takeover {takeover_ms} ms after SIGSTOP \
+         (earliest {earliest} ms); old leader noticed the lost Lease {noticed_ms} ms after SIGCONT; after SIGCONT: \
+         {} DTS calls in the journal, old leader's DTS calls {a_calls} -> {a_after}, {} DtsJob writes",
+        stops.len(),
+        after.len(),
+        written.len()
+    );
+    let (duplicates, lost, unexpected) = tally(n, &stops_by_direction(&emu).await);
+    assert_eq!((duplicates, lost, unexpected), (0, 0, 0));
+    assert!(after.is_empty(), "DTS calls after SIGCONT: {after:?}");
+    assert_eq!(a_after, a_calls, "the old leader made no DTS call after SIGSTOP");
+    assert!(written.is_empty(), "DtsJob writes after SIGCONT: {written:#?}");
+    assert_eq!(
+        lease_holder(&ns.client, &ns.name, LEASE_NAME).await.as_deref(),
+        Some("replica-b"),
+        "the old leader did not take the Lease back"
+    );
+    assert_eq!(b.metric("dts_operator_leader", &[]).await, 1.0);
+}
+
+// ----- 429s from API Priority and Fairness (shared control plane) -----
+
+const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/helm/dts-operator");
+
+/// Runs `helm` or `kubectl` against the shared test cluster (Helm's cache and
+/// config in the test's log directory); returns stdout, failing on error.
+fn run_tool(ns: &TestNamespace, name: &str, args: &[&str], stdin: Option<&str>) -> String {
+    use std::io::Write;
+    let helm_home = ns.log_dir().join("helm-home");
+    let mut child = Command::new(support::tool(name))
+        .args(args)
+        .env("HELM_CACHE_HOME", helm_home.join("cache"))
+        .env("HELM_CONFIG_HOME", helm_home.join("config"))
+        .env("HELM_DATA_HOME", helm_home.join("data"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+    let mut pipe = child.stdin.take().expect("stdin");
+    pipe.write_all(stdin.unwrap_or("").as_bytes()).expect("writing stdin");
+    drop(pipe);
+    let out = child.wait_with_output().expect("waiting for the tool");
+    assert!(
+        out.status.success(),
+        "{name} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A FlowSchema + PriorityLevelConfiguration pair (cluster-scoped), deleted
+/// again when dropped so that no later test runs under it.
+struct ApfThrottle {
+    name: String,
+}
+
+impl Drop for ApfThrottle {
+    fn drop(&mut self) {
+        let out = Command::new(support::tool("kubectl"))
+            .args([
+                "delete",
+                "--ignore-not-found",
+                "flowschema,prioritylevelconfiguration",
+                &self.name,
+            ])
+            .output();
+        if !matches!(&out, Ok(o) if o.status.success()) {
+            eprintln!("deleting the APF objects {} failed: {out:?}", self.name);
+        }
+    }
+}
+
+/// Throttles the status PATCHes of ServiceAccount `namespace/sa` on DtsJobs
+/// in `watched` to the smallest priority level the API server allows (one
+/// concurrency share, nothing lent or borrowed, no queue: what does not fit
+/// is rejected with 429 at once). Everything else that user sends (watches,
+/// lists, Events) keeps its normal priority.
+fn throttle_status_writes(ns: &TestNamespace, namespace: &str, sa: &str, watched: &str) -> ApfThrottle {
+    let name = format!("dts-e2e-{}", ns.name);
+    let yaml = format!(
+        "apiVersion: flowcontrol.apiserver.k8s.io/v1
+kind: PriorityLevelConfiguration
+metadata: {{name: {name}}}
+spec:
+  type: Limited
+  limited:
+    nominalConcurrencyShares: 1
+    lendablePercent: 0
+    borrowingLimitPercent: 0
+    limitResponse: {{type: Reject}}
+---
+apiVersion: flowcontrol.apiserver.k8s.io/v1
+kind: FlowSchema
+metadata: {{name: {name}}}
+spec:
+  priorityLevelConfiguration: {{name: {name}}}
+  matchingPrecedence: 500
+  distinguisherMethod: {{type: ByUser}}
+  rules:
+  - subjects:
+    - kind: ServiceAccount
+      serviceAccount: {{name: {sa}, namespace: {namespace}}}
+    resourceRules:
+    - verbs: [patch, update]
+      apiGroups: [kubedts.io]
+      resources: [dtsjobs/status]
+      namespaces: [{watched}]
+"
+    );
+    let guard = ApfThrottle { name };
+    run_tool(ns, "kubectl", &["apply", "-f", "-"], Some(&yaml));
+    guard
+}
+
+/// The API server's count of requests APF rejected (429) at `level`.
+async fn apf_rejected(client: &kube::Client, level: &str) -> f64 {
+    let req = http::Request::get("/metrics").body(Vec::new()).expect("request");
+    let text = client.request_text(req).await.expect("the API server's /metrics");
+    support::stack::sum_samples(
+        &text,
+        "apiserver_flowcontrol_rejected_requests_total",
+        &[("priority_level", level)],
+    )
+}
+
+/// The operator runs as the chart's ServiceAccount; APF rejects most of its
+/// status writes with 429 during a burst. It retries them with backoff (the
+/// client's retry of 429 honouring Retry-After, then the reconcile's own
+/// requeue) and still stops every direction exactly once, every job ending
+/// `Stopped`.
+#[tokio::test]
+async fn status_writes_rejected_with_429_by_apf_still_stop_every_job_exactly_once() {
+    let _serial = SERIAL.lock().await;
+    let n = burst_size();
+    let release_ns = TestNamespace::new("cp-apf-release").await;
+    let ns = TestNamespace::new("cp-apf").await;
+    let release = format!("r{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let watch_value = format!("watchNamespace={}", ns.name);
+    let out = run_tool(
+        &ns,
+        "helm",
+        &[
+            "install",
+            &release,
+            CHART,
+            "--namespace",
+            &release_ns.name,
+            "--set",
+            &watch_value,
+        ],
+        None,
+    );
+    assert!(out.contains("STATUS: deployed"), "helm install output:\n{out}");
+    let sa = format!("{release}-dts-operator");
+    let throttle = throttle_status_writes(&ns, &release_ns.name, &sa, &ns.name);
+    let level = throttle.name.clone();
+
+    let emu = Emulator::start(
+        &ns,
+        "emulator",
+        json!({"accounts": [account()], "jobs": burst_emulator_jobs(n)}),
+    )
+    .await;
+    let token = support::stack::service_account_token(&ns.client, &release_ns.name, &sa).await;
+    let kubeconfig = ns.log_dir().join("sa-kubeconfig.json");
+    support::stack::write_token_kubeconfig(&kubeconfig, &token);
+    let mut env = default_credentials();
+    env.push(("KUBECONFIG".into(), kubeconfig.display().to_string()));
+    let rejected_before = apf_rejected(&ns.client, &level).await;
+    let op = Operator::start(
+        &ns,
+        "operator",
+        &emu.url,
+        OperatorOptions {
+            // DTS is not the bottleneck here: the status writes are.
+            extra_args: ["--dts-rate-limit", "1000", "--dts-max-concurrency", "64"]
+                .map(String::from)
+                .to_vec(),
+            env,
+            namespace_scoped: true,
+        },
+    );
+    let api = ns.api::<DtsJob>();
+    let started = Instant::now();
+    create_running(&api, n).await;
+    let observed_in = started.elapsed();
+    let rejected_observing = apf_rejected(&ns.client, &level).await - rejected_before;
+
+    let flipped = Instant::now();
+    flip_all(api.clone(), n).await;
+    wait_for(
+        "every DtsJob Stopped",
+        Duration::from_secs(600),
+        Duration::from_millis(250),
+        || async { (count_jobs(&api, |j| at_phase(j, Phase::Stopped)).await? == n).then_some(()) },
+    )
+    .await;
+    let stopped_in = flipped.elapsed();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rejected = apf_rejected(&ns.client, &level).await - rejected_before;
+    let stops = stops_by_direction(&emu).await;
+    let (duplicates, lost, unexpected) = tally(n, &stops);
+    let requeues = op.metric("dts_operator_reconcile_failures_total", &[]).await;
+    eprintln!(
+        "APF 429s: {n} DtsJobs, {} stops attempted; status writes rejected with 429: {rejected_observing} while observing \
+         ({:.2} s to all Running), {rejected} in all; all Stopped {:.2} s after the flip; duplicates {duplicates}, \
+         lost {lost}, unexpected {unexpected}; failed reconciles {requeues}",
+        stops.values().sum::<usize>(),
+        observed_in.as_secs_f64(),
+        stopped_in.as_secs_f64(),
+    );
+    assert!(
+        rejected > 0.0,
+        "APF rejected none of the operator's status writes: the fault did not happen"
+    );
+    assert_eq!(
+        (duplicates, lost, unexpected),
+        (0, 0, 0),
+        "stops per direction: {stops:?}"
+    );
+    drop(op);
 }

@@ -252,7 +252,8 @@ impl TestNamespace {
                 .build()
                 .expect("runtime");
             rt.block_on(async {
-                match tokio::time::timeout(Duration::from_secs(20), dump_api_state(&name, kubeconfig.as_deref())).await {
+                let state = dump_api_state(&name, kubeconfig.as_deref());
+                match tokio::time::timeout(Duration::from_secs(20), state).await {
                     Ok(text) => text,
                     Err(_) => "(the API server did not answer within 20 s)\n".to_string(),
                 }
