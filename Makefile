@@ -1,5 +1,5 @@
 # dts-operator. The two commands are `make demo` and `make test` (README.md).
-.PHONY: demo test lint deploy-check gitops-test image-test bench bench-micro bench-e2e bench-smoke crd tools gitops-tools cluster cluster-down image
+.PHONY: reliability demo test lint deploy-check gitops-test image-test bench bench-micro bench-e2e bench-smoke crd tools gitops-tools cluster cluster-down image
 
 # The throw-away control plane of `make cluster` (see testcluster/).
 CLUSTER_DIR ?= target/cluster
@@ -72,6 +72,11 @@ bench-smoke: tools
 	cargo build -q --bins -p dts-operator -p dts-emulator -p testcluster -p dts-bench
 	rm -rf $(TARGET_DIR)/bench-smoke
 	$(TARGET_DIR)/debug/dts-bench run --smoke --out $(TARGET_DIR)/bench-smoke --operator-cmd "$(TARGET_DIR)/debug/dts-operator run"
+
+# Fault scenarios at full size (docs/reliability.md): the invariants are
+# asserted, the recovery times printed. `make test` runs them smaller.
+reliability: tools
+	RELIABILITY_FULL=1 scripts/test-e2e-env.sh cargo test -q -p dts-operator --test e2e_control_plane -- --nocapture
 
 crd:
 	cargo run -q --bin dts-operator -- crd > crds/dtsjob.yaml

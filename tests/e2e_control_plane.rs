@@ -110,6 +110,9 @@ impl OwnCluster {
         let out = cmd.output().await.expect("running testcluster");
         let took = started.elapsed();
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        // What `testcluster` says about stopping (e.g. a SIGKILL after the
+        // grace period) belongs to the figures.
+        eprint!("{}", String::from_utf8_lossy(&out.stderr));
         assert!(
             out.status.success(),
             "testcluster {args:?} failed: {stdout}{}",
@@ -499,6 +502,7 @@ async fn a_partitioned_leader_makes_no_dts_call_and_no_write_after_sigcont() {
     assert_eq!(b.metric("dts_operator_reconciles_total", &[]).await, 0.0);
     assert_eq!(b.metric("dts_operator_dts_calls_total", &[]).await, 0.0);
 
+    let a_reconciles = a.metric("dts_operator_reconciles_total", &[]).await;
     signal(&mut a, libc::SIGSTOP);
     let stopped_at = now_ms();
     flip_all(api.clone(), n).await;
@@ -591,19 +595,29 @@ async fn a_partitioned_leader_makes_no_dts_call_and_no_write_after_sigcont() {
     let journal = emu.journal().await;
     let after: Vec<&Value> = journal[journal_before..].iter().collect();
     let a_after = a.metric("dts_operator_dts_calls_total", &[]).await;
+    let a_reconciles_after = a.metric("dts_operator_reconciles_total", &[]).await;
     let written = writes.lock().unwrap().clone();
     eprintln!(
         "leader partition: {n} DtsJobs flipped during the pause, {} stops; takeover {takeover_ms} ms after SIGSTOP \
          (earliest {earliest} ms); old leader noticed the lost Lease {noticed_ms} ms after SIGCONT; after SIGCONT: \
-         {} DTS calls in the journal, old leader's DTS calls {a_calls} -> {a_after}, {} DtsJob writes",
+         {} DTS calls in the journal, old leader's DTS calls {} -> {} and reconciles {} -> {}, \
+         {} DtsJob writes",
         stops.len(),
         after.len(),
+        a_calls as u64,
+        a_after as u64,
+        a_reconciles as u64,
+        a_reconciles_after as u64,
         written.len()
     );
     let (duplicates, lost, unexpected) = tally(n, &stops_by_direction(&emu).await);
     assert_eq!((duplicates, lost, unexpected), (0, 0, 0));
     assert!(after.is_empty(), "DTS calls after SIGCONT: {after:?}");
     assert_eq!(a_after, a_calls, "the old leader made no DTS call after SIGSTOP");
+    assert_eq!(
+        a_reconciles_after, a_reconciles,
+        "the old leader reconciled nothing after SIGCONT"
+    );
     assert!(written.is_empty(), "DtsJob writes after SIGCONT: {written:#?}");
     assert_eq!(
         lease_holder(&ns.client, &ns.name, LEASE_NAME).await.as_deref(),
