@@ -148,7 +148,7 @@ enum Fault {
 
 /// Job `i` of a burst: every other one two-way.
 fn burst_job(i: usize) -> (String, String, bool) {
-    (format!("burst-{i:04}"), format!("cpBurst{i:04}"), i % 2 == 0)
+    (format!("burst-{i:04}"), format!("cpBurst{i:04}"), i.is_multiple_of(2))
 }
 
 fn directions(two_way: bool) -> &'static [&'static str] {

@@ -63,7 +63,7 @@ pub async fn client() -> Client {
 /// A client for the `testcluster` kubeconfig at `path` (a test's own control
 /// plane); the same context guard as [`client`].
 pub async fn client_at(path: &Path) -> Client {
-    let kubeconfig = Kubeconfig::read_from(&path)
+    let kubeconfig = Kubeconfig::read_from(path)
         .unwrap_or_else(|e| panic!("cannot read KUBECONFIG={}: {e}; {HOW_TO_RUN}", path.to_string_lossy()));
     if kubeconfig.current_context.as_deref() != Some(TEST_CONTEXT) {
         panic!(
