@@ -831,3 +831,214 @@ async fn status_writes_rejected_with_429_by_apf_still_stop_every_job_exactly_onc
     );
     drop(op);
 }
+
+// ----- 500s from the API server on status writes (shared control plane) -----
+
+/// A loopback HTTP proxy in front of the test API server that answers every
+/// `every`-th DtsJob status PATCH with a 500 InternalError: alternately
+/// without forwarding it (the write is lost) and after forwarding it (the
+/// write happened, only the answer is lost: the nastier case for a client
+/// that retries). Everything else, watches included, is passed through
+/// (the operator speaks plain HTTP to the proxy, the proxy TLS to the server).
+struct FaultProxy {
+    url: String,
+    injected: Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[derive(Clone)]
+struct ProxyState {
+    upstream: String,
+    http: reqwest::Client,
+    every: u64,
+    seen: Arc<std::sync::atomic::AtomicU64>,
+    injected: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// `server` and `certificate-authority-data` of the kubeconfig at `path`.
+fn kubeconfig_cluster(path: &Path) -> (String, Vec<u8>) {
+    use base64::Engine;
+    let config: Value = serde_yaml::from_str(&std::fs::read_to_string(path).expect("kubeconfig")).expect("YAML");
+    let cluster = &config["clusters"][0]["cluster"];
+    let ca = base64::engine::general_purpose::STANDARD
+        .decode(cluster["certificate-authority-data"].as_str().expect("CA data"))
+        .expect("CA base64");
+    (cluster["server"].as_str().expect("server").to_string(), ca)
+}
+
+async fn start_fault_proxy(kubeconfig: &Path, every: u64) -> FaultProxy {
+    let (upstream, ca) = kubeconfig_cluster(kubeconfig);
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("CA PEM"))
+        .build()
+        .expect("proxy client");
+    let injected = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let state = ProxyState {
+        upstream,
+        http,
+        every,
+        seen: Arc::default(),
+        injected: injected.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let app = axum::Router::new().fallback(forward).with_state(state);
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    FaultProxy { url, injected, task }
+}
+
+fn internal_error() -> axum::response::Response {
+    let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+        "message": "injected by the test proxy", "reason": "InternalError", "code": 500});
+    axum::response::Response::builder()
+        .status(500)
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body.to_string()))
+        .expect("response")
+}
+
+async fn forward(
+    axum::extract::State(st): axum::extract::State<ProxyState>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    use std::sync::atomic::Ordering;
+    let (parts, body) = req.into_parts();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_string();
+    let status_write = parts.method == http::Method::PATCH
+        && parts.uri.path().contains("/dtsjobs/")
+        && parts.uri.path().ends_with("/status");
+    let fault = status_write && st.seen.fetch_add(1, Ordering::SeqCst) % st.every == st.every - 1;
+    let lose_request = fault && st.injected.load(Ordering::SeqCst) % 2 == 0;
+    if lose_request {
+        st.injected.fetch_add(1, Ordering::SeqCst);
+        return internal_error();
+    }
+    let Ok(body) = axum::body::to_bytes(body, 64 << 20).await else {
+        return internal_error();
+    };
+    let mut upstream = st.http.request(parts.method.clone(), format!("{}{path}", st.upstream));
+    for (name, value) in &parts.headers {
+        if name != http::header::HOST && name != http::header::CONTENT_LENGTH {
+            upstream = upstream.header(name, value);
+        }
+    }
+    let resp = match upstream.body(body).send().await {
+        Ok(r) => r,
+        Err(_) => return internal_error(),
+    };
+    if fault {
+        // The write went through; only its answer is replaced.
+        st.injected.fetch_add(1, Ordering::SeqCst);
+        return internal_error();
+    }
+    let mut out = axum::response::Response::builder().status(resp.status().as_u16());
+    for (name, value) in resp.headers() {
+        if name != http::header::TRANSFER_ENCODING
+            && name != http::header::CONTENT_LENGTH
+            && name != http::header::CONNECTION
+        {
+            out = out.header(name, value);
+        }
+    }
+    let chunks = futures::stream::unfold(resp, |mut r| async move {
+        match r.chunk().await {
+            Ok(Some(c)) => Some((Ok::<_, reqwest::Error>(c), r)),
+            _ => None,
+        }
+    });
+    out.body(axum::body::Body::from_stream(chunks)).expect("response")
+}
+
+/// A kubeconfig like `source`'s, but reaching the API server through `url`.
+fn proxied_kubeconfig(source: &Path, url: &str, out: &Path) {
+    let mut config: Value = serde_yaml::from_str(&std::fs::read_to_string(source).expect("kubeconfig")).expect("YAML");
+    let cluster = &mut config["clusters"][0]["cluster"];
+    cluster["server"] = json!(url);
+    cluster
+        .as_object_mut()
+        .expect("cluster")
+        .remove("certificate-authority-data");
+    std::fs::write(out, serde_json::to_vec_pretty(&config).expect("JSON")).expect("writing kubeconfig");
+}
+
+/// Every third DtsJob status write fails with 500 (half of them after the
+/// write was applied): the operator retries with backoff, stops every
+/// direction exactly once and every job ends `Stopped`.
+#[tokio::test]
+async fn status_writes_failing_with_500_still_stop_every_job_exactly_once() {
+    let _serial = SERIAL.lock().await;
+    let n = burst_size();
+    let ns = TestNamespace::new("cp-status-500").await;
+    let source = PathBuf::from(std::env::var_os("KUBECONFIG").expect("KUBECONFIG"));
+    let proxy = start_fault_proxy(&source, 3).await;
+    let kubeconfig = ns.log_dir().join("proxied-kubeconfig.json");
+    proxied_kubeconfig(&source, &proxy.url, &kubeconfig);
+    let emu = Emulator::start(
+        &ns,
+        "emulator",
+        json!({"accounts": [account()], "jobs": burst_emulator_jobs(n)}),
+    )
+    .await;
+    let mut env = default_credentials();
+    env.push(("KUBECONFIG".into(), kubeconfig.display().to_string()));
+    let op = Operator::start(
+        &ns,
+        "operator",
+        &emu.url,
+        OperatorOptions {
+            extra_args: ["--dts-rate-limit", "1000", "--dts-max-concurrency", "64"]
+                .map(String::from)
+                .to_vec(),
+            env,
+            namespace_scoped: true,
+        },
+    );
+    let api = ns.api::<DtsJob>();
+    let started = Instant::now();
+    create_running(&api, n).await;
+    let observed_in = started.elapsed();
+    let injected_observing = proxy.injected.load(std::sync::atomic::Ordering::SeqCst);
+    let flipped = Instant::now();
+    flip_all(api.clone(), n).await;
+    wait_for(
+        "every DtsJob Stopped",
+        Duration::from_secs(600),
+        Duration::from_millis(250),
+        || async { (count_jobs(&api, |j| at_phase(j, Phase::Stopped)).await? == n).then_some(()) },
+    )
+    .await;
+    let stopped_in = flipped.elapsed();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let injected = proxy.injected.load(std::sync::atomic::Ordering::SeqCst);
+    let stops = stops_by_direction(&emu).await;
+    let (duplicates, lost, unexpected) = tally(n, &stops);
+    let failures = op.metric("dts_operator_reconcile_failures_total", &[]).await;
+    eprintln!(
+        "status 500s: {n} DtsJobs, {} stops attempted; 500s injected on status writes: {injected_observing} while observing \
+         ({:.2} s to all Running), {injected} in all; all Stopped {:.2} s after the flip; duplicates {duplicates}, \
+         lost {lost}, unexpected {unexpected}; failed reconciles {failures}",
+        stops.values().sum::<usize>(),
+        observed_in.as_secs_f64(),
+        stopped_in.as_secs_f64(),
+    );
+    assert!(injected > 0, "no 500 was injected: the fault did not happen");
+    assert!(failures > 0.0, "the operator saw the failed writes");
+    assert_eq!(
+        (duplicates, lost, unexpected),
+        (0, 0, 0),
+        "stops per direction: {stops:?}"
+    );
+}
