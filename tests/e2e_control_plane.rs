@@ -6,7 +6,9 @@
 //!
 //! The restart and pause scenarios break the control plane, so each starts
 //! its own (`testcluster up` in a temporary directory, `down` on drop, also
-//! on panic) instead of using the shared one of `make test`.
+//! on panic) instead of using the shared one of `make test`. The leader
+//! partition (a SIGSTOPped leader replica), the 429s of API Priority and
+//! Fairness and the 500s of a fault-injecting proxy use the shared one.
 //!
 //! Sizes: 100 jobs and a 10 s pause under `make test`; 500 jobs and 20 s with
 //! `RELIABILITY_FULL=1` (`make reliability`). The figures (recovery times,
