@@ -4,7 +4,9 @@
 //! `up` generates fresh credentials, starts both processes detached (so the
 //! cluster outlives the command), waits until the API server is usable,
 //! writes a kubeconfig and installs the CRDs; `down` stops whatever `up`
-//! recorded in `DIR/pids`. There is no kube-controller-manager, scheduler or
+//! recorded in `DIR/pids`. For fault-injection tests, `restart` stops one
+//! component and starts it again from the command line recorded in
+//! `DIR/NAME.cmd`, and `pause` / `resume` SIGSTOP / SIGCONT it. There is no kube-controller-manager, scheduler or
 //! kubelet, which rules out some things: namespace deletion never finishes,
 //! there is no garbage collection, and no Pods run.
 
