@@ -16,9 +16,15 @@
 
 mod support;
 
+#[path = "e2e_control_plane/apf.rs"]
+mod apf;
+#[path = "e2e_control_plane/fault_proxy.rs"]
+mod fault_proxy;
+#[path = "e2e_control_plane/own_cluster.rs"]
+mod own_cluster;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,6 +38,10 @@ use support::stack::{
     ACCESS_KEY_ID, ACCESS_KEY_SECRET,
 };
 use support::{wait_for, TestNamespace};
+
+use apf::{apf_rejected, run_tool, throttle_status_writes, CHART};
+use fault_proxy::{proxied_kubeconfig, start_fault_proxy};
+use own_cluster::OwnCluster;
 
 /// Full sizes (`make reliability`) or the quick ones of `make test`.
 fn full() -> bool {
@@ -48,96 +58,6 @@ fn burst_size() -> usize {
 
 fn pause_length() -> Duration {
     Duration::from_secs(if full() { 20 } else { 10 })
-}
-
-/// The `testcluster` binary next to this test's target directory (built by
-/// scripts/test-e2e-env.sh), as tests/support finds the emulator.
-fn testcluster_bin() -> PathBuf {
-    if let Some(path) = std::env::var_os("DTS_TESTCLUSTER_BIN") {
-        return PathBuf::from(path);
-    }
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps")
-        .join("testcluster");
-    assert!(
-        path.is_file(),
-        "{} is missing: build it with `cargo build -p testcluster` (scripts/test-e2e-env.sh does)",
-        path.display()
-    );
-    path
-}
-
-/// A control plane of this test alone, stopped (`testcluster down`) on drop.
-struct OwnCluster {
-    dir: tempfile::TempDir,
-    bin: PathBuf,
-}
-
-impl OwnCluster {
-    fn up() -> OwnCluster {
-        let dir = tempfile::Builder::new()
-            .prefix("dts-cpfaults.")
-            .tempdir()
-            .expect("temp dir");
-        let bin = testcluster_bin();
-        let cluster = OwnCluster { dir, bin };
-        let mut cmd = Command::new(&cluster.bin);
-        cmd.arg("up").arg("--dir").arg(cluster.dir.path());
-        if let Some(bin_dir) = std::env::var_os("DTS_TEST_BIN_DIR") {
-            cmd.arg("--bin-dir").arg(bin_dir);
-        }
-        let out = cmd.output().expect("running testcluster up");
-        assert!(
-            out.status.success(),
-            "testcluster up failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        cluster
-    }
-
-    fn kubeconfig(&self) -> PathBuf {
-        self.dir.path().join("kubeconfig")
-    }
-
-    /// Runs `testcluster ARGS --dir DIR` to completion (off the async
-    /// runtime) and returns how long it took and its stdout.
-    async fn run(&self, args: &[&str]) -> (Duration, String) {
-        let mut cmd = tokio::process::Command::new(&self.bin);
-        cmd.args(args).arg("--dir").arg(self.dir.path());
-        let started = Instant::now();
-        let out = cmd.output().await.expect("running testcluster");
-        let took = started.elapsed();
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        // What `testcluster` says about stopping (e.g. a SIGKILL after the
-        // grace period) belongs to the figures.
-        eprint!("{}", String::from_utf8_lossy(&out.stderr));
-        assert!(
-            out.status.success(),
-            "testcluster {args:?} failed: {stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (took, stdout)
-    }
-}
-
-impl Drop for OwnCluster {
-    fn drop(&mut self) {
-        let status = Command::new(&self.bin)
-            .arg("down")
-            .arg("--dir")
-            .arg(self.dir.path())
-            .status();
-        if !matches!(status, Ok(s) if s.success()) {
-            eprintln!(
-                "testcluster down --dir {} failed ({status:?}); stop it by hand",
-                self.dir.path().display()
-            );
-        }
-    }
 }
 
 /// The fault a burst scenario injects once a third of the stops reached DTS.
@@ -629,113 +549,6 @@ async fn a_partitioned_leader_makes_no_dts_call_and_no_write_after_sigcont() {
     assert_eq!(b.metric("dts_operator_leader", &[]).await, 1.0);
 }
 
-// ----- 429s from API Priority and Fairness (shared control plane) -----
-
-const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/helm/dts-operator");
-
-/// Runs `helm` or `kubectl` against the shared test cluster (Helm's cache and
-/// config in the test's log directory); returns stdout, failing on error.
-fn run_tool(ns: &TestNamespace, name: &str, args: &[&str], stdin: Option<&str>) -> String {
-    use std::io::Write;
-    let helm_home = ns.log_dir().join("helm-home");
-    let mut child = Command::new(support::tool(name))
-        .args(args)
-        .env("HELM_CACHE_HOME", helm_home.join("cache"))
-        .env("HELM_CONFIG_HOME", helm_home.join("config"))
-        .env("HELM_DATA_HOME", helm_home.join("data"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {name}: {e}"));
-    let mut pipe = child.stdin.take().expect("stdin");
-    pipe.write_all(stdin.unwrap_or("").as_bytes()).expect("writing stdin");
-    drop(pipe);
-    let out = child.wait_with_output().expect("waiting for the tool");
-    assert!(
-        out.status.success(),
-        "{name} {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A FlowSchema + PriorityLevelConfiguration pair (cluster-scoped), deleted
-/// again when dropped so that no later test runs under it.
-struct ApfThrottle {
-    name: String,
-}
-
-impl Drop for ApfThrottle {
-    fn drop(&mut self) {
-        let out = Command::new(support::tool("kubectl"))
-            .args([
-                "delete",
-                "--ignore-not-found",
-                "flowschema,prioritylevelconfiguration",
-                &self.name,
-            ])
-            .output();
-        if !matches!(&out, Ok(o) if o.status.success()) {
-            eprintln!("deleting the APF objects {} failed: {out:?}", self.name);
-        }
-    }
-}
-
-/// Throttles the status PATCHes of ServiceAccount `namespace/sa` on DtsJobs
-/// in `watched` to the smallest priority level the API server allows (one
-/// concurrency share, nothing lent or borrowed, no queue: what does not fit
-/// is rejected with 429 at once). Everything else that user sends (watches,
-/// lists, Events) keeps its normal priority.
-fn throttle_status_writes(ns: &TestNamespace, namespace: &str, sa: &str, watched: &str) -> ApfThrottle {
-    let name = format!("dts-e2e-{}", ns.name);
-    let yaml = format!(
-        "apiVersion: flowcontrol.apiserver.k8s.io/v1
-kind: PriorityLevelConfiguration
-metadata: {{name: {name}}}
-spec:
-  type: Limited
-  limited:
-    nominalConcurrencyShares: 1
-    lendablePercent: 0
-    borrowingLimitPercent: 0
-    limitResponse: {{type: Reject}}
----
-apiVersion: flowcontrol.apiserver.k8s.io/v1
-kind: FlowSchema
-metadata: {{name: {name}}}
-spec:
-  priorityLevelConfiguration: {{name: {name}}}
-  matchingPrecedence: 500
-  distinguisherMethod: {{type: ByUser}}
-  rules:
-  - subjects:
-    - kind: ServiceAccount
-      serviceAccount: {{name: {sa}, namespace: {namespace}}}
-    resourceRules:
-    - verbs: [patch, update]
-      apiGroups: [kubedts.io]
-      resources: [dtsjobs/status]
-      namespaces: [{watched}]
-"
-    );
-    let guard = ApfThrottle { name };
-    run_tool(ns, "kubectl", &["apply", "-f", "-"], Some(&yaml));
-    guard
-}
-
-/// The API server's count of requests APF rejected (429) at `level`.
-async fn apf_rejected(client: &kube::Client, level: &str) -> f64 {
-    let req = http::Request::get("/metrics").body(Vec::new()).expect("request");
-    let text = client.request_text(req).await.expect("the API server's /metrics");
-    support::stack::sum_samples(
-        &text,
-        "apiserver_flowcontrol_rejected_requests_total",
-        &[("priority_level", level)],
-    )
-}
-
 /// The operator runs as the chart's ServiceAccount; APF rejects most of its
 /// status writes with 429 during a burst. It retries them with backoff (the
 /// client's retry of 429 honouring Retry-After, then the reconcile's own
@@ -832,148 +645,6 @@ async fn status_writes_rejected_with_429_by_apf_still_stop_every_job_exactly_onc
         "stops per direction: {stops:?}"
     );
     drop(op);
-}
-
-// ----- 500s from the API server on status writes (shared control plane) -----
-
-/// A loopback HTTP proxy in front of the test API server that answers every
-/// `every`-th DtsJob status PATCH with a 500 InternalError: alternately
-/// without forwarding it (the write is lost) and after forwarding it (the
-/// write happened, only the answer is lost: the nastier case for a client
-/// that retries). Everything else, watches included, is passed through
-/// (the operator speaks plain HTTP to the proxy, the proxy TLS to the server).
-struct FaultProxy {
-    url: String,
-    injected: Arc<std::sync::atomic::AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-#[derive(Clone)]
-struct ProxyState {
-    upstream: String,
-    http: reqwest::Client,
-    every: u64,
-    seen: Arc<std::sync::atomic::AtomicU64>,
-    injected: Arc<std::sync::atomic::AtomicU64>,
-}
-
-/// `server` and `certificate-authority-data` of the kubeconfig at `path`.
-fn kubeconfig_cluster(path: &Path) -> (String, Vec<u8>) {
-    use base64::Engine;
-    let config: Value = serde_yaml::from_str(&std::fs::read_to_string(path).expect("kubeconfig")).expect("YAML");
-    let cluster = &config["clusters"][0]["cluster"];
-    let ca = base64::engine::general_purpose::STANDARD
-        .decode(cluster["certificate-authority-data"].as_str().expect("CA data"))
-        .expect("CA base64");
-    (cluster["server"].as_str().expect("server").to_string(), ca)
-}
-
-async fn start_fault_proxy(kubeconfig: &Path, every: u64) -> FaultProxy {
-    let (upstream, ca) = kubeconfig_cluster(kubeconfig);
-    let http = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("CA PEM"))
-        .build()
-        .expect("proxy client");
-    let injected = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let state = ProxyState {
-        upstream,
-        http,
-        every,
-        seen: Arc::default(),
-        injected: injected.clone(),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let app = axum::Router::new().fallback(forward).with_state(state);
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    FaultProxy { url, injected, task }
-}
-
-fn internal_error() -> axum::response::Response {
-    let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-        "message": "injected by the test proxy", "reason": "InternalError", "code": 500});
-    axum::response::Response::builder()
-        .status(500)
-        .header("content-type", "application/json")
-        .body(axum::body::Body::from(body.to_string()))
-        .expect("response")
-}
-
-async fn forward(
-    axum::extract::State(st): axum::extract::State<ProxyState>,
-    req: axum::extract::Request,
-) -> axum::response::Response {
-    use std::sync::atomic::Ordering;
-    let (parts, body) = req.into_parts();
-    let path = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/")
-        .to_string();
-    let status_write = parts.method == http::Method::PATCH
-        && parts.uri.path().contains("/dtsjobs/")
-        && parts.uri.path().ends_with("/status");
-    let fault = status_write && st.seen.fetch_add(1, Ordering::SeqCst) % st.every == st.every - 1;
-    let lose_request = fault && st.injected.load(Ordering::SeqCst) % 2 == 0;
-    if lose_request {
-        st.injected.fetch_add(1, Ordering::SeqCst);
-        return internal_error();
-    }
-    let Ok(body) = axum::body::to_bytes(body, 64 << 20).await else {
-        return internal_error();
-    };
-    let mut upstream = st.http.request(parts.method.clone(), format!("{}{path}", st.upstream));
-    for (name, value) in &parts.headers {
-        if name != http::header::HOST && name != http::header::CONTENT_LENGTH {
-            upstream = upstream.header(name, value);
-        }
-    }
-    let resp = match upstream.body(body).send().await {
-        Ok(r) => r,
-        Err(_) => return internal_error(),
-    };
-    if fault {
-        // The write went through; only its answer is replaced.
-        st.injected.fetch_add(1, Ordering::SeqCst);
-        return internal_error();
-    }
-    let mut out = axum::response::Response::builder().status(resp.status().as_u16());
-    for (name, value) in resp.headers() {
-        if name != http::header::TRANSFER_ENCODING
-            && name != http::header::CONTENT_LENGTH
-            && name != http::header::CONNECTION
-        {
-            out = out.header(name, value);
-        }
-    }
-    let chunks = futures::stream::unfold(resp, |mut r| async move {
-        match r.chunk().await {
-            Ok(Some(c)) => Some((Ok::<_, reqwest::Error>(c), r)),
-            _ => None,
-        }
-    });
-    out.body(axum::body::Body::from_stream(chunks)).expect("response")
-}
-
-/// A kubeconfig like `source`'s, but reaching the API server through `url`.
-fn proxied_kubeconfig(source: &Path, url: &str, out: &Path) {
-    let mut config: Value = serde_yaml::from_str(&std::fs::read_to_string(source).expect("kubeconfig")).expect("YAML");
-    let cluster = &mut config["clusters"][0]["cluster"];
-    cluster["server"] = json!(url);
-    cluster
-        .as_object_mut()
-        .expect("cluster")
-        .remove("certificate-authority-data");
-    std::fs::write(out, serde_json::to_vec_pretty(&config).expect("JSON")).expect("writing kubeconfig");
 }
 
 /// Every third DtsJob status write fails with 500 (half of them after the
