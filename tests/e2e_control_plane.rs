@@ -169,45 +169,25 @@ async fn burst_with_fault(test: &str, fault: Fault) {
     let expected_stops: usize = (0..n).map(|i| directions(burst_job(i).2).len()).sum();
     let cluster = OwnCluster::up();
     let ns = TestNamespace::new_at(test, &cluster.kubeconfig()).await;
-    let jobs: Vec<Value> = (0..n)
-        .map(|i| {
-            let (_, id, two_way) = burst_job(i);
-            job(&id, None, two_way)
-        })
-        .collect();
-    let emu = Emulator::start(&ns, "emulator", json!({"accounts": [account()], "jobs": jobs})).await;
-    let api = ns.api::<DtsJob>();
-    futures::stream::iter(0..n)
-        .for_each_concurrent(16, |i| {
-            let api = api.clone();
-            async move {
-                let (name, id, two_way) = burst_job(i);
-                api.create(&PostParams::default(), &dtsjob(&name, &id, two_way, "Running"))
-                    .await
-                    .unwrap_or_else(|e| panic!("creating {name}: {e}"));
-            }
-        })
-        .await;
+    let emu = Emulator::start(
+        &ns,
+        "emulator",
+        json!({"accounts": [account()], "jobs": burst_emulator_jobs(n)}),
+    )
+    .await;
+    let mut env = default_credentials();
+    env.push(("KUBECONFIG".into(), cluster.kubeconfig().display().to_string()));
     let _op = Operator::start(
         &ns,
         "operator",
         &emu.url,
         OperatorOptions {
-            env: vec![
-                ("KUBECONFIG".into(), cluster.kubeconfig().display().to_string()),
-                ("ALIBABA_CLOUD_ACCESS_KEY_ID".into(), ACCESS_KEY_ID.into()),
-                ("ALIBABA_CLOUD_ACCESS_KEY_SECRET".into(), ACCESS_KEY_SECRET.into()),
-            ],
+            env,
             ..Default::default()
         },
     );
-    wait_for(
-        "every DtsJob observed Running",
-        Duration::from_secs(300),
-        Duration::from_millis(500),
-        || async { (count_jobs(&api, |j| at_phase(j, Phase::Running)).await? == n).then_some(()) },
-    )
-    .await;
+    let api = ns.api::<DtsJob>();
+    create_running(&api, n).await;
     assert!(emu.calls("StopDtsJob").await.is_empty(), "no stop before the flip");
 
     let burst_started = Instant::now();
@@ -644,7 +624,6 @@ async fn status_writes_rejected_with_429_by_apf_still_stop_every_job_exactly_onc
         (0, 0, 0),
         "stops per direction: {stops:?}"
     );
-    drop(op);
 }
 
 /// Every third DtsJob status write fails with 500 (half of them after the
