@@ -105,6 +105,21 @@ async fn count_jobs(api: &Api<DtsJob>, pred: impl Fn(&DtsJob) -> bool) -> Option
     Some(list.items.iter().filter(|j| pred(j)).count())
 }
 
+/// The DtsJobs whose status is not `Stopped` with every direction `Stopped`.
+async fn not_stopped(api: &Api<DtsJob>) -> Vec<String> {
+    let list = api.list(&ListParams::default()).await.expect("listing DtsJobs");
+    list.items
+        .iter()
+        .filter(|j| {
+            !at_phase(j, Phase::Stopped)
+                || j.status
+                    .as_ref()
+                    .is_none_or(|s| s.directions.iter().any(|d| d.state != DirectionState::Stopped))
+        })
+        .map(|j| j.metadata.name.clone().unwrap_or_default())
+        .collect()
+}
+
 /// StopDtsJob calls per (jobId, direction) in the journal.
 async fn stops_by_direction(emu: &Emulator) -> BTreeMap<(String, String), usize> {
     let mut out = BTreeMap::new();
@@ -243,18 +258,7 @@ async fn burst_with_fault(test: &str, fault: Fault) {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let stops = stops_by_direction(&emu).await;
     let (duplicates, lost, unexpected) = tally(n, &stops);
-    let list = api.list(&ListParams::default()).await.expect("listing DtsJobs");
-    let not_stopped: Vec<String> = list
-        .items
-        .iter()
-        .filter(|j| {
-            !at_phase(j, Phase::Stopped)
-                || j.status
-                    .as_ref()
-                    .is_none_or(|s| s.directions.iter().any(|d| d.state != DirectionState::Stopped))
-        })
-        .map(|j| j.metadata.name.clone().unwrap_or_default())
-        .collect();
+    let not_stopped = not_stopped(&api).await;
     eprintln!(
         "control-plane fault {fault:?}: {n} DtsJobs, {expected_stops} stops attempted, {at_fault} in the journal at the fault; \
          duplicates {duplicates}, lost {lost}, unexpected {unexpected}; API server ready {:.2} s after the fault{}; \
@@ -514,6 +518,8 @@ async fn a_partitioned_leader_makes_no_dts_call_and_no_write_after_sigcont() {
     );
     let (duplicates, lost, unexpected) = tally(n, &stops_by_direction(&emu).await);
     assert_eq!((duplicates, lost, unexpected), (0, 0, 0));
+    let not_stopped = not_stopped(&api).await;
+    assert!(not_stopped.is_empty(), "not Stopped: {not_stopped:?}");
     assert!(after.is_empty(), "DTS calls after SIGCONT: {after:?}");
     assert_eq!(a_after, a_calls, "the old leader made no DTS call after SIGSTOP");
     assert_eq!(
@@ -624,6 +630,8 @@ async fn status_writes_rejected_with_429_by_apf_still_stop_every_job_exactly_onc
         (0, 0, 0),
         "stops per direction: {stops:?}"
     );
+    let not_stopped = not_stopped(&api).await;
+    assert!(not_stopped.is_empty(), "not Stopped: {not_stopped:?}");
 }
 
 /// Every third DtsJob status write fails with 500 (half of them after the
@@ -693,4 +701,6 @@ async fn status_writes_failing_with_500_still_stop_every_job_exactly_once() {
         (0, 0, 0),
         "stops per direction: {stops:?}"
     );
+    let not_stopped = not_stopped(&api).await;
+    assert!(not_stopped.is_empty(), "not Stopped: {not_stopped:?}");
 }
