@@ -39,7 +39,7 @@ use support::stack::{
 };
 use support::{wait_for, TestNamespace};
 
-use apf::{apf_rejected, run_tool, throttle_status_writes, CHART};
+use apf::{apf_rejected, apf_seats, run_tool, throttle_status_writes, CHART};
 use fault_proxy::{proxied_kubeconfig, start_fault_proxy};
 use own_cluster::OwnCluster;
 
@@ -610,11 +610,12 @@ async fn status_writes_rejected_with_429_by_apf_still_stop_every_job_exactly_onc
     let stopped_in = flipped.elapsed();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let rejected = apf_rejected(&ns.client, &level).await - rejected_before;
+    let seats = apf_seats(&ns.client, &level).await;
     let stops = stops_by_direction(&emu).await;
     let (duplicates, lost, unexpected) = tally(n, &stops);
     let requeues = op.metric("dts_operator_reconcile_failures_total", &[]).await;
     eprintln!(
-        "APF 429s: {n} DtsJobs, {} stops attempted; status writes rejected with 429: {rejected_observing} while observing \
+        "APF 429s ({seats} seats): {n} DtsJobs, {} stops attempted; status writes rejected with 429: {rejected_observing} while observing \
          ({:.2} s to all Running), {rejected} in all; all Stopped {:.2} s after the flip; duplicates {duplicates}, \
          lost {lost}, unexpected {unexpected}; failed reconciles {requeues}",
         stops.values().sum::<usize>(),

@@ -103,11 +103,16 @@ spec:
 
 /// The API server's count of requests APF rejected (429) at `level`.
 pub async fn apf_rejected(client: &kube::Client, level: &str) -> f64 {
+    apf_metric(client, "apiserver_flowcontrol_rejected_requests_total", level).await
+}
+
+/// The concurrency (seats) the API server gives `level`.
+pub async fn apf_seats(client: &kube::Client, level: &str) -> f64 {
+    apf_metric(client, "apiserver_flowcontrol_nominal_limit_seats", level).await
+}
+
+async fn apf_metric(client: &kube::Client, name: &str, level: &str) -> f64 {
     let req = http::Request::get("/metrics").body(Vec::new()).expect("request");
     let text = client.request_text(req).await.expect("the API server's /metrics");
-    support::stack::sum_samples(
-        &text,
-        "apiserver_flowcontrol_rejected_requests_total",
-        &[("priority_level", level)],
-    )
+    support::stack::sum_samples(&text, name, &[("priority_level", level)])
 }
