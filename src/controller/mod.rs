@@ -37,6 +37,7 @@ use kube::{Client, ResourceExt};
 use tracing::{debug, warn, Instrument};
 
 use crate::crd::DtsJob;
+use crate::failpoint::failpoint;
 use crate::limits::{Limits, LimitsConfig};
 use crate::metrics::Metrics;
 use crate::reason::Reason;
@@ -221,8 +222,12 @@ async fn decide_and_act(job: &DtsJob, ctx: &Context, obs: &mut observe::Observed
     debug!(?decision, "decided");
     let acted = match &decision {
         Decision::Call(call) if call.marked => {
+            failpoint!("mark-before");
             match write::status(ctx, obs, &call.base, obs.resource_version.as_deref()).await? {
-                Written::Ok => Acted::Calls(act::run(&ctx.dts, &ctx.view, obs, call).await),
+                Written::Ok => {
+                    failpoint!("mark-after");
+                    Acted::Calls(act::run(&ctx.dts, &ctx.view, obs, call).await)
+                }
                 Written::Conflict | Written::NotLeader => Acted::Refused,
             }
         }
@@ -233,11 +238,15 @@ async fn decide_and_act(job: &DtsJob, ctx: &Context, obs: &mut observe::Observed
         },
         _ => Acted::NoCall,
     };
+    let called = matches!(&acted, Acted::Calls(calls) if !calls.is_empty());
     let outcome = record::record(obs, &decision, acted);
     if let Some(w) = &outcome.write {
         if write::status(ctx, obs, &w.status, w.precondition.as_deref()).await? == Written::Conflict {
             debug!("status changed since it was observed; deciding again");
             return Ok(Action::requeue(CONFLICT_RETRY));
+        }
+        if called {
+            failpoint!("status-after");
         }
     }
     write::events(ctx, job, &outcome.events).await;
