@@ -21,7 +21,13 @@
 pub const ENV: &str = "DTS_OPERATOR_FAILPOINT";
 
 /// Every failpoint in the pipeline, in the order one reconcile passes them.
-pub const POINTS: &[&str] = &["mark-before", "mark-after", "call-after", "status-after", "events-before"];
+pub const POINTS: &[&str] = &[
+    "mark-before",
+    "mark-after",
+    "call-after",
+    "status-after",
+    "events-before",
+];
 
 /// Marks a crash point (see the module documentation).
 #[cfg(feature = "failpoints")]

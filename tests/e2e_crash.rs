@@ -58,11 +58,13 @@ enum Intent {
 }
 
 impl Intent {
-    /// The desiredState before the flip, and the emulator's status then.
-    fn before(self) -> (&'static str, &'static str) {
+    /// The desiredState before the flip, and the emulator's status then. A
+    /// suspended job to start is only observed at first: `desiredState:
+    /// Suspended` would have it suspended once more before DTS was read.
+    fn before(self) -> (Option<&'static str>, &'static str) {
         match self {
-            Intent::Stop | Intent::Suspend => ("Running", "Synchronizing"),
-            Intent::Start => ("Suspended", "Suspending"),
+            Intent::Stop | Intent::Suspend => (Some("Running"), "Synchronizing"),
+            Intent::Start => (None, "Suspending"),
         }
     }
 
@@ -320,7 +322,11 @@ fn print_matrix(name: &str, rows: &[Row], elapsed: Duration, concurrency: usize)
         );
     }
     for r in rows.iter().filter(|r| !r.ok()) {
-        out += &format!("FAILED {}: {}\n", r.case, r.problem.as_deref().unwrap_or("dup/lost/status"));
+        out += &format!(
+            "FAILED {}: {}\n",
+            r.case,
+            r.problem.as_deref().unwrap_or("dup/lost/status")
+        );
     }
     println!("{out}");
 }
@@ -395,7 +401,9 @@ fn ready(job: &DtsJob) -> Option<(String, String)> {
 /// The final status of a case: the target's phase and Ready, every listed
 /// direction there with nothing left in flight.
 fn is_final(job: &DtsJob, case: &Case) -> bool {
-    let Some(status) = job.status.as_ref() else { return false };
+    let Some(status) = job.status.as_ref() else {
+        return false;
+    };
     let (phase, reason) = match case.intent {
         Intent::Stop => (Phase::Stopped, "Stopped"),
         Intent::Suspend => (Phase::Suspended, "Suspended"),
@@ -457,17 +465,17 @@ async fn run_case(case: Case) -> Row {
     let emu = Emulator::start(&ns, "emulator", json!({"accounts": [stack::account()], "jobs": [job]})).await;
     stack::create_credentials_secret(&ns, SECRET).await;
     let api = ns.api::<DtsJob>();
-    let dtsjob: DtsJob = support::dtsjob_object(
-        JOB,
-        json!({
-            "jobId": JOB_ID,
-            "instanceId": INSTANCE_ID,
-            "regionId": "cn-hangzhou",
-            "directions": case.directions(),
-            "credentialsSecretRef": { "name": SECRET },
-            "desiredState": desired,
-        }),
-    );
+    let mut spec = json!({
+        "jobId": JOB_ID,
+        "instanceId": INSTANCE_ID,
+        "regionId": "cn-hangzhou",
+        "directions": case.directions(),
+        "credentialsSecretRef": { "name": SECRET },
+    });
+    if let Some(desired) = desired {
+        spec["desiredState"] = json!(desired);
+    }
+    let dtsjob: DtsJob = support::dtsjob_object(JOB, spec);
     let created = api
         .create(&PostParams::default(), &dtsjob)
         .await
@@ -527,7 +535,9 @@ async fn run_case(case: Case) -> Row {
         op.process.log()
     );
     assert!(
-        op.process.log().contains(&format!("failpoint {} (hit {})", case.point, case.nth)),
+        op.process
+            .log()
+            .contains(&format!("failpoint {} (hit {})", case.point, case.nth)),
         "the SIGKILL was not the failpoint's; log: {}",
         op.process.log()
     );
@@ -559,7 +569,10 @@ async fn run_case(case: Case) -> Row {
         duplicate += ok.len().saturating_sub(1);
         lost += usize::from(ok.is_empty());
         if let Some(e) = all.iter().find(|e| e["scheme"] != case.scheme.journal()) {
-            problem.get_or_insert(format!("{d}: a call signed otherwise than {}: {e}", case.scheme.journal()));
+            problem.get_or_insert(format!(
+                "{d}: a call signed otherwise than {}: {e}",
+                case.scheme.journal()
+            ));
         }
         if all.len() != ok.len() {
             problem.get_or_insert(format!("{d}: refused {} calls: {all:?}", case.intent.action()));
