@@ -240,6 +240,9 @@ impl Row {
 }
 
 async fn sweep(name: &str, cases: Vec<Case>) {
+    for p in dts_operator::failpoint::POINTS {
+        assert!(cases.iter().any(|c| c.point == *p), "{name} leaves out failpoint {p}");
+    }
     let concurrency: usize = std::env::var("DTS_CRASH_CONCURRENCY")
         .ok()
         .and_then(|v| v.parse().ok())
