@@ -12,6 +12,7 @@
 //! Not every test file uses every helper, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod secrets;
 pub mod stack;
 
 use std::{
@@ -158,6 +159,7 @@ impl TestNamespace {
     /// Connects (see [`client`]), applies the committed CRD and creates a
     /// namespace named after `test` with a random suffix.
     pub async fn new(test: &str) -> Self {
+        secrets::record_known();
         let client = client().await;
         apply_crd(&client).await;
         let slug: String = test

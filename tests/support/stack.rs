@@ -2,8 +2,8 @@
 //! `dts-operator` binaries as subprocesses, with helpers to read the
 //! emulator's journal and inject faults, and to read the operator's metrics.
 //!
-//! Secrets used by tests are the constants below; a test that checks for
-//! leaks searches for them.
+//! Secrets used by tests are the constants of [`super::secrets`]; a test
+//! that checks for leaks searches for them, and so does the run's secret scan.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -17,7 +17,7 @@ use super::{command, wait_for, ChildProcess, TestNamespace};
 /// The emulator account every test uses.
 pub const ACCESS_KEY_ID: &str = "LTAIe2eTestAccessKey";
 /// Its secret: must never appear in logs, status or Events.
-pub const ACCESS_KEY_SECRET: &str = "e2e-secret-value-Zq8vX2";
+pub use super::secrets::ACCESS_KEY_SECRET;
 
 /// The emulator account, as the config's `accounts` entry.
 pub fn account() -> Value {
@@ -98,7 +98,13 @@ impl Emulator {
                 format!("127.0.0.1:{port}"),
                 "--config".to_owned(),
                 path.display().to_string(),
-            ],
+            ]
+            .into_iter()
+            .chain(
+                super::secrets::ledger_path()
+                    .into_iter()
+                    .flat_map(|ledger| ["--secret-ledger".to_owned(), ledger.display().to_string()]),
+            ),
         );
         let process = ns.spawn(name, cmd);
         let url = format!("http://127.0.0.1:{port}");
@@ -409,7 +415,9 @@ pub async fn service_account_token(client: &kube::Client, namespace: &str, name:
         .create_token_request(name, &Default::default(), &request)
         .await
         .unwrap_or_else(|e| panic!("TokenRequest for ServiceAccount {namespace}/{name}: {e}"));
-    answer.status.expect("TokenRequest status").token
+    let token = answer.status.expect("TokenRequest status").token;
+    super::secrets::record("service-account-token", &token);
+    token
 }
 
 /// Writes a kubeconfig that reaches the test control plane (server and CA of
