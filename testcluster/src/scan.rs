@@ -298,9 +298,9 @@ mod tests {
         let out = dir.path().join("out");
         fs::create_dir(&out).unwrap();
         fs::write(out.join("clean.log"), "ok\n").unwrap();
-        run(&[ledger_path.clone()], None, &[out.clone()]).expect("a clean directory passes");
+        run(std::slice::from_ref(&ledger_path), None, std::slice::from_ref(&out)).expect("a clean directory passes");
         fs::write(out.join("leak.log"), format!("{PLANTED}\n")).unwrap();
-        let e = run(&[ledger_path.clone()], None, &[out.clone()])
+        let e = run(std::slice::from_ref(&ledger_path), None, std::slice::from_ref(&out))
             .unwrap_err()
             .to_string();
         assert!(e.contains("1 secret(s) found"), "{e}");
@@ -322,7 +322,12 @@ mod tests {
         fs::write(&stamp, "").unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
         fs::write(logs.join("this-run.log"), "clean\n").unwrap();
-        run(&[ledger_path.clone()], Some(&stamp), &[logs.clone()]).expect("only this run's clean log is scanned");
+        run(
+            std::slice::from_ref(&ledger_path),
+            Some(&stamp),
+            std::slice::from_ref(&logs),
+        )
+        .expect("only this run's clean log is scanned");
         fs::write(logs.join("this-run.log"), format!("{PLANTED}\n")).unwrap();
         assert!(run(&[ledger_path], Some(&stamp), &[logs]).is_err());
     }

@@ -276,8 +276,10 @@ pub struct Operator {
 }
 
 impl Operator {
-    /// Starts the real operator against `dts_endpoint` at debug log level
-    /// (so a secret leak would show in its log).
+    /// Starts the real operator against `dts_endpoint`, logging at debug
+    /// level for its own and the DTS client's targets (so a secret leak
+    /// would show in its log, and the run's secret scan searches it) and
+    /// at info for the rest (kube, hyper: their debug output is large).
     pub fn start(ns: &TestNamespace, name: &str, dts_endpoint: &str, opts: OperatorOptions) -> Operator {
         let port = free_port();
         let mut args = vec![
@@ -287,7 +289,7 @@ impl Operator {
             "--metrics-addr".to_owned(),
             format!("127.0.0.1:{port}"),
             "--log-level".to_owned(),
-            "debug,hyper=info,rustls=info,tower=info,kube_client=info".to_owned(),
+            "info,dts_operator=debug,dts_api=debug".to_owned(),
             "--retry-base-delay".to_owned(),
             "500ms".to_owned(),
             "--retry-max-delay".to_owned(),
