@@ -15,7 +15,7 @@
 # credentials) in a ledger (DTS_SECRET_LEDGER, exported below). After the
 # command, before the cluster stops, all Events and DtsJobs are dumped and
 # `testcluster secret-scan` searches them, this run's logs under
-# target/tmp (operators at debug, emulators), the control-plane logs and the
+# target/tmp/e2e (operators at debug, emulators), the control-plane logs and the
 # command's own output (tee'd to a file) for every ledger entry. A hit
 # fails the run, as a failing test does.
 set -euo pipefail
@@ -64,7 +64,7 @@ secret_scan() {
     return 1
   "$testcluster" secret-scan --ledger "$ledger" --newer "$dir/started" \
     "$dir/scan/events-dtsjobs.yaml" "$dir/test-output.log" "$dir/etcd.log" "$dir/kube-apiserver.log" \
-    "${CARGO_TARGET_DIR:-$root/target}/tmp"
+    "${CARGO_TARGET_DIR:-$root/target}/tmp/e2e"
 }
 
 "$testcluster" up --dir "$dir" --bin-dir "$bin_dir" || { rc=$?; exit "$rc"; }
@@ -72,7 +72,7 @@ secret_scan() {
 printf 'kube-admin-token\t%s\n' "$(cut -d, -f1 "$dir/tokens.csv")" >>"$ledger"
 export KUBECONFIG="$dir/kubeconfig" DTS_TEST_BIN_DIR="$bin_dir" DTS_GITOPS_TOOLS_DIR="$gitops_dir"
 export DTS_SECRET_LEDGER="$ledger"
-mkdir -p "${CARGO_TARGET_DIR:-$root/target}/tmp"
+mkdir -p "${CARGO_TARGET_DIR:-$root/target}/tmp/e2e"
 set +e
 "$@" 2>&1 | tee "$dir/test-output.log"
 rc=${PIPESTATUS[0]}

@@ -88,7 +88,8 @@ pub struct Emulator {
 impl Emulator {
     /// Starts the real binary with `config` (JSON is accepted as YAML).
     pub async fn start(ns: &TestNamespace, name: &str, config: Value) -> Emulator {
-        let path = ns.log_dir().join(format!("{name}-config.json"));
+        // The config holds the accounts' secrets: an input, not a log.
+        let path = ns.input_dir().join(format!("{name}-config.json"));
         std::fs::write(&path, serde_json::to_vec_pretty(&config).expect("config serializes")).expect("write config");
         let port = free_port();
         let cmd = command(
