@@ -38,7 +38,7 @@ fi
 cargo build -q --manifest-path "$root/Cargo.toml" -p testcluster -p dts-emulator --bin testcluster --bin dts-emulator
 testcluster="${CARGO_TARGET_DIR:-$root/target}/debug/testcluster"
 dir=$(mktemp -d "${TMPDIR:-/tmp}/dts-e2e.XXXXXX")
-# Earlier runs' logs stay in target/tmp; only files newer than this are scanned.
+# Earlier runs' logs stay in target/tmp/e2e; only files newer than this are scanned.
 touch "$dir/started"
 ledger="$dir/secret-ledger"
 
