@@ -199,17 +199,23 @@ pub fn run(ledgers: &[PathBuf], newer: Option<&Path>, paths: &[PathBuf]) -> crat
             h.form
         );
     }
+    // What the ledger held, so a run shows which sources recorded (an
+    // emulator that stopped recording would show as a missing label).
+    let mut labels: BTreeMap<&str, usize> = BTreeMap::new();
+    for secret in &secrets {
+        *labels.entry(secret.label.as_str()).or_default() += 1;
+    }
+    let labels: Vec<String> = labels.iter().map(|(l, n)| format!("{l} {n}")).collect();
+    println!("secret scan: ledger: {}", labels.join(", "));
+    if short > 0 {
+        println!("secret scan: {short} ledger values under {MIN_LEN} characters not searched");
+    }
     println!(
-        "secret scan: {} files, {} bytes, {} secrets, {} found{}",
+        "secret scan: {} files, {} bytes, {} secrets, {} found",
         report.files,
         report.bytes,
         secrets.len(),
-        report.hits.len(),
-        if short > 0 {
-            format!(" ({short} ledger values under {MIN_LEN} characters not searched)")
-        } else {
-            String::new()
-        }
+        report.hits.len()
     );
     if report.hits.is_empty() {
         Ok(())
