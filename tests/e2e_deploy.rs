@@ -161,7 +161,7 @@ fn assert_forbidden<T: std::fmt::Debug>(what: &str, result: Result<T, kube::Erro
 async fn start_as_service_account(install: &Install, emu: &Emulator) -> (Operator, PathBuf) {
     let admin = &install.watched.client;
     let token = service_account_token(admin, &install.release_ns.name, &install.fullname).await;
-    let kubeconfig = install.watched.log_dir().join("sa-kubeconfig.json");
+    let kubeconfig = install.watched.input_dir().join("sa-kubeconfig.json");
     write_token_kubeconfig(&kubeconfig, &token);
     let op = Operator::start(
         &install.watched,
@@ -415,7 +415,7 @@ async fn charts_service_account_is_denied_what_the_operator_must_not_do() {
         .expect("creating a Lease");
 
     let token = service_account_token(&admin, &rel, &install.fullname).await;
-    let kubeconfig = install.watched.log_dir().join("sa-kubeconfig.json");
+    let kubeconfig = install.watched.input_dir().join("sa-kubeconfig.json");
     write_token_kubeconfig(&kubeconfig, &token);
     let sa: Client = client_from_kubeconfig(&kubeconfig).await;
 

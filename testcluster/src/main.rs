@@ -4,12 +4,14 @@
 //! `up` generates fresh credentials, starts both processes detached (so the
 //! cluster outlives the command), waits until the API server is usable,
 //! writes a kubeconfig and installs the CRDs; `down` stops whatever `up`
-//! recorded in `DIR/pids`. There is no kube-controller-manager, scheduler or
+//! recorded in `DIR/pids`; `secret-scan` searches a run's output for its
+//! secrets (`scan`). There is no kube-controller-manager, scheduler or
 //! kubelet, which rules out some things: namespace deletion never finishes,
 //! there is no garbage collection, and no Pods run.
 
 mod pki;
 mod process;
+mod scan;
 
 use std::{
     fs,
@@ -71,6 +73,21 @@ enum Cmd {
         #[arg(long, default_value_t = 10)]
         grace: u64,
     },
+    /// Search files for a test run's secrets (one `label<TAB>value` a line
+    /// in each ledger); prints `file:line` of each hit (a hash, never the
+    /// secret) and a summary, and fails on any hit.
+    SecretScan {
+        /// A ledger file (repeatable).
+        #[arg(long, required = true)]
+        ledger: Vec<PathBuf>,
+        /// Scan only files modified after this file was (this run's output
+        /// in directories that keep earlier runs' too).
+        #[arg(long, value_name = "FILE")]
+        newer: Option<PathBuf>,
+        /// Files and directories (searched recursively) to scan.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
 }
 
 fn main() {
@@ -85,6 +102,7 @@ fn main() {
             let pids = process::recorded_pids(&dir);
             process::stop_all(&dir, Duration::from_secs(grace)).map(|()| process::wait_reaped(&pids))
         }
+        Cmd::SecretScan { ledger, newer, paths } => scan::run(&ledger, newer.as_deref(), &paths),
     };
     if let Err(e) = result {
         eprintln!("testcluster: error: {e}");

@@ -12,6 +12,7 @@
 //! Not every test file uses every helper, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod secrets;
 pub mod stack;
 
 use std::{
@@ -48,8 +49,14 @@ const HOW_TO_RUN: &str = "end-to-end tests need the local test control plane: ru
      (it starts one and stops it afterwards), or start one with `make cluster`, then \
      `source target/cluster/env` and run `cargo test`";
 
-/// Where per-test logs go; cargo keeps this directory for inspection.
+/// Where per-test logs go; cargo keeps this directory for inspection. The
+/// run's secret scan searches all of it.
 const LOG_ROOT: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/e2e");
+
+/// Where tests put the files their processes read that hold secrets on
+/// purpose (emulator configs, kubeconfigs): apart from the logs, which must
+/// hold none.
+const INPUT_ROOT: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/e2e-inputs");
 
 /// A client for the test control plane named by `KUBECONFIG`.
 ///
@@ -150,6 +157,7 @@ pub struct TestNamespace {
     pub client: Client,
     pub name: String,
     log_dir: PathBuf,
+    input_dir: PathBuf,
     /// Log files printed by the failure dump.
     logs: Mutex<Vec<PathBuf>>,
 }
@@ -158,6 +166,7 @@ impl TestNamespace {
     /// Connects (see [`client`]), applies the committed CRD and creates a
     /// namespace named after `test` with a random suffix.
     pub async fn new(test: &str) -> Self {
+        secrets::record_known();
         let client = client().await;
         apply_crd(&client).await;
         let slug: String = test
@@ -178,10 +187,13 @@ impl TestNamespace {
             .unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
         let log_dir = Path::new(LOG_ROOT).join(&name);
         fs::create_dir_all(&log_dir).unwrap_or_else(|e| panic!("creating {}: {e}", log_dir.display()));
+        let input_dir = Path::new(INPUT_ROOT).join(&name);
+        fs::create_dir_all(&input_dir).unwrap_or_else(|e| panic!("creating {}: {e}", input_dir.display()));
         TestNamespace {
             client,
             name,
             log_dir,
+            input_dir,
             logs: Mutex::new(Vec::new()),
         }
     }
@@ -203,6 +215,13 @@ impl TestNamespace {
     /// Directory for this test's logs (`target/tmp/e2e/<namespace>/`).
     pub fn log_dir(&self) -> &Path {
         &self.log_dir
+    }
+
+    /// Directory for files this test's processes read that hold secrets
+    /// (`target/tmp/e2e-inputs/<namespace>/`), kept out of [`Self::log_dir`],
+    /// whose every file the run's secret scan searches.
+    pub fn input_dir(&self) -> &Path {
+        &self.input_dir
     }
 
     /// Starts `cmd` with stdout and stderr appended to `<log_dir>/<name>.log`,

@@ -19,6 +19,7 @@ use super::config::{Account, Config};
 use super::error::GatewayError;
 use super::faults::{Before, Delivery, Faults};
 use super::journal::{Entry, Journal};
+use super::ledger::Ledger;
 use super::server::ConnCtl;
 use super::state::Jobs;
 use super::sts::{self, StsState};
@@ -33,6 +34,8 @@ pub struct Shared {
     /// The config's Describe* quota, restored by `DELETE /_emulator/faults`.
     pub describe_qps: u32,
     sts: Option<super::config::StsConfig>,
+    /// Where the secrets of each call are recorded (`--secret-ledger`).
+    ledger: Option<Ledger>,
     inner: Mutex<Inner>,
 }
 
@@ -58,6 +61,7 @@ impl Shared {
                 .collect(),
             describe_qps: config.describe_qps(),
             sts: config.sts.clone(),
+            ledger: None,
             inner: Mutex::new(Inner {
                 sts: StsState::new(config.sts.as_ref()),
                 jobs: Jobs::new(&config.jobs),
@@ -66,6 +70,14 @@ impl Shared {
                 journal: Journal::default(),
             }),
         }
+    }
+
+    /// Records the secrets of every call in `ledger`, starting with the
+    /// configured accounts'.
+    pub fn with_ledger(mut self, ledger: Ledger) -> Shared {
+        ledger.record_accounts(&self.accounts.values().cloned().collect::<Vec<_>>());
+        self.ledger = Some(ledger);
+        self
     }
 
     /// The state lock. A panic elsewhere must not take the emulator down
@@ -166,6 +178,9 @@ async fn dts_call(
         inner.journal.push(entry);
         outcome
     };
+    if let Some(ledger) = &shared.ledger {
+        ledger.record_call(&incoming, &parsed, &outcome.body);
+    }
     // Effect and journal are done; only now does the answer get delayed,
     // garbled or dropped, as a slow or broken network would.
     if !outcome.delay.is_zero() {
