@@ -7,6 +7,17 @@
 //! Secret is read afresh. Only the values of referenced Secrets are held
 //! (never the whole scope's), behind the redacting `Debug` of
 //! [`Credentials`]. Errors name the Secret and the key, never a value.
+//!
+//! Around it sits the rest of the chain ([`Resolver`]): a Secret may name a
+//! role to assume with its keys (`roleArn`, optional `roleSessionName`,
+//! `externalId`; [`assumed`] caches the temporary credentials), and a
+//! DtsJob without a Secret uses the operator's default source
+//! ([`defaults`]: credentials directory, environment, or RRSA). The
+//! precedence is the resource's Secret, then the directory, the
+//! environment and RRSA (docs/design.md §2.7).
+
+pub mod assumed;
+pub mod defaults;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -18,11 +29,58 @@ use kube::{Api, Client, ResourceExt};
 
 use crate::crd::DtsJobSpec;
 use crate::reason::Reason;
+use assumed::StsCache;
+use defaults::DefaultSource;
 use dts_api::sign::Credentials;
+use dts_api::{AssumeRole, AssumeRoleWithOidc, DtsError, ErrorClass, StsClient};
 
 pub const ACCESS_KEY_ID: &str = "accessKeyId";
 pub const ACCESS_KEY_SECRET: &str = "accessKeySecret";
 pub const SECURITY_TOKEN: &str = "securityToken";
+pub const ROLE_ARN: &str = "roleArn";
+pub const ROLE_SESSION_NAME: &str = "roleSessionName";
+pub const EXTERNAL_ID: &str = "externalId";
+
+/// The largest value of one key (or file) read: AccessKeys and STS tokens
+/// are far smaller; anything bigger is a mistake, refused before use.
+pub const MAX_VALUE_BYTES: usize = 4096;
+
+/// A role to assume with a source's keys (`AssumeRole`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Role {
+    pub role_arn: String,
+    pub role_session_name: String,
+    pub external_id: Option<String>,
+}
+
+/// What a Secret (or the credentials directory) holds: keys, and maybe a
+/// role to assume with them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceKeys {
+    pub credentials: Credentials,
+    pub role: Option<Role>,
+}
+
+impl From<Credentials> for SourceKeys {
+    fn from(credentials: Credentials) -> Self {
+        Self {
+            credentials,
+            role: None,
+        }
+    }
+}
+
+/// One value of a Secret key or credentials file: trimmed; `None` when
+/// empty; refused when not UTF-8 or larger than [`MAX_VALUE_BYTES`]. The
+/// error says what is wrong, never the value.
+pub fn parse_value(bytes: &[u8]) -> Result<Option<String>, &'static str> {
+    if bytes.len() > MAX_VALUE_BYTES {
+        return Err("is larger than 4096 bytes");
+    }
+    let s = std::str::from_utf8(bytes).map_err(|_| "is not valid UTF-8")?;
+    let trimmed = s.trim();
+    Ok((!trimmed.is_empty()).then(|| trimmed.to_owned()))
+}
 
 /// (namespace, name) of a Secret.
 type Key = (String, String);
@@ -41,7 +99,7 @@ pub struct SecretCache {
 #[derive(Default)]
 struct CacheState {
     seen: HashMap<Key, String>,
-    values: HashMap<Key, (String, Credentials)>,
+    values: HashMap<Key, (String, SourceKeys)>,
     /// The keys listed since each watch's last (re)list began, by the
     /// watch's namespace (`None`: all namespaces).
     relisting: HashMap<Option<String>, HashSet<Key>>,
@@ -100,22 +158,23 @@ impl SecretCache {
         }
     }
 
-    /// The cached credentials of `namespace/name`, if read at the version
-    /// the watch shows now.
-    fn get(&self, namespace: &str, name: &str) -> Option<Resolved> {
+    /// The cached keys of `namespace/name`, if read at the version the
+    /// watch shows now.
+    fn get(&self, namespace: &str, name: &str) -> Option<Cached> {
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let key = (namespace.to_owned(), name.to_owned());
-        let (version, credentials) = state.values.get(&key)?;
-        (state.seen.get(&key) == Some(version)).then(|| Resolved {
-            credentials: credentials.clone(),
+        let (version, keys) = state.values.get(&key)?;
+        (state.seen.get(&key) == Some(version)).then(|| Cached {
+            credentials: keys.credentials.clone(),
+            role: keys.role.clone(),
             secret_version: Some(version.clone()),
         })
     }
 
-    fn put(&self, namespace: &str, name: &str, version: &str, credentials: &Credentials) {
+    fn put(&self, namespace: &str, name: &str, version: &str, keys: impl Into<SourceKeys>) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let key = (namespace.to_owned(), name.to_owned());
-        state.values.insert(key, (version.to_owned(), credentials.clone()));
+        state.values.insert(key, (version.to_owned(), keys.into()));
     }
 
     /// How many Secrets' values are held (for tests and the docs' claim).
@@ -124,12 +183,33 @@ impl SecretCache {
     }
 }
 
-/// Credentials ready for signing, with the Secret version they came from
-/// (part of the fingerprint: a changed Secret is a new stop intent).
+/// A cache hit: a Secret's keys at the version the watch shows.
 #[derive(Debug)]
+struct Cached {
+    credentials: Credentials,
+    role: Option<Role>,
+    secret_version: Option<String>,
+}
+
+impl From<&Credentials> for SourceKeys {
+    fn from(credentials: &Credentials) -> Self {
+        credentials.clone().into()
+    }
+}
+
+/// Credentials ready for signing, with the version of their source (part
+/// of the fingerprint: a changed Secret, a rotated credentials file or new
+/// RRSA credentials is a new stop intent) and the source's name.
+#[derive(Debug, Clone)]
 pub struct Resolved {
     pub credentials: Credentials,
+    /// The Secret's resourceVersion; for the default source a digest of its
+    /// version (`dir:…`, `rrsa:…`; `None` for the environment, which never
+    /// changes).
     pub secret_version: Option<String>,
+    /// `status.credentialsSource`: `Secret/<name>`, `Secret/<name>
+    /// (AssumeRole)`, `DefaultCredentialsDir`, `Environment`, `RRSA`.
+    pub source: String,
 }
 
 /// Why credentials could not be resolved.
@@ -137,10 +217,31 @@ pub struct Resolved {
 pub enum CredentialsError {
     #[error("Secret {0} referenced by credentialsSecretRef was not found")]
     SecretNotFound(String),
-    #[error("Secret {secret} has no usable key {key} (it must be present, non-empty UTF-8)")]
-    KeyMissing { secret: String, key: &'static str },
-    #[error("no credentialsSecretRef is set and the operator has no default credentials (ALIBABA_CLOUD_ACCESS_KEY_ID / ALIBABA_CLOUD_ACCESS_KEY_SECRET)")]
+    #[error("Secret {secret}: key {key} {problem} (it must be present and non-empty)")]
+    KeyMissing {
+        secret: String,
+        key: &'static str,
+        problem: &'static str,
+    },
+    #[error("Secret {secret}: key {key} {problem} (values must be UTF-8 of at most 4096 bytes)")]
+    KeyInvalid {
+        secret: String,
+        key: &'static str,
+        problem: &'static str,
+    },
+    #[error("no credentialsSecretRef is set and the operator has no default credentials (--default-credentials-dir, ALIBABA_CLOUD_ACCESS_KEY_ID / ALIBABA_CLOUD_ACCESS_KEY_SECRET, or RRSA's ALIBABA_CLOUD_ROLE_ARN / ALIBABA_CLOUD_OIDC_PROVIDER_ARN / ALIBABA_CLOUD_OIDC_TOKEN_FILE)")]
     NotConfigured,
+    #[error("Secret {secret} is in namespace {namespace}, where the operator reads no Secrets (--secret-namespaces / the chart's credentialsNamespaces)")]
+    NamespaceNotAllowed { namespace: String, secret: String },
+    #[error("default credentials file {path} {problem}")]
+    FileUnreadable { path: String, problem: String },
+    #[error("{source_name}: STS {action} for role {role_arn} failed: {error}")]
+    AssumeRole {
+        source_name: String,
+        action: &'static str,
+        role_arn: String,
+        error: DtsError,
+    },
     #[error("reading Secret {0}: {1}")]
     Kube(String, #[source] kube::Error),
 }
@@ -151,94 +252,327 @@ impl CredentialsError {
         match self {
             CredentialsError::SecretNotFound(_) => Reason::CredentialsSecretNotFound,
             CredentialsError::KeyMissing { .. } => Reason::CredentialsKeyMissing,
+            CredentialsError::KeyInvalid { .. } => Reason::CredentialsKeyInvalid,
             CredentialsError::NotConfigured => Reason::CredentialsNotConfigured,
+            CredentialsError::NamespaceNotAllowed { .. } => Reason::CredentialsNamespaceNotAllowed,
+            CredentialsError::FileUnreadable { .. } => Reason::CredentialsFileUnreadable,
+            CredentialsError::AssumeRole { .. } => Reason::AssumeRoleFailed,
             CredentialsError::Kube(..) => Reason::CredentialsUnavailable,
         }
     }
 
-    /// A Kubernetes API failure is worth retrying; the others wait for the
-    /// user to fix the Secret (its watch triggers a new reconcile).
+    /// A Kubernetes API failure, or an STS failure that is not terminal
+    /// (throttled, unavailable, no answer), is worth retrying with backoff;
+    /// the others wait for the user to fix the source (a Secret's watch, or
+    /// the default source's, triggers a new reconcile).
     pub fn is_transient(&self) -> bool {
-        matches!(self, CredentialsError::Kube(..))
+        match self {
+            CredentialsError::Kube(..) => true,
+            CredentialsError::AssumeRole { error, .. } => error.class != ErrorClass::Terminal,
+            _ => false,
+        }
     }
 }
 
-/// Reads credentials out of a Secret's data. Pure, for tests.
-pub fn from_secret(name: &str, secret: &Secret) -> Result<Credentials, CredentialsError> {
-    let get = |key: &'static str| -> Option<String> {
-        let data = secret.data.as_ref()?.get(key)?;
-        let s = String::from_utf8(data.0.clone()).ok()?;
-        let trimmed = s.trim().to_owned();
-        (!trimmed.is_empty()).then_some(trimmed)
+/// Reads credentials (and a role to assume) out of a Secret's data. Pure, for tests.
+pub fn from_secret(name: &str, secret: &Secret) -> Result<SourceKeys, CredentialsError> {
+    let get = |key: &'static str| -> Result<Option<String>, CredentialsError> {
+        let Some(data) = secret.data.as_ref().and_then(|d| d.get(key)) else {
+            return Ok(None);
+        };
+        match parse_value(&data.0) {
+            Ok(Some(v)) => Ok(Some(v)),
+            Ok(None) => Err(CredentialsError::KeyMissing {
+                secret: name.into(),
+                key,
+                problem: "is empty",
+            }),
+            Err(problem) => Err(CredentialsError::KeyInvalid {
+                secret: name.into(),
+                key,
+                problem,
+            }),
+        }
     };
-    let id = get(ACCESS_KEY_ID).ok_or(CredentialsError::KeyMissing {
-        secret: name.into(),
-        key: ACCESS_KEY_ID,
-    })?;
-    let key = get(ACCESS_KEY_SECRET).ok_or(CredentialsError::KeyMissing {
-        secret: name.into(),
-        key: ACCESS_KEY_SECRET,
-    })?;
-    let mut creds = Credentials::new(id, key);
-    if let Some(token) = get(SECURITY_TOKEN) {
-        creds = creds.with_security_token(token);
+    let required = |key: &'static str| {
+        get(key)?.ok_or(CredentialsError::KeyMissing {
+            secret: name.into(),
+            key,
+            problem: "is missing",
+        })
+    };
+    // An optional key that is present but empty is as good as absent.
+    let optional = |key: &'static str| match get(key) {
+        Err(CredentialsError::KeyMissing { .. }) => Ok(None),
+        other => other,
+    };
+    let id = required(ACCESS_KEY_ID)?;
+    let key = required(ACCESS_KEY_SECRET)?;
+    let mut credentials = Credentials::new(id, key);
+    if let Some(token) = optional(SECURITY_TOKEN)? {
+        credentials = credentials.with_security_token(token);
     }
-    Ok(creds)
+    let role = match optional(ROLE_ARN)? {
+        Some(role_arn) => Some(Role {
+            role_arn,
+            role_session_name: optional(ROLE_SESSION_NAME)?
+                .unwrap_or_else(|| defaults::DEFAULT_SESSION_NAME.to_owned()),
+            external_id: optional(EXTERNAL_ID)?,
+        }),
+        None => None,
+    };
+    Ok(SourceKeys { credentials, role })
 }
 
 /// The operator's default credentials from its environment, if complete.
 pub fn from_env() -> Option<Credentials> {
-    let var = |k: &str| {
-        std::env::var(k)
-            .ok()
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    };
-    let mut creds = Credentials::new(
-        var("ALIBABA_CLOUD_ACCESS_KEY_ID")?,
-        var("ALIBABA_CLOUD_ACCESS_KEY_SECRET")?,
-    );
-    if let Some(token) = var("ALIBABA_CLOUD_SECURITY_TOKEN") {
-        creds = creds.with_security_token(token);
+    match DefaultSource::choose(None) {
+        DefaultSource::Env(c) => Some(c),
+        _ => None,
     }
-    Some(creds)
 }
 
-/// Resolves the credentials for `spec` in `namespace`: from `cache` when
-/// the watch shows the Secret unchanged since it was read, else with a GET
-/// (whose result is cached).
-pub async fn resolve(
-    client: &Client,
-    cache: &SecretCache,
-    namespace: &str,
-    spec: &DtsJobSpec,
-    defaults: Option<&Credentials>,
-) -> Result<Resolved, CredentialsError> {
-    let Some(secret_ref) = &spec.credentials_secret_ref else {
-        return defaults
-            .map(|c| Resolved {
+/// The whole chain: the Secret cache's keys (or the default source), roles
+/// assumed with them, and which namespaces' Secrets may be read.
+pub struct Resolver {
+    defaults: DefaultSource,
+    sts: StsClient,
+    /// The STS region of the default source (`ALIBABA_CLOUD_STS_REGION`).
+    sts_region: Option<String>,
+    assumed: StsCache,
+    /// `None`: every namespace in scope; else only these.
+    secret_namespaces: Option<HashSet<String>>,
+}
+
+/// The STS cache key of RRSA (one role per operator).
+const RRSA_KEY: &str = "rrsa";
+
+impl Resolver {
+    pub fn new(defaults: DefaultSource, sts: StsClient, secret_namespaces: Option<Vec<String>>) -> Self {
+        Self {
+            defaults,
+            sts,
+            sts_region: std::env::var(defaults::ENV_STS_REGION)
+                .ok()
+                .map(|r| r.trim().to_owned())
+                .filter(|r| !r.is_empty()),
+            assumed: StsCache::default(),
+            secret_namespaces: secret_namespaces.map(|v| v.into_iter().collect()),
+        }
+    }
+
+    /// A resolver with fixed default credentials (or none), for tests.
+    pub fn fixed(defaults: Option<Credentials>) -> Self {
+        let source = defaults.map_or(DefaultSource::None, DefaultSource::Env);
+        Self::new(source, StsClient::new(dts_api::ClientConfig::default(), false), None)
+    }
+
+    /// The default source.
+    pub fn defaults(&self) -> &DefaultSource {
+        &self.defaults
+    }
+
+    /// Whether Secrets in `namespace` may be read.
+    pub fn secrets_allowed(&self, namespace: &str) -> bool {
+        self.secret_namespaces.as_ref().is_none_or(|s| s.contains(namespace))
+    }
+
+    /// DTS refused credentials `creds` as expired: drop them from the STS
+    /// cache so the next call assumes the role again.
+    pub fn expired(&self, creds: &Credentials) {
+        if creds.security_token.is_some() && self.assumed.expired(&creds.access_key_id) {
+            tracing::debug!("temporary credentials refused as expired; the role is assumed again at the next call");
+        }
+    }
+
+    /// The default source's current version, as a digest: it changes when
+    /// the directory's files change, when the OIDC token is rotated or new
+    /// RRSA credentials were obtained. Read by the watch that re-reconciles
+    /// the DtsJobs using the defaults; no STS call.
+    pub fn defaults_version(&self) -> String {
+        match &self.defaults {
+            DefaultSource::Dir(dir) => match defaults::read_dir(dir) {
+                Ok((_, v)) => v,
+                Err(e) => format!("unreadable:{}", defaults::digest([e.to_string().as_bytes()])),
+            },
+            DefaultSource::Rrsa(r) => {
+                let token = defaults::read_token(&r.token_file).map(|(_, v)| v).unwrap_or_default();
+                let key = self.assumed.current_key_id(RRSA_KEY).unwrap_or_default();
+                defaults::digest([token.as_bytes(), key.as_bytes()])
+            }
+            DefaultSource::Env(_) | DefaultSource::None => String::new(),
+        }
+    }
+
+    /// Resolves the credentials for `spec` in `namespace`: its Secret (from
+    /// `cache` when the watch shows it unchanged since it was read, else
+    /// with a GET whose result is cached), or the default source; then the
+    /// role either names, if any.
+    pub async fn resolve(
+        &self,
+        client: &Client,
+        cache: &SecretCache,
+        namespace: &str,
+        spec: &DtsJobSpec,
+    ) -> Result<Resolved, CredentialsError> {
+        let Some(secret_ref) = &spec.credentials_secret_ref else {
+            return self.resolve_defaults(spec).await;
+        };
+        let name = &secret_ref.name;
+        if !self.secrets_allowed(namespace) {
+            return Err(CredentialsError::NamespaceNotAllowed {
+                namespace: namespace.to_owned(),
+                secret: name.clone(),
+            });
+        }
+        let hit = match cache.get(namespace, name) {
+            Some(hit) => hit,
+            None => {
+                let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+                let secret = match api.get_opt(name).await {
+                    Ok(Some(s)) => s,
+                    Ok(None) => return Err(CredentialsError::SecretNotFound(name.clone())),
+                    Err(e) => return Err(CredentialsError::Kube(name.clone(), e)),
+                };
+                let keys = from_secret(name, &secret)?;
+                if let Some(version) = secret.metadata.resource_version.as_deref() {
+                    cache.put(namespace, name, version, keys.clone());
+                }
+                Cached {
+                    credentials: keys.credentials,
+                    role: keys.role,
+                    secret_version: secret.metadata.resource_version.clone(),
+                }
+            }
+        };
+        let Some(role) = hit.role else {
+            return Ok(Resolved {
+                credentials: hit.credentials,
+                secret_version: hit.secret_version,
+                source: format!("Secret/{name}"),
+            });
+        };
+        let version = hit.secret_version.clone().unwrap_or_default();
+        let family = format!("secret:{namespace}/{name}@");
+        let key = format!("{family}{version}#{}", role.role_arn);
+        let source = format!("Secret/{name}");
+        let credentials = self
+            .assume(
+                &source,
+                &family,
+                &key,
+                &version,
+                &hit.credentials,
+                Some(&spec.region_id),
+                &role,
+            )
+            .await?;
+        Ok(Resolved {
+            credentials,
+            secret_version: hit.secret_version,
+            source: format!("{source} (AssumeRole)"),
+        })
+    }
+
+    async fn resolve_defaults(&self, spec: &DtsJobSpec) -> Result<Resolved, CredentialsError> {
+        let source = self.defaults.name();
+        match &self.defaults {
+            DefaultSource::None => Err(CredentialsError::NotConfigured),
+            DefaultSource::Env(c) => Ok(Resolved {
                 credentials: c.clone(),
                 secret_version: None,
+                source: source.to_owned(),
+            }),
+            DefaultSource::Dir(dir) => {
+                let (keys, version) = defaults::read_dir(dir)?;
+                let Some(role) = &keys.role else {
+                    return Ok(Resolved {
+                        credentials: keys.credentials,
+                        secret_version: Some(version),
+                        source: source.to_owned(),
+                    });
+                };
+                let key = format!("dir:{version}#{}", role.role_arn);
+                let region = self.sts_region.as_deref().or(Some(spec.region_id.as_str()));
+                let credentials = self
+                    .assume(source, "dir:", &key, &version, &keys.credentials, region, role)
+                    .await?;
+                Ok(Resolved {
+                    credentials,
+                    secret_version: Some(version),
+                    source: format!("{source} (AssumeRole)"),
+                })
+            }
+            DefaultSource::Rrsa(r) => {
+                let (token, token_version) = defaults::read_token(&r.token_file)?;
+                let request = AssumeRoleWithOidc {
+                    role_arn: r.role_arn.clone(),
+                    oidc_provider_arn: r.oidc_provider_arn.clone(),
+                    oidc_token: token,
+                    role_session_name: r.role_session_name.clone(),
+                    duration_seconds: dts_api::sts::DEFAULT_DURATION_SECONDS,
+                };
+                let sts = &self.sts;
+                let region = self.sts_region.as_deref();
+                let creds = self
+                    .assumed
+                    .get(RRSA_KEY, RRSA_KEY, &token_version, || async move {
+                        sts.assume_role_with_oidc(region, &request).await
+                    })
+                    .await
+                    .map_err(|error| CredentialsError::AssumeRole {
+                        source_name: source.to_owned(),
+                        action: "AssumeRoleWithOIDC",
+                        role_arn: r.role_arn.clone(),
+                        error,
+                    })?;
+                let version = defaults::digest([creds.credentials.access_key_id.as_bytes()]);
+                Ok(Resolved {
+                    credentials: creds.credentials,
+                    secret_version: Some(format!("rrsa:{version}")),
+                    source: source.to_owned(),
+                })
+            }
+        }
+    }
+
+    /// `AssumeRole` with `keys`, through the cache.
+    #[allow(clippy::too_many_arguments)]
+    async fn assume(
+        &self,
+        source: &str,
+        family: &str,
+        key: &str,
+        version: &str,
+        keys: &Credentials,
+        region: Option<&str>,
+        role: &Role,
+    ) -> Result<Credentials, CredentialsError> {
+        let request = AssumeRole {
+            role_arn: role.role_arn.clone(),
+            role_session_name: role.role_session_name.clone(),
+            external_id: role.external_id.clone(),
+            duration_seconds: dts_api::sts::DEFAULT_DURATION_SECONDS,
+        };
+        let sts = &self.sts;
+        self.assumed
+            .get(family, key, version, || async move {
+                sts.assume_role(keys, region, &request).await
             })
-            .ok_or(CredentialsError::NotConfigured);
-    };
-    if let Some(hit) = cache.get(namespace, &secret_ref.name) {
-        return Ok(hit);
+            .await
+            .map(|c| c.credentials)
+            .map_err(|error| CredentialsError::AssumeRole {
+                source_name: source.to_owned(),
+                action: "AssumeRole",
+                role_arn: role.role_arn.clone(),
+                error,
+            })
     }
-    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let secret = match api.get_opt(&secret_ref.name).await {
-        Ok(Some(s)) => s,
-        Ok(None) => return Err(CredentialsError::SecretNotFound(secret_ref.name.clone())),
-        Err(e) => return Err(CredentialsError::Kube(secret_ref.name.clone(), e)),
-    };
-    let credentials = from_secret(&secret_ref.name, &secret)?;
-    if let Some(version) = secret.metadata.resource_version.as_deref() {
-        cache.put(namespace, &secret_ref.name, version, &credentials);
+
+    /// How many roles have cached credentials (for tests).
+    pub fn assumed_len(&self) -> usize {
+        self.assumed.len()
     }
-    Ok(Resolved {
-        credentials,
-        secret_version: secret.metadata.resource_version.clone(),
-    })
 }
 
 #[cfg(test)]
@@ -269,11 +603,152 @@ mod tests {
                 ("securityToken", "tok"),
             ]),
         )
-        .unwrap();
+        .unwrap()
+        .credentials;
         assert_eq!(c.access_key_id, "id");
         assert_eq!(c.security_token.as_deref(), Some("tok"));
         let c = from_secret("s", &secret(&[("accessKeyId", "id"), ("accessKeySecret", "sec")])).unwrap();
-        assert_eq!(c.security_token, None);
+        assert_eq!(c.credentials.security_token, None);
+        assert_eq!(c.role, None);
+    }
+
+    #[test]
+    fn a_secret_may_name_a_role_to_assume() {
+        let keys = from_secret(
+            "s",
+            &secret(&[
+                ("accessKeyId", "id"),
+                ("accessKeySecret", "sec"),
+                ("roleArn", "acs:ram::2:role/dts"),
+                ("externalId", "ext"),
+                ("securityToken", " "),
+            ]),
+        )
+        .unwrap();
+        let role = keys.role.expect("a role");
+        assert_eq!(role.role_arn, "acs:ram::2:role/dts");
+        assert_eq!(role.role_session_name, "dts-operator");
+        assert_eq!(role.external_id.as_deref(), Some("ext"));
+        assert_eq!(keys.credentials.security_token, None, "an empty optional key is absent");
+    }
+
+    fn raw_secret(pairs: &[(&str, Vec<u8>)]) -> Secret {
+        Secret {
+            data: Some(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), ByteString(v.clone())))
+                    .collect::<BTreeMap<_, _>>(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    /// Every bad Secret gets its own reason and a message naming the Secret
+    /// and the key, never the value.
+    #[test]
+    fn bad_secrets_name_the_secret_and_key_never_the_value() {
+        let id = ("accessKeyId", b"LTAIbadsecret".to_vec());
+        let huge = "Q".repeat(MAX_VALUE_BYTES + 1);
+        let cases: Vec<(&str, Secret, Reason, &str, &str)> = vec![
+            (
+                "missing key",
+                raw_secret(&[id.clone()]),
+                Reason::CredentialsKeyMissing,
+                "accessKeySecret",
+                "is missing",
+            ),
+            (
+                "empty value",
+                raw_secret(&[id.clone(), ("accessKeySecret", b"  \n".to_vec())]),
+                Reason::CredentialsKeyMissing,
+                "accessKeySecret",
+                "is empty",
+            ),
+            (
+                "not UTF-8",
+                raw_secret(&[id.clone(), ("accessKeySecret", vec![0xc3, 0x28, b'x'])]),
+                Reason::CredentialsKeyInvalid,
+                "accessKeySecret",
+                "UTF-8",
+            ),
+            (
+                "huge value",
+                raw_secret(&[id.clone(), ("accessKeySecret", huge.clone().into_bytes())]),
+                Reason::CredentialsKeyInvalid,
+                "accessKeySecret",
+                "4096 bytes",
+            ),
+            (
+                "huge optional token",
+                raw_secret(&[
+                    id.clone(),
+                    ("accessKeySecret", b"fine".to_vec()),
+                    ("securityToken", huge.clone().into_bytes()),
+                ]),
+                Reason::CredentialsKeyInvalid,
+                "securityToken",
+                "4096 bytes",
+            ),
+            (
+                "no data at all",
+                Secret::default(),
+                Reason::CredentialsKeyMissing,
+                "accessKeyId",
+                "is missing",
+            ),
+        ];
+        for (what, s, reason, key, problem) in cases {
+            let e = from_secret("team-creds", &s).unwrap_err();
+            let text = e.to_string();
+            assert_eq!(e.reason(), reason, "{what}: {text}");
+            assert!(!e.is_transient(), "{what}");
+            assert!(
+                text.contains("Secret team-creds") && text.contains(key) && text.contains(problem),
+                "{what}: {text}"
+            );
+            assert!(
+                !text.contains("LTAIbadsecret") && !text.contains("QQQQ") && !text.contains("fine"),
+                "{what}: {text}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_namespace_outside_secret_namespaces_is_refused_without_a_read() {
+        let resolver = Resolver::new(
+            DefaultSource::None,
+            StsClient::new(dts_api::ClientConfig::default(), false),
+            Some(vec!["team-a".into()]),
+        );
+        assert!(resolver.secrets_allowed("team-a") && !resolver.secrets_allowed("team-b"));
+        // A client whose every request would fail: the refusal comes first.
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = Client::try_from(config).unwrap();
+        let mut spec: DtsJobSpec =
+            serde_json::from_value(serde_json::json!({"jobId": "j", "regionId": "cn-hangzhou"})).unwrap();
+        spec.credentials_secret_ref = Some(crate::crd::SecretReference { name: "creds".into() });
+        let e = resolver
+            .resolve(&client, &SecretCache::default(), "team-b", &spec)
+            .await
+            .unwrap_err();
+        assert_eq!(e.reason(), Reason::CredentialsNamespaceNotAllowed);
+        assert!(
+            e.to_string().contains("team-b") && e.to_string().contains("creds"),
+            "{e}"
+        );
+        spec.credentials_secret_ref = None;
+        let e = resolver
+            .resolve(&client, &SecretCache::default(), "team-b", &spec)
+            .await
+            .unwrap_err();
+        assert_eq!(e.reason(), Reason::CredentialsNotConfigured);
+        let fixed = Resolver::fixed(Some(Credentials::new("LTAIenv", "env-secret")));
+        let r = fixed
+            .resolve(&client, &SecretCache::default(), "team-b", &spec)
+            .await
+            .unwrap();
+        assert_eq!((r.source.as_str(), r.secret_version), ("Environment", None));
     }
 
     fn meta(ns: &str, name: &str, version: &str) -> PartialObjectMeta<Secret> {
