@@ -240,7 +240,8 @@ pub enum CredentialsError {
         source_name: String,
         action: &'static str,
         role_arn: String,
-        error: DtsError,
+        /// Boxed: the error is rare and large; the other variants are small.
+        error: Box<DtsError>,
     },
     #[error("reading Secret {0}: {1}")]
     Kube(String, #[source] kube::Error),
@@ -524,7 +525,7 @@ impl Resolver {
                         source_name: source.to_owned(),
                         action: "AssumeRoleWithOIDC",
                         role_arn: r.role_arn.clone(),
-                        error,
+                        error: Box::new(error),
                     })?;
                 let version = defaults::digest([creds.credentials.access_key_id.as_bytes()]);
                 Ok(Resolved {
@@ -565,7 +566,7 @@ impl Resolver {
                 source_name: source.to_owned(),
                 action: "AssumeRole",
                 role_arn: role.role_arn.clone(),
-                error,
+                error: Box::new(error),
             })
     }
 
@@ -653,7 +654,7 @@ mod tests {
         let cases: Vec<(&str, Secret, Reason, &str, &str)> = vec![
             (
                 "missing key",
-                raw_secret(&[id.clone()]),
+                raw_secret(std::slice::from_ref(&id)),
                 Reason::CredentialsKeyMissing,
                 "accessKeySecret",
                 "is missing",
@@ -766,7 +767,7 @@ mod tests {
     #[test]
     fn the_cache_serves_a_secret_only_at_the_version_the_watch_shows() {
         let cache = SecretCache::default();
-        cache.put("ns", "s", "5", &creds("id-5"));
+        cache.put("ns", "s", "5", creds("id-5"));
         assert!(cache.get("ns", "s").is_none(), "the watch has not shown version 5 yet");
         cache.observe(None, &watcher::Event::Apply(meta("ns", "s", "5")));
         let hit = cache.get("ns", "s").expect("read at the version the watch shows");
@@ -779,9 +780,9 @@ mod tests {
         assert!(cache.get("ns", "s").is_none());
         assert_eq!(cache.held(), 0);
         // A GET that raced the event and returned the old version is never served.
-        cache.put("ns", "s", "5", &creds("id-5"));
+        cache.put("ns", "s", "5", creds("id-5"));
         assert!(cache.get("ns", "s").is_none());
-        cache.put("ns", "s", "6", &creds("id-6"));
+        cache.put("ns", "s", "6", creds("id-6"));
         assert_eq!(cache.get("ns", "s").unwrap().credentials.access_key_id, "id-6");
     }
 
@@ -790,7 +791,7 @@ mod tests {
         let cache = SecretCache::default();
         for name in ["a", "b"] {
             cache.observe(None, &watcher::Event::Apply(meta("ns", name, "1")));
-            cache.put("ns", name, "1", &creds(name));
+            cache.put("ns", name, "1", creds(name));
         }
         cache.observe(None, &watcher::Event::Delete(meta("ns", "a", "1")));
         assert!(cache.get("ns", "a").is_none());
@@ -808,7 +809,7 @@ mod tests {
         let cache = SecretCache::default();
         for ns in ["a", "b"] {
             cache.observe(Some(ns), &watcher::Event::Apply(meta(ns, "s", "1")));
-            cache.put(ns, "s", "1", &creds(ns));
+            cache.put(ns, "s", "1", creds(ns));
         }
         cache.observe(Some("a"), &watcher::Event::Init);
         cache.observe(Some("a"), &watcher::Event::InitDone);
