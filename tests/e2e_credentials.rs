@@ -672,3 +672,68 @@ async fn a_secret_outside_secret_namespaces_is_not_read() {
     assert_eq!(accepted_stops(&journal, "dtsjNs02").len(), 1);
     assert_no_leak(&ns, &op, &[("the AccessKeySecret", ACCESS_KEY_SECRET)]).await;
 }
+
+/// STS revokes the temporary credentials before their expiry (the
+/// emulator's `POST /_emulator/sts/expire`): DTS refuses the next stop as
+/// expired (`CredentialsExpired`, retryable), the operator drops the
+/// cached credentials, assumes the role again and the retry is accepted,
+/// with no human step.
+#[tokio::test]
+async fn revoked_temporary_credentials_recover_by_themselves() {
+    let ns = TestNamespace::new("creds-rrsa-revoked").await;
+    let (issuer, jwks) = issuer_and_jwks(&ns.client).await;
+    let jobs = vec![
+        stack::job("dtsjRev01", None, false),
+        stack::job("dtsjRev02", None, false),
+    ];
+    let emu = Emulator::start(&ns, "emulator", emulator_config(&issuer, &jwks, None, jobs)).await;
+    let (token_file, token) = projected_token(&ns, "dts-operator", AUDIENCE).await;
+    let op = operator(&ns, &emu, rrsa_env(&token_file), &[]);
+    create_job(&ns, "first", "dtsjRev01", &["Forward"], None).await;
+    wait_job(&ns, "first", "phase Stopped", |j| phase(j) == Some(Phase::Stopped)).await;
+    let first_key = accepted_stops(&emu.journal().await, "dtsjRev01")[0]["accessKeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let resp = reqwest::Client::new()
+        .post(format!("{}/_emulator/sts/expire", emu.url))
+        .send()
+        .await
+        .expect("expiring the issued credentials");
+    assert!(resp.status().is_success());
+    create_job(&ns, "second", "dtsjRev02", &["Forward"], None).await;
+    let job = wait_job(&ns, "second", "phase Stopped", |j| phase(j) == Some(Phase::Stopped)).await;
+    assert_eq!(source(&job), Some("RRSA"));
+
+    let journal = emu.journal().await;
+    let stops: Vec<&Value> = journal
+        .iter()
+        .filter(|e| e["action"] == "StopDtsJob" && e["params"]["DtsJobId"] == "dtsjRev02")
+        .collect();
+    assert!(
+        stops[0]["errorCode"].as_str().is_some_and(|c| c.contains("Expired")),
+        "the first attempt was refused as expired: {}",
+        stops[0]["errorCode"]
+    );
+    assert_eq!(stops[0]["accessKeyId"], first_key.as_str());
+    let accepted = accepted_stops(&journal, "dtsjRev02");
+    assert_eq!(accepted.len(), 1, "exactly one accepted stop");
+    assert_ne!(
+        accepted[0]["accessKeyId"],
+        first_key.as_str(),
+        "signed by new credentials"
+    );
+    let sts = journal
+        .iter()
+        .filter(|e| e["action"] == "AssumeRoleWithOIDC" && e["httpStatus"] == 200)
+        .count();
+    assert_eq!(sts, 2, "the role was assumed again once");
+    let issued = issued(&emu).await;
+    let mut secrets = vec![("the ServiceAccount token", token.as_str())];
+    for c in &issued {
+        secrets.push(("a temporary AccessKeySecret", c.1.as_str()));
+        secrets.push(("a temporary SecurityToken", c.2.as_str()));
+    }
+    assert_no_leak(&ns, &op, &secrets).await;
+}
