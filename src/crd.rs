@@ -265,6 +265,13 @@ pub struct DtsJobStatus {
     /// read, the limit, and since when the stop has waited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_gate: Option<StopGate>,
+
+    /// Where the credentials of the last reconcile that needed them came
+    /// from (never a value): `Secret/<name>`, `Secret/<name> (AssumeRole)`,
+    /// `DefaultCredentialsDir`, `DefaultCredentialsDir (AssumeRole)`,
+    /// `Environment` or `RRSA`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_source: Option<String>,
 }
 
 /// Where a delay-gated stop stands.
