@@ -34,7 +34,7 @@ const ROLE_ARN: &str = "acs:ram::1234567890:role/dts-operator";
 const PROVIDER_ARN: &str = "acs:ram::1234567890:oidc-provider/ack-rrsa-e2e";
 const AUDIENCE: &str = "sts.aliyuncs.com";
 /// A secret the emulator does not know: signatures made with it fail.
-const WRONG_SECRET: &str = "wrong-dir-secret-value-Hv7Qp2";
+use support::secrets::OLD_DIR_SECRET as WRONG_SECRET;
 const TIMEOUT: Duration = Duration::from_secs(90);
 const POLL: Duration = Duration::from_millis(100);
 const SETTLE: Duration = Duration::from_secs(3);
@@ -100,8 +100,10 @@ async fn projected_token(ns: &TestNamespace, name: &str, audience: &str) -> (Pat
         .status
         .expect("TokenRequest status")
         .token;
+    support::secrets::record("service-account-token", &token);
+    // Not in the log directory: the run's secret scan reads that.
     let dir = ns
-        .log_dir()
+        .input_dir()
         .join(format!("token-{name}-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("token");
@@ -456,7 +458,7 @@ async fn a_rotated_default_credentials_file_is_used_without_a_restart() {
         json!({"accounts": [stack::account()], "jobs": [stack::job("dtsjDir01", None, false)]}),
     )
     .await;
-    let dir = ns.log_dir().join("default-credentials");
+    let dir = ns.input_dir().join("default-credentials");
     std::fs::create_dir_all(&dir).unwrap();
     write_credentials_dir(
         &dir,

@@ -30,6 +30,9 @@ pub const OTHER_WRONG_SECRET: &str = "not-the-right-secret-Wq3";
 pub const STS_SECRET: &str = "e2e-sts-secret-value-Wd4Rt7";
 pub const STS_TOKEN: &str = "e2e-sts-token-value-Hq2Zc5";
 
+/// The rotated-away secret of the default-credentials directory test.
+pub const OLD_DIR_SECRET: &str = "wrong-dir-secret-value-Hv7Qp2";
+
 /// Every constant above, labelled for the ledger.
 pub const KNOWN: &[(&str, &str)] = &[
     ("ACCESS_KEY_SECRET", ACCESS_KEY_SECRET),
@@ -39,6 +42,7 @@ pub const KNOWN: &[(&str, &str)] = &[
     ("OTHER_WRONG_SECRET", OTHER_WRONG_SECRET),
     ("STS_SECRET", STS_SECRET),
     ("STS_TOKEN", STS_TOKEN),
+    ("OLD_DIR_SECRET", OLD_DIR_SECRET),
 ];
 
 /// The environment variable naming the run's ledger file.
