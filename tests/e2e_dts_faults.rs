@@ -437,7 +437,13 @@ async fn run_row(row: Row) -> Seen {
         calls: journal.len(),
         stops: stops.len(),
         accepted: accepted_stops,
-        final_state: format!("{:?}/{ready}", done.status.as_ref().and_then(|s| s.phase)),
+        final_state: format!(
+            "{}/{ready}",
+            done.status
+                .as_ref()
+                .and_then(|s| s.phase)
+                .map_or("-".to_owned(), |p| format!("{p:?}"))
+        ),
         to_stopped,
         hwm_before_kb,
         hwm_after_kb,
