@@ -49,8 +49,9 @@ pub struct FaultsRequest {
     /// Replaces the previous map; `0` (or leaving an account out) removes
     /// its quota.
     pub account_qps: Option<BTreeMap<String, u32>>,
-    /// The next N connections are dropped before the request is read: no
-    /// answer, no effect (a load balancer or a crashed gateway).
+    /// The next N calls have their connection dropped before the request's
+    /// body is read or anything is checked (only its head was parsed, to
+    /// route it): no answer, no effect (a load balancer or a crashed gateway).
     pub reset_before_read_next: Option<u32>,
     /// The next N calls get a load balancer's HTML `502 Bad Gateway` page,
     /// before any effect.
