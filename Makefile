@@ -1,5 +1,5 @@
 # dts-operator. The two commands are `make demo` and `make test` (README.md).
-.PHONY: demo test reliability lint deploy-check gitops-test image-test bench bench-micro bench-e2e bench-smoke crd tools gitops-tools cluster cluster-down image
+.PHONY: demo test reliability lint deploy-check gitops-test image-test bench bench-micro bench-e2e bench-smoke fuzz-smoke crd tools gitops-tools cluster cluster-down image
 
 # The throw-away control plane of `make cluster` (see testcluster/).
 CLUSTER_DIR ?= target/cluster
@@ -85,6 +85,14 @@ bench-smoke: tools
 	cargo build -q --bins $(TEST_FEATURES) -p dts-operator -p dts-emulator -p testcluster -p dts-bench
 	rm -rf $(TARGET_DIR)/bench-smoke
 	$(TARGET_DIR)/debug/dts-bench run --smoke --out $(TARGET_DIR)/bench-smoke --operator-cmd "$(TARGET_DIR)/debug/dts-operator run"
+
+# One minute of libFuzzer on the DTS answer parser (not part of `make test`:
+# it needs a nightly toolchain and cargo-fuzz, e.g.
+# `rustup toolchain install nightly --profile minimal && cargo +nightly install cargo-fuzz --locked`).
+# The stable property tests cover the same parser on every run (docs/reliability.md).
+FUZZ_SECONDS ?= 60
+fuzz-smoke:
+	cd crates/dts-api/fuzz && cargo +nightly fuzz run parse_response -- -max_total_time=$(FUZZ_SECONDS) -max_len=4096
 
 crd:
 	cargo run -q --bin dts-operator -- crd > crds/dtsjob.yaml

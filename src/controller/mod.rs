@@ -297,6 +297,8 @@ pub fn error_policy(job: Arc<DtsJob>, err: &Error, ctx: Arc<Context>) -> Action 
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 
 /// Small builders shared by the controller's unit tests.
