@@ -606,7 +606,7 @@ async fn cluster_wide_mode_reads_secrets_only_in_credentials_namespaces() {
     }
 
     let token = service_account_token(&admin, &release_ns.name, &fullname).await;
-    let kubeconfig = allowed.log_dir().join("sa-kubeconfig.json");
+    let kubeconfig = allowed.input_dir().join("sa-kubeconfig.json");
     write_token_kubeconfig(&kubeconfig, &token);
     let sa: Client = client_from_kubeconfig(&kubeconfig).await;
 
