@@ -1,5 +1,5 @@
 # dts-operator. The two commands are `make demo` and `make test` (README.md).
-.PHONY: reliability demo test lint deploy-check gitops-test image-test bench bench-micro bench-e2e bench-smoke crd tools gitops-tools cluster cluster-down image
+.PHONY: demo test reliability lint deploy-check gitops-test image-test bench bench-micro bench-e2e bench-smoke fuzz-smoke crd tools gitops-tools cluster cluster-down image
 
 # The throw-away control plane of `make cluster` (see testcluster/).
 CLUSTER_DIR ?= target/cluster
@@ -15,13 +15,28 @@ demo:
 # official Python SDKs (mandatory: fails if its virtualenv can't be built).
 # (scripts/test-e2e-env.sh also builds the dts-emulator binary the e2e tests run.)
 test: lint tools gitops-tools deploy-check gitops-test image-test
-	scripts/test-e2e-env.sh cargo test --workspace
+	scripts/test-e2e-env.sh cargo test --workspace $(TEST_FEATURES)
 	$(MAKE) --no-print-directory bench-smoke
 	hack/test-sdk.sh
 
+# The operator's crash points (src/failpoint.rs) in every test build: inert
+# unless DTS_OPERATOR_FAILPOINT names one, and what the crash sweep
+# (tests/e2e_crash.rs) needs. The same features in lint, test and bench-smoke
+# keep cargo from rebuilding the operator back and forth; release and image
+# builds never have them.
+TEST_FEATURES := --features dts-operator/failpoints
+
+# The full crash sweep (docs/reliability.md): every failpoint x one-/two-way
+# x both signature schemes x Stop, Suspend, Start, on one control plane;
+# then the control-plane faults at full size (500-job bursts, 20 s SIGSTOP).
+# `make test` runs a fast subset of both.
+reliability: tools
+	scripts/test-e2e-env.sh cargo test -p dts-operator $(TEST_FEATURES) --test e2e_crash -- --ignored --nocapture
+	RELIABILITY_FULL=1 scripts/test-e2e-env.sh cargo test -q -p dts-operator $(TEST_FEATURES) --test e2e_control_plane -- --nocapture
+
 lint:
 	cargo fmt --all -- --check
-	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets $(TEST_FEATURES) -- -D warnings
 
 # The chart's CRD equals crds/dtsjob.yaml, deploy/manifests is in sync with
 # the chart, and helm lint is clean.
@@ -69,14 +84,17 @@ bench-e2e: tools
 # under a minute): its own control plane; fails only on behaviour (one
 # StopDtsJob per job and direction, every job Stopped, no DTS call at rest).
 bench-smoke: tools
-	cargo build -q --bins -p dts-operator -p dts-emulator -p testcluster -p dts-bench
+	cargo build -q --bins $(TEST_FEATURES) -p dts-operator -p dts-emulator -p testcluster -p dts-bench
 	rm -rf $(TARGET_DIR)/bench-smoke
 	$(TARGET_DIR)/debug/dts-bench run --smoke --out $(TARGET_DIR)/bench-smoke --operator-cmd "$(TARGET_DIR)/debug/dts-operator run"
 
-# Fault scenarios at full size (docs/reliability.md): the invariants are
-# asserted, the recovery times printed. `make test` runs them smaller.
-reliability: tools
-	RELIABILITY_FULL=1 scripts/test-e2e-env.sh cargo test -q -p dts-operator --test e2e_control_plane -- --nocapture
+# One minute of libFuzzer on the DTS answer parser (not part of `make test`:
+# it needs a nightly toolchain and cargo-fuzz, e.g.
+# `rustup toolchain install nightly --profile minimal && cargo +nightly install cargo-fuzz --locked`).
+# The stable property tests cover the same parser on every run (docs/reliability.md).
+FUZZ_SECONDS ?= 60
+fuzz-smoke:
+	cd crates/dts-api/fuzz && cargo +nightly fuzz run parse_response -- -max_total_time=$(FUZZ_SECONDS) -max_len=4096
 
 crd:
 	cargo run -q --bin dts-operator -- crd > crds/dtsjob.yaml

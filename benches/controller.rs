@@ -48,6 +48,7 @@ fn main() {
     obs.credentials = observe::Credentials::Ready(Resolved {
         credentials: Credentials::new("LTAIbench", "bench-secret"),
         secret_version: Some("1".into()),
+        source: "Secret/bench".into(),
     });
     bench("decide (two directions to stop, with the mark)", budget, || {
         black_box(decide(black_box(&obs)));

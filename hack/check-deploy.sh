@@ -57,6 +57,9 @@ fi
   --set defaultCredentials.secretName=aliyun-dts-credentials --set serviceMonitor.enabled=true \
   --set prometheusRule.enabled=true --set grafanaDashboard.enabled=true \
   >/dev/null || { echo "FAIL: helm lint with watchNamespace set" >&2; fail=1; }
+"$HELM" lint --strict "$chart" --set 'credentialsNamespaces={team-a,team-b}' --set rrsa.enabled=true \
+  --set rrsa.roleArn=acs:ram::123:role/dts --set rrsa.oidcProviderArn=acs:ram::123:oidc-provider/ack \
+  >/dev/null || { echo "FAIL: helm lint with credentialsNamespaces and rrsa" >&2; fail=1; }
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -26,6 +26,25 @@ pub struct RunArgs {
     #[arg(long, env = "DTS_ENDPOINT", value_parser = parse_endpoint)]
     pub dts_endpoint: Option<url::Url>,
 
+    /// Override the STS endpoint (AssumeRole, AssumeRoleWithOIDC) for every
+    /// region, as --dts-endpoint does for DTS. http is only allowed here.
+    #[arg(long, env = "STS_ENDPOINT", value_parser = parse_endpoint)]
+    pub sts_endpoint: Option<url::Url>,
+
+    /// The default credentials, as files (accessKeyId, accessKeySecret,
+    /// optional securityToken, optional roleArn/roleSessionName/externalId),
+    /// e.g. a mounted Secret. Re-read on use, so a rotated Secret needs no
+    /// restart. Wins over the ALIBABA_CLOUD_* environment and RRSA.
+    #[arg(long, env = "DTS_DEFAULT_CREDENTIALS_DIR")]
+    pub default_credentials_dir: Option<std::path::PathBuf>,
+
+    /// Read (and watch) Secrets only in these namespaces (repeat the flag or
+    /// separate with commas; an empty value: none). Unset: every namespace
+    /// of --namespace. A DtsJob elsewhere whose credentialsSecretRef is set
+    /// gets CredentialsNamespaceNotAllowed.
+    #[arg(long, env = "DTS_SECRET_NAMESPACES", value_delimiter = ',', num_args = 0..)]
+    pub secret_namespaces: Option<Vec<String>>,
+
     /// Request signing scheme.
     #[arg(long, env = "DTS_SIGNATURE_VERSION", value_parser = signature_version_parser(), default_value = "hmac-sha1")]
     pub signature_version: SignatureVersion,
@@ -131,6 +150,29 @@ impl RunArgs {
                 .collect(),
             selector: self.selector.clone().filter(|s| !s.trim().is_empty()),
         }
+    }
+}
+
+impl RunArgs {
+    /// The namespaces whose Secrets may be read: `None` for every namespace
+    /// of the scope; else the listed ones, within the scope when the scope
+    /// is a list of namespaces.
+    pub fn secret_namespaces(&self) -> Option<Vec<String>> {
+        let listed: Vec<String> = self
+            .secret_namespaces
+            .as_ref()?
+            .iter()
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty())
+            .collect();
+        let scope = self.scope();
+        let mut out: Vec<String> = Vec::new();
+        for n in listed {
+            if (scope.namespaces.is_empty() || scope.namespaces.contains(&n)) && !out.contains(&n) {
+                out.push(n);
+            }
+        }
+        Some(out)
     }
 }
 
@@ -271,6 +313,36 @@ mod tests {
         assert!(err.to_string().contains("--dts-endpoint"), "{err}");
         let ok = Wrapper::try_parse_from(["run", "--dts-endpoint", "http://127.0.0.1:8080"]).unwrap();
         assert_eq!(ok.run.dts_endpoint.unwrap().as_str(), "http://127.0.0.1:8080/");
+    }
+
+    #[test]
+    fn secret_namespaces_narrow_the_scope_and_empty_means_none() {
+        use clap::Parser;
+        let parse = |args: &[&str]| Wrapper::try_parse_from(["run"].iter().chain(args)).unwrap().run;
+        assert_eq!(parse(&[]).secret_namespaces(), None, "unset: the whole scope");
+        assert_eq!(
+            parse(&["--secret-namespaces", "a,b", "--secret-namespaces", "a"]).secret_namespaces(),
+            Some(vec!["a".to_owned(), "b".to_owned()])
+        );
+        assert_eq!(parse(&["--secret-namespaces", ""]).secret_namespaces(), Some(vec![]));
+        assert_eq!(parse(&["--secret-namespaces"]).secret_namespaces(), Some(vec![]));
+        assert_eq!(
+            parse(&["--namespace", "a", "--secret-namespaces", "a,c"]).secret_namespaces(),
+            Some(vec!["a".to_owned()]),
+            "never beyond --namespace"
+        );
+        let run = parse(&[
+            "--sts-endpoint",
+            "http://127.0.0.1:1",
+            "--default-credentials-dir",
+            "/etc/dts",
+        ]);
+        assert_eq!(run.sts_endpoint.unwrap().as_str(), "http://127.0.0.1:1/");
+        assert_eq!(
+            run.default_credentials_dir.unwrap(),
+            std::path::PathBuf::from("/etc/dts")
+        );
+        assert!(Wrapper::try_parse_from(["run", "--sts-endpoint", "ftp://x"]).is_err());
     }
 
     #[test]

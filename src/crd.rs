@@ -80,7 +80,11 @@ pub struct DtsJobSpec {
     /// Suspended: paused with SuspendDtsJob. Stopped: ended with StopDtsJob,
     /// once; a stopped job cannot be restarted. Unset: observe only, never
     /// changed.
+    // The enum without the JSON `null` schemars adds for an `Option`: the
+    // API server refuses a null here either way, and with it in the enum
+    // its messages list "null" as a supported value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["Running", "Suspended", "Stopped"]))]
     pub desired_state: Option<DesiredState>,
 
     /// A scheduled stop: at this time (RFC 3339, for example
@@ -217,7 +221,13 @@ pub enum DeletionPolicy {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct SecretReference {
     /// The Secret's name.
-    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    // A DNS subdomain, as Kubernetes names Secrets: dot-separated labels,
+    // each starting and ending alphanumeric (so `a..b` and `a.-b` are refused
+    // here rather than found missing at every reconcile).
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub name: String,
 }
 
@@ -255,6 +265,13 @@ pub struct DtsJobStatus {
     /// read, the limit, and since when the stop has waited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_gate: Option<StopGate>,
+
+    /// Where the credentials of the last reconcile that needed them came
+    /// from (never a value): `Secret/<name>`, `Secret/<name> (AssumeRole)`,
+    /// `DefaultCredentialsDir`, `DefaultCredentialsDir (AssumeRole)`,
+    /// `Environment` or `RRSA`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_source: Option<String>,
 }
 
 /// Where a delay-gated stop stands.

@@ -13,6 +13,7 @@
 //!   circuit breaker, and the global concurrency limit;
 //! * [`view`]: DTS's own view of the jobs, as last read;
 //! * [`observer`]: the periodic, batched read of DTS into that view;
+//! * [`failpoint`]: crash points for the crash sweep (the `failpoints` feature only);
 //! * [`http`], [`metrics`], [`telemetry`]: `/metrics`, `/livez`, `/readyz`,
 //!   Prometheus metrics and logging.
 //!
@@ -24,6 +25,7 @@
 pub mod cli;
 pub mod controller;
 pub mod crd;
+pub mod failpoint;
 pub mod http;
 pub mod leader;
 pub mod limits;

@@ -46,7 +46,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::controller::act::NotSent;
-use crate::controller::{credentials, Context};
+use crate::controller::Context;
 use crate::crd::{Direction, DirectionState, DtsJob, PAUSED, POLL_INTERVAL, STOP_ON_DELETE_FINALIZER};
 use crate::leader::LeaderState;
 use crate::limits::CircuitInfo;
@@ -504,14 +504,11 @@ impl Observer {
             }
             let Some(job) = by_ref.get(&d.object) else { continue };
             let namespace = job.namespace().unwrap_or_default();
-            match credentials::resolve(
-                &self.ctx.client,
-                &self.ctx.secrets,
-                &namespace,
-                &job.spec,
-                self.ctx.default_credentials.as_ref(),
-            )
-            .await
+            match self
+                .ctx
+                .credentials
+                .resolve(&self.ctx.client, &self.ctx.secrets, &namespace, &job.spec)
+                .await
             {
                 Ok(resolved) => {
                     creds.insert(d.credentials.clone(), resolved.credentials);

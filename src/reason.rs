@@ -79,6 +79,17 @@ reasons! {
     CredentialsKeyMissing,
     /// No Secret is referenced and the operator has no default credentials.
     CredentialsNotConfigured,
+    /// A value of the credentials Secret is not UTF-8 or larger than 4 KiB.
+    CredentialsKeyInvalid,
+    /// The DtsJob's namespace is not one whose Secrets the operator reads
+    /// (`--secret-namespaces`, the chart's `credentialsNamespaces`).
+    CredentialsNamespaceNotAllowed,
+    /// A file of the default credentials directory (or the RRSA token file)
+    /// is missing, empty, not UTF-8 or too large.
+    CredentialsFileUnreadable,
+    /// STS refused to issue temporary credentials (AssumeRole,
+    /// AssumeRoleWithOIDC): stalled when terminal, retried when not.
+    AssumeRoleFailed,
     /// The credentials Secret could not be read (Kubernetes API error).
     CredentialsUnavailable,
     /// DTS refused the temporary (STS) credentials as expired; the call is

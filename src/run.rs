@@ -30,7 +30,7 @@ use crate::limits::{Limits, Member};
 use crate::metrics::{LimitsCollector, Metrics, PhaseCollector};
 use crate::observer::Observer;
 use crate::scope::{self, ScopedWriter};
-use dts_api::{ClientConfig, DtsClient};
+use dts_api::{ClientConfig, DtsClient, StsClient};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -140,7 +140,16 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
         signature_version: args.signature_version,
         timeout: args.dts_timeout,
     });
-    let default_credentials = credentials::from_env();
+    let sts = StsClient::new(
+        ClientConfig {
+            endpoint_override: args.sts_endpoint.clone(),
+            signature_version: args.signature_version,
+            timeout: args.dts_timeout,
+        },
+        std::env::var("ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED").is_ok_and(|v| v.trim().eq_ignore_ascii_case("true")),
+    );
+    let default_source = credentials::defaults::DefaultSource::choose(args.default_credentials_dir.clone());
+    let secret_namespaces = args.secret_namespaces();
     info!(
         scope = %args.scope().describe(),
         endpoint = args.dts_endpoint.as_ref().map(|u| u.as_str()).unwrap_or("<by region>"),
@@ -150,7 +159,9 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
         max_concurrent_reconciles = args.max_concurrent_reconciles,
         circuit_failure_threshold = args.circuit_failure_threshold,
         circuit_cooloff = ?args.circuit_cooloff,
-        default_credentials = default_credentials.is_some(),
+        sts_endpoint = args.sts_endpoint.as_ref().map(|u| u.as_str()).unwrap_or("<by region>"),
+        default_credentials = default_source.name(),
+        secret_namespaces = secret_namespaces.as_ref().map(|n| n.join(",")).unwrap_or_else(|| "<scope>".into()),
         "starting dts-operator"
     );
 
@@ -170,7 +181,7 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
     let ctx = Arc::new(Context::with_limits(
         client.clone(),
         dts,
-        default_credentials,
+        credentials::Resolver::new(default_source, sts, secret_namespaces.clone()),
         settings,
         metrics.clone(),
         may_act,
@@ -222,7 +233,25 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
     // Secrets by metadata only: no value crosses the wire or sits in the
     // watch; the events keep the credentials cache (ctx.secrets) current.
     let secrets_ctx = ctx.clone();
-    let secrets = scope::watch::<PartialObjectMeta<Secret>>(&client, &scope, watcher::Config::default())
+    let secret_scope = match &secret_namespaces {
+        None => Some(scope::Scope {
+            selector: None,
+            ..scope.clone()
+        }),
+        Some(list) if list.is_empty() => None,
+        Some(list) => Some(scope::Scope {
+            namespaces: list.clone(),
+            selector: None,
+        }),
+    };
+    let secret_watch = match &secret_scope {
+        Some(s) => scope::watch::<PartialObjectMeta<Secret>>(&client, s, watcher::Config::default()).boxed(),
+        None => {
+            info!("--secret-namespaces is empty: no Secret is watched or read");
+            futures::stream::pending().boxed()
+        }
+    };
+    let secrets = secret_watch
         .map(move |(ns, event)| {
             if let Ok(event) = &event {
                 secrets_ctx.secrets.observe(ns.as_deref(), event);
@@ -231,6 +260,7 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
         })
         .touched_objects();
     let store = reader.clone();
+    let defaults_changed = defaults_changes(ctx.clone(), reader.clone());
 
     // Gaining the Lease re-reconciles everything: work skipped while standby
     // (or left pending by a leader that died) is picked up at once.
@@ -291,6 +321,7 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
         .reconcile_all_on(became_leader)
         .reconcile_on(observed)
         .reconcile_on(circuit_changed)
+        .reconcile_on(defaults_changed)
         .graceful_shutdown_on(stopped(stop_rx));
 
     controller
@@ -315,6 +346,57 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
     let _ = http_task.await;
     info!("stopped");
     Ok(())
+}
+
+/// How often the default source's version is looked at.
+const DEFAULTS_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The DtsJobs that use the default credentials, each time the default
+/// source changes (a rotated file in the credentials directory, a new OIDC
+/// token or new RRSA credentials): a job that failed terminally on the old
+/// credentials is then tried again (the version is in its fingerprint).
+/// Reads a few small files every [`DEFAULTS_POLL`]; never calls STS.
+fn defaults_changes(
+    ctx: Arc<Context>,
+    store: reflector::Store<DtsJob>,
+) -> futures::stream::BoxStream<'static, ObjectRef<DtsJob>> {
+    use credentials::defaults::DefaultSource;
+    if !matches!(
+        ctx.credentials.defaults(),
+        DefaultSource::Dir(_) | DefaultSource::Rrsa(_)
+    ) {
+        return futures::stream::pending().boxed();
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<ObjectRef<DtsJob>>(1024);
+    tokio::spawn(async move {
+        let mut last = ctx.credentials.defaults_version();
+        let mut tick = tokio::time::interval(DEFAULTS_POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let now = ctx.credentials.defaults_version();
+            if now == last {
+                continue;
+            }
+            last = now;
+            let jobs: Vec<_> = store
+                .state()
+                .iter()
+                .filter(|j| j.spec.credentials_secret_ref.is_none())
+                .map(|j| ObjectRef::from_obj(&**j))
+                .collect();
+            info!(
+                jobs = jobs.len(),
+                "the default credentials changed; reconciling the DtsJobs that use them"
+            );
+            for job in jobs {
+                if tx.send(job).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
 }
 
 /// Drops the backoff entry of a deleted DtsJob, and after a relist (which

@@ -574,7 +574,7 @@ async fn status_writes_rejected_with_429_by_apf_still_stop_every_job_exactly_onc
     )
     .await;
     let token = support::stack::service_account_token(&ns.client, &release_ns.name, &sa).await;
-    let kubeconfig = ns.log_dir().join("sa-kubeconfig.json");
+    let kubeconfig = ns.input_dir().join("sa-kubeconfig.json");
     support::stack::write_token_kubeconfig(&kubeconfig, &token);
     let mut env = default_credentials();
     env.push(("KUBECONFIG".into(), kubeconfig.display().to_string()));
@@ -645,7 +645,7 @@ async fn status_writes_failing_with_500_still_stop_every_job_exactly_once() {
     let ns = TestNamespace::new("cp-status-500").await;
     let source = PathBuf::from(std::env::var_os("KUBECONFIG").expect("KUBECONFIG"));
     let proxy = start_fault_proxy(&source, 3).await;
-    let kubeconfig = ns.log_dir().join("proxied-kubeconfig.json");
+    let kubeconfig = ns.input_dir().join("proxied-kubeconfig.json");
     proxied_kubeconfig(&source, &proxy.url, &kubeconfig);
     let emu = Emulator::start(
         &ns,

@@ -161,7 +161,7 @@ fn assert_forbidden<T: std::fmt::Debug>(what: &str, result: Result<T, kube::Erro
 async fn start_as_service_account(install: &Install, emu: &Emulator) -> (Operator, PathBuf) {
     let admin = &install.watched.client;
     let token = service_account_token(admin, &install.release_ns.name, &install.fullname).await;
-    let kubeconfig = install.watched.log_dir().join("sa-kubeconfig.json");
+    let kubeconfig = install.watched.input_dir().join("sa-kubeconfig.json");
     write_token_kubeconfig(&kubeconfig, &token);
     let op = Operator::start(
         &install.watched,
@@ -415,7 +415,7 @@ async fn charts_service_account_is_denied_what_the_operator_must_not_do() {
         .expect("creating a Lease");
 
     let token = service_account_token(&admin, &rel, &install.fullname).await;
-    let kubeconfig = install.watched.log_dir().join("sa-kubeconfig.json");
+    let kubeconfig = install.watched.input_dir().join("sa-kubeconfig.json");
     write_token_kubeconfig(&kubeconfig, &token);
     let sa: Client = client_from_kubeconfig(&kubeconfig).await;
 
@@ -554,6 +554,94 @@ async fn charts_service_account_is_denied_what_the_operator_must_not_do() {
         .get("keep-me")
         .await
         .expect("the DtsJob is still there");
+}
+
+/// Cluster-wide mode (`watchNamespace: ""`) does not mean "read every
+/// Secret": with `credentialsNamespaces` set to one namespace, the chart's
+/// ServiceAccount may read and watch Secrets there only (a Role), while it
+/// still lists DtsJobs in every namespace (the ClusterRole); the Deployment
+/// passes the same list as `--secret-namespaces`.
+#[tokio::test]
+async fn cluster_wide_mode_reads_secrets_only_in_credentials_namespaces() {
+    let release_ns = TestNamespace::new("rbac-cluster-rel").await;
+    let allowed = TestNamespace::new("rbac-cluster-allowed").await;
+    let denied = TestNamespace::new("rbac-cluster-denied").await;
+    let admin = allowed.client.clone();
+    let release = format!("r{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let namespaces = format!("credentialsNamespaces={{{}}}", allowed.name);
+    let out = run_tool(
+        &allowed,
+        "helm",
+        &[
+            "install",
+            &release,
+            CHART,
+            "--namespace",
+            &release_ns.name,
+            "--set",
+            &namespaces,
+        ],
+        None,
+    )
+    .await;
+    assert!(out.contains("STATUS: deployed"), "helm install output:\n{out}");
+    let fullname = format!("{release}-dts-operator");
+    let deploy = Api::<Deployment>::namespaced(admin.clone(), &release_ns.name)
+        .get(&fullname)
+        .await
+        .expect("the Deployment");
+    let args = deploy.spec.unwrap().template.spec.unwrap().containers[0]
+        .args
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        args.contains(&format!("--secret-namespaces={}", allowed.name)),
+        "{args:?}"
+    );
+    for ns in [&allowed.name, &denied.name, &release_ns.name] {
+        Api::<Secret>::namespaced(admin.clone(), ns)
+            .create(&PostParams::default(), &credentials_secret("dts-credentials"))
+            .await
+            .expect("creating a Secret");
+    }
+
+    let token = service_account_token(&admin, &release_ns.name, &fullname).await;
+    let kubeconfig = allowed.input_dir().join("sa-kubeconfig.json");
+    write_token_kubeconfig(&kubeconfig, &token);
+    let sa: Client = client_from_kubeconfig(&kubeconfig).await;
+
+    // Allowed: Secrets in the listed namespace, DtsJobs everywhere.
+    let inside: Api<Secret> = Api::namespaced(sa.clone(), &allowed.name);
+    inside
+        .get("dts-credentials")
+        .await
+        .expect("the operator may read Secrets in credentialsNamespaces");
+    inside
+        .list(&ListParams::default())
+        .await
+        .expect("the operator may list (and so watch) Secrets in credentialsNamespaces");
+    Api::<DtsJob>::all(sa.clone())
+        .list(&ListParams::default())
+        .await
+        .expect("cluster-wide: the operator lists DtsJobs in all namespaces");
+
+    // Denied: every other namespace's Secrets, the release namespace's
+    // included, and Secrets across all namespaces.
+    for ns in [&denied.name, &release_ns.name] {
+        let api: Api<Secret> = Api::namespaced(sa.clone(), ns);
+        assert_forbidden(&format!("get Secret in {ns}"), api.get("dts-credentials").await);
+        assert_forbidden(&format!("list Secrets in {ns}"), api.list(&ListParams::default()).await);
+    }
+    assert_forbidden(
+        "list Secrets in all namespaces",
+        Api::<Secret>::all(sa.clone()).list(&ListParams::default()).await,
+    );
+    assert_forbidden(
+        "create Secret in credentialsNamespaces",
+        inside
+            .create(&PostParams::default(), &credentials_secret("planted"))
+            .await,
+    );
 }
 
 /// `hack/check-deploy.sh --check` passes (chart CRD == crds/dtsjob.yaml,

@@ -26,6 +26,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
+use support::secrets::{REVOKED_SECRET, SECOND_SECRET};
 use support::stack::{
     job, journal_time_ms, sum_samples, Emulator, Operator, OperatorOptions, ACCESS_KEY_ID, ACCESS_KEY_SECRET,
 };
@@ -33,11 +34,9 @@ use support::{dtsjob_object, wait_for, TestNamespace};
 
 /// The second emulator account of the two-account test.
 const SECOND_KEY_ID: &str = "LTAIe2eSecondAccount";
-const SECOND_SECRET: &str = "e2e-second-secret-Kp3vW9";
 /// An AccessKey the emulator does not know: DTS answers
 /// `InvalidAccessKeyId.NotFound`, as for a deleted (revoked) key.
 const REVOKED_KEY_ID: &str = "LTAIe2eRevokedAccessKey";
-const REVOKED_SECRET: &str = "e2e-revoked-secret-Qm4xT1";
 
 const WAIT: Duration = Duration::from_secs(90);
 const POLL: Duration = Duration::from_millis(100);

@@ -19,6 +19,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::ResourceExt;
 use serde_json::{json, Value};
+use support::secrets::OTHER_WRONG_SECRET as WRONG_SECRET;
 use support::stack::{self, Emulator, Operator, OperatorOptions};
 use support::{wait_for, TestNamespace};
 
@@ -310,8 +311,6 @@ struct CredentialsCase {
     refused_stops: usize,
     warning_reason: &'static str,
 }
-
-const WRONG_SECRET: &str = "not-the-right-secret-Wq3";
 
 /// The job stalls with a clear reason while the credentials are broken,
 /// the operator keeps running, and the job stops once the Secret is fixed.

@@ -18,6 +18,7 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
+use support::secrets::{STS_SECRET, STS_TOKEN, WRONG_SECRET};
 use support::stack::{self, Emulator, Operator, OperatorOptions, ACCESS_KEY_ID, ACCESS_KEY_SECRET};
 use support::{wait_for, TestNamespace};
 
@@ -29,12 +30,8 @@ const POLL: Duration = Duration::from_millis(100);
 const SETTLE: Duration = Duration::from_secs(3);
 
 const SECRET_NAME: &str = "aliyun-dts-credentials";
-/// A secret the emulator does not know: signatures made with it fail.
-const WRONG_SECRET: &str = "wrong-secret-value-Kp3Lm9";
 /// An STS account of the emulator (the token is a secret too).
 const STS_KEY_ID: &str = "STS.e2eTestAccessKey";
-const STS_SECRET: &str = "e2e-sts-secret-value-Wd4Rt7";
-const STS_TOKEN: &str = "e2e-sts-token-value-Hq2Zc5";
 
 const RENDERED_INVALID_DIRECTION: &str = "The Value of Input Parameter SynchronizationDirection is not valid.";
 

@@ -16,6 +16,7 @@ use super::decide::{confirm_after, Call, Step};
 use super::observe::{Credentials, Observed};
 use super::Gate;
 use crate::crd::{DesiredState, Direction};
+use crate::failpoint::failpoint;
 use crate::limits::breaker::{verdict_of, Verdict};
 use crate::limits::{CircuitInfo, Limits};
 use crate::metrics::Metrics;
@@ -251,6 +252,10 @@ pub async fn run(dts: &DtsCaller, view: &DtsView, obs: &Observed, call: &Call) -
                 .map(|r| Answer::Lifecycle(DesiredState::Running, r)),
             Step::Confirm => dts.describe(creds, &job).await.map(Answer::Confirm),
         };
+        if step.changes_the_job() && sent.is_ok() {
+            // DTS answered; nothing of it is recorded yet.
+            failpoint!("call-after");
+        }
         let answer = match sent {
             Ok(answer) => held_by_circuit(dts, creds, obs, answer),
             Err(NotSent::LeaseLost) => Answer::NotSent,

@@ -336,7 +336,7 @@ pub fn reached(view: &DirectionView, target: DesiredState) -> bool {
 /// Whether the operator drives a direction DTS shows as `view` to `target`:
 /// it suspends a running job and starts a suspended or not-started one, and
 /// leaves every other state (Failed, Finished, Prechecking...) to a human.
-fn actionable(view: &DirectionView, target: DesiredState) -> bool {
+pub fn actionable(view: &DirectionView, target: DesiredState) -> bool {
     match target {
         DesiredState::Suspended => reached(view, DesiredState::Running),
         DesiredState::Running => view.status_is("Suspending") || view.status_is("NotStarted"),

@@ -37,6 +37,7 @@ use kube::{Client, ResourceExt};
 use tracing::{debug, warn, Instrument};
 
 use crate::crd::DtsJob;
+use crate::failpoint::failpoint;
 use crate::limits::{Limits, LimitsConfig};
 use crate::metrics::Metrics;
 use crate::reason::Reason;
@@ -103,7 +104,8 @@ pub struct Settings {
 pub struct Context {
     pub client: Client,
     pub dts: DtsCaller,
-    pub default_credentials: Option<Credentials>,
+    /// The credentials chain: Secrets, roles, the default source.
+    pub credentials: credentials::Resolver,
     pub recorder: Recorder,
     pub backoff: Backoff,
     pub metrics: Arc<Metrics>,
@@ -141,14 +143,15 @@ impl Context {
         may_act: Gate,
     ) -> Self {
         let limits = Arc::new(Limits::new(settings.limits_config(), metrics.clone()));
-        Self::with_limits(client, dts, default_credentials, settings, metrics, may_act, limits)
+        let resolver = credentials::Resolver::fixed(default_credentials);
+        Self::with_limits(client, dts, resolver, settings, metrics, may_act, limits)
     }
 
     /// The context `run` builds, with `limits` (whose metrics it registered).
     pub fn with_limits(
         client: Client,
         dts: DtsClient,
-        default_credentials: Option<Credentials>,
+        credentials: credentials::Resolver,
         settings: Settings,
         metrics: Arc<Metrics>,
         may_act: Gate,
@@ -165,7 +168,7 @@ impl Context {
             dts: DtsCaller::new(dts, limits, metrics.clone(), may_act.clone()),
             backoff: Backoff::new(settings.retry_base_delay, settings.retry_max_delay),
             client,
-            default_credentials,
+            credentials,
             recorder,
             metrics,
             may_act,
@@ -221,8 +224,12 @@ async fn decide_and_act(job: &DtsJob, ctx: &Context, obs: &mut observe::Observed
     debug!(?decision, "decided");
     let acted = match &decision {
         Decision::Call(call) if call.marked => {
+            failpoint!("mark-before");
             match write::status(ctx, obs, &call.base, obs.resource_version.as_deref()).await? {
-                Written::Ok => Acted::Calls(act::run(&ctx.dts, &ctx.view, obs, call).await),
+                Written::Ok => {
+                    failpoint!("mark-after");
+                    Acted::Calls(act::run(&ctx.dts, &ctx.view, obs, call).await)
+                }
                 Written::Conflict | Written::NotLeader => Acted::Refused,
             }
         }
@@ -233,11 +240,16 @@ async fn decide_and_act(job: &DtsJob, ctx: &Context, obs: &mut observe::Observed
         },
         _ => Acted::NoCall,
     };
+    let called = matches!(&acted, Acted::Calls(calls) if !calls.is_empty());
+    observe::note_answers(ctx, obs, &acted);
     let outcome = record::record(obs, &decision, acted);
     if let Some(w) = &outcome.write {
         if write::status(ctx, obs, &w.status, w.precondition.as_deref()).await? == Written::Conflict {
             debug!("status changed since it was observed; deciding again");
             return Ok(Action::requeue(CONFLICT_RETRY));
+        }
+        if called {
+            failpoint!("status-after");
         }
     }
     write::events(ctx, job, &outcome.events).await;
@@ -285,6 +297,8 @@ pub fn error_policy(job: Arc<DtsJob>, err: &Error, ctx: Arc<Context>) -> Action 
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 
 /// Small builders shared by the controller's unit tests.
@@ -320,6 +334,7 @@ pub(crate) mod fixtures {
             credentials: Credentials::Ready(Resolved {
                 credentials: dts_api::Credentials::new("LTAIfixture", "fixture-secret"),
                 secret_version: Some("10".into()),
+                source: "Secret/aliyun".into(),
             }),
             circuit: crate::limits::Circuit::Closed,
             views: Vec::new(),

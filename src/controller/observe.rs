@@ -9,7 +9,9 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
-use super::credentials::{self, CredentialsError, Resolved};
+use super::act::{Answer, CallResult};
+use super::credentials::{CredentialsError, Resolved};
+use super::record::Acted;
 use super::{decide, Context, Error};
 use crate::crd::{
     DeletionPolicy, Direction, DtsJob, DtsJobSpec, DtsJobStatus, ManagementPolicy, PAUSED, RECONCILE_REQUESTED_AT,
@@ -189,14 +191,10 @@ pub async fn observe(job: &DtsJob, ctx: &Context) -> Result<Observed, Error> {
     obs.retry_in = ctx.backoff.remaining(&obs.uid, obs.requested_at.as_deref());
     let leader = obs.leader;
     if leader && !obs.paused && decide::may_call(&obs) {
-        obs.credentials = match credentials::resolve(
-            &ctx.client,
-            &ctx.secrets,
-            &obs.namespace,
-            &obs.spec,
-            ctx.default_credentials.as_ref(),
-        )
-        .await
+        obs.credentials = match ctx
+            .credentials
+            .resolve(&ctx.client, &ctx.secrets, &obs.namespace, &obs.spec)
+            .await
         {
             Ok(r) => Credentials::Ready(r),
             Err(e) if e.is_transient() => return Err(e.into()),
@@ -212,6 +210,32 @@ pub async fn observe(job: &DtsJob, ctx: &Context) -> Result<Observed, Error> {
         }
     }
     Ok(obs)
+}
+
+/// Tells the credentials chain what DTS said of temporary credentials: an
+/// answer that they expired drops them from the STS cache, so the retry
+/// assumes the role again instead of reusing them until their own expiry.
+pub fn note_answers(ctx: &Context, obs: &Observed, acted: &Acted) {
+    let (Acted::Calls(results), Credentials::Ready(r)) = (acted, &obs.credentials) else {
+        return;
+    };
+    let expired = |e: &dts_api::DtsError| e.reason() == dts_api::ErrorReason::CredentialsExpired;
+    let any_expired = results.iter().any(|CallResult { answer, .. }| {
+        let answer = match answer {
+            Answer::Tripped(inner, _) => inner,
+            other => other,
+        };
+        match answer {
+            Answer::Stop(Err(e), _)
+            | Answer::Describe(Err(e))
+            | Answer::Lifecycle(_, Err(e))
+            | Answer::Confirm(Err(e)) => expired(e),
+            _ => false,
+        }
+    });
+    if any_expired {
+        ctx.credentials.expired(&r.credentials);
+    }
 }
 
 /// Gives back a probe `obs` held but did not use (a call that was sent has

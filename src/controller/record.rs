@@ -456,6 +456,15 @@ fn confirm(obs: &Observed, r: &mut DirectionStatus, result: Result<JobDetail, Dt
                 let text = with_request_id(format!("{d}: DTS shows {shown}"), &detail.request_id);
                 t.note(EventType::Normal, reason, d, text);
                 r.transition = None;
+            } else if tr.state == TransitionState::Requested && decide::actionable(&view, tr.target) {
+                // No answer was recorded (the process died between the mark
+                // and the record, or the answer was ambiguous) and DTS still
+                // shows the state the call moves the job from: the call did
+                // not take effect. As for a `Stopping` direction described
+                // not Finished (docs/design.md §2.3), the call is decided
+                // again at once, behind a new mark.
+                r.transition = None;
+                t.again = true;
             } else {
                 tr.state = TransitionState::Confirming;
                 let wait = decide::confirm_delay(&tr.since, &obs.now);

@@ -121,6 +121,12 @@ pub fn build(
         stop_gate: matches!(intent, Intent::Stop(_))
             .then(|| base.stop_gate.clone())
             .flatten(),
+        // Only a reconcile that read credentials knows their source; the
+        // others keep what the last one wrote (so they write nothing new).
+        credentials_source: match &obs.credentials {
+            super::observe::Credentials::Ready(r) => Some(r.source.clone()),
+            _ => base.credentials_source.clone(),
+        },
     }
 }
 
@@ -458,8 +464,9 @@ fn credentials_hint(spec: &DtsJobSpec) -> String {
             "; check accessKeyId and accessKeySecret (and securityToken, if set) in Secret {}",
             r.name
         ),
-        None => "; check the operator's default credentials (ALIBABA_CLOUD_ACCESS_KEY_ID, \
-                 ALIBABA_CLOUD_ACCESS_KEY_SECRET, ALIBABA_CLOUD_SECURITY_TOKEN)"
+        None => "; check the operator's default credentials (the files of --default-credentials-dir, or \
+                 ALIBABA_CLOUD_ACCESS_KEY_ID, ALIBABA_CLOUD_ACCESS_KEY_SECRET, ALIBABA_CLOUD_SECURITY_TOKEN, or \
+                 the RRSA role's permissions)"
             .to_owned(),
     }
 }

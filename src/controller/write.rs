@@ -18,6 +18,7 @@ use super::observe::Observed;
 use super::record::Note;
 use super::{Context, Error, FIELD_MANAGER};
 use crate::crd::{DtsJob, DtsJobStatus, STOP_ON_DELETE_FINALIZER};
+use crate::failpoint::failpoint;
 use crate::metrics::WriteOutcome;
 
 /// What a status write came to.
@@ -114,6 +115,9 @@ pub async fn finalizer(ctx: &Context, obs: &Observed, add: bool) -> Result<Writt
 /// cannot be recorded is logged and otherwise ignored: Events are
 /// best-effort, the status is the record.
 pub async fn events(ctx: &Context, job: &DtsJob, notes: &[Note]) {
+    if !notes.is_empty() {
+        failpoint!("events-before");
+    }
     for n in notes {
         match n.type_ {
             EventType::Normal => info!(reason = %n.reason, action = %n.action, "{}", n.note),

@@ -4,14 +4,17 @@
 //! `up` generates fresh credentials, starts both processes detached (so the
 //! cluster outlives the command), waits until the API server is usable,
 //! writes a kubeconfig and installs the CRDs; `down` stops whatever `up`
-//! recorded in `DIR/pids`. For fault-injection tests, `restart` stops one
+//! recorded in `DIR/pids`; `secret-scan` searches a run's output for its
+//! secrets (`scan`). For fault-injection tests, `restart` stops one
 //! component and starts it again from the command line recorded in
-//! `DIR/NAME.cmd`, and `pause` / `resume` SIGSTOP / SIGCONT it. There is no kube-controller-manager, scheduler or
+//! `DIR/NAME.cmd`, and `pause` / `resume` SIGSTOP / SIGCONT it. There is no
+//! kube-controller-manager, scheduler or
 //! kubelet, which rules out some things: namespace deletion never finishes,
 //! there is no garbage collection, and no Pods run.
 
 mod pki;
 mod process;
+mod scan;
 
 use std::{
     fs,
@@ -72,6 +75,21 @@ enum Cmd {
         /// Seconds between SIGTERM and SIGKILL.
         #[arg(long, default_value_t = 10)]
         grace: u64,
+    },
+    /// Search files for a test run's secrets (one `label<TAB>value` a line
+    /// in each ledger); prints `file:line` of each hit (a hash, never the
+    /// secret) and a summary, and fails on any hit.
+    SecretScan {
+        /// A ledger file (repeatable).
+        #[arg(long, required = true)]
+        ledger: Vec<PathBuf>,
+        /// Scan only files modified after this file was (this run's output
+        /// in directories that keep earlier runs' too).
+        #[arg(long, value_name = "FILE")]
+        newer: Option<PathBuf>,
+        /// Files and directories (searched recursively) to scan.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
     },
     /// Stop one component of a running control plane and start it again with
     /// the same flags, ports, certificates and data, then wait until the API
@@ -150,6 +168,7 @@ fn main() {
         }
         Cmd::Resume { dir, component } => process::pause(&dir, component.name(), false)
             .map(|pid| println!("resumed {} (pid {pid})", component.name())),
+        Cmd::SecretScan { ledger, newer, paths } => scan::run(&ledger, newer.as_deref(), &paths),
     };
     if let Err(e) = result {
         eprintln!("testcluster: error: {e}");

@@ -57,12 +57,17 @@ class Emulator:
 
 @pytest.fixture
 def emulator(tmp_path):
+    yield from run_emulator(tmp_path, CONFIG)
+
+
+def run_emulator(tmp_path, config):
+    """Runs the emulator binary with `config` until the test ends."""
     binary = Path(os.environ.get("DTS_EMULATOR_BIN", ROOT / "target" / "debug" / "dts-emulator"))
     if not binary.is_file():
         pytest.fail(f"dts-emulator binary not found at {binary} (build it or set DTS_EMULATOR_BIN)")
     cfg = tmp_path / "emulator.yaml"
     # JSON is valid YAML: the emulator reads either.
-    cfg.write_text(json.dumps(CONFIG))
+    cfg.write_text(json.dumps(config))
     proc = subprocess.Popen(
         [str(binary), "--listen", "127.0.0.1:0", "--config", str(cfg)],
         stdout=subprocess.PIPE,

@@ -12,6 +12,7 @@
 //! Not every test file uses every helper, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod secrets;
 pub mod stack;
 
 use std::{
@@ -48,8 +49,14 @@ const HOW_TO_RUN: &str = "end-to-end tests need the local test control plane: ru
      (it starts one and stops it afterwards), or start one with `make cluster`, then \
      `source target/cluster/env` and run `cargo test`";
 
-/// Where per-test logs go; cargo keeps this directory for inspection.
+/// Where per-test logs go; cargo keeps this directory for inspection. The
+/// run's secret scan searches all of it.
 const LOG_ROOT: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/e2e");
+
+/// Where tests put the files their processes read that hold secrets on
+/// purpose (emulator configs, kubeconfigs): apart from the logs, which must
+/// hold none.
+const INPUT_ROOT: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/e2e-inputs");
 
 /// A client for the test control plane named by `KUBECONFIG`.
 ///
@@ -158,6 +165,7 @@ pub struct TestNamespace {
     /// The control plane's kubeconfig when it is not `KUBECONFIG`'s.
     kubeconfig: Option<PathBuf>,
     log_dir: PathBuf,
+    input_dir: PathBuf,
     /// Log files printed by the failure dump.
     logs: Mutex<Vec<PathBuf>>,
 }
@@ -176,6 +184,7 @@ impl TestNamespace {
     }
 
     async fn create(test: &str, kubeconfig: Option<PathBuf>) -> Self {
+        secrets::record_known();
         let client = match &kubeconfig {
             Some(path) => client_at(path).await,
             None => client().await,
@@ -199,11 +208,14 @@ impl TestNamespace {
             .unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
         let log_dir = Path::new(LOG_ROOT).join(&name);
         fs::create_dir_all(&log_dir).unwrap_or_else(|e| panic!("creating {}: {e}", log_dir.display()));
+        let input_dir = Path::new(INPUT_ROOT).join(&name);
+        fs::create_dir_all(&input_dir).unwrap_or_else(|e| panic!("creating {}: {e}", input_dir.display()));
         TestNamespace {
             client,
             name,
             kubeconfig,
             log_dir,
+            input_dir,
             logs: Mutex::new(Vec::new()),
         }
     }
@@ -225,6 +237,13 @@ impl TestNamespace {
     /// Directory for this test's logs (`target/tmp/e2e/<namespace>/`).
     pub fn log_dir(&self) -> &Path {
         &self.log_dir
+    }
+
+    /// Directory for files this test's processes read that hold secrets
+    /// (`target/tmp/e2e-inputs/<namespace>/`), kept out of [`Self::log_dir`],
+    /// whose every file the run's secret scan searches.
+    pub fn input_dir(&self) -> &Path {
+        &self.input_dir
     }
 
     /// Starts `cmd` with stdout and stderr appended to `<log_dir>/<name>.log`,

@@ -2,8 +2,8 @@
 //! `dts-operator` binaries as subprocesses, with helpers to read the
 //! emulator's journal and inject faults, and to read the operator's metrics.
 //!
-//! Secrets used by tests are the constants below; a test that checks for
-//! leaks searches for them.
+//! Secrets used by tests are the constants of [`super::secrets`]; a test
+//! that checks for leaks searches for them, and so does the run's secret scan.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -17,7 +17,7 @@ use super::{command, wait_for, ChildProcess, TestNamespace};
 /// The emulator account every test uses.
 pub const ACCESS_KEY_ID: &str = "LTAIe2eTestAccessKey";
 /// Its secret: must never appear in logs, status or Events.
-pub const ACCESS_KEY_SECRET: &str = "e2e-secret-value-Zq8vX2";
+pub use super::secrets::ACCESS_KEY_SECRET;
 
 /// The emulator account, as the config's `accounts` entry.
 pub fn account() -> Value {
@@ -88,7 +88,8 @@ pub struct Emulator {
 impl Emulator {
     /// Starts the real binary with `config` (JSON is accepted as YAML).
     pub async fn start(ns: &TestNamespace, name: &str, config: Value) -> Emulator {
-        let path = ns.log_dir().join(format!("{name}-config.json"));
+        // The config holds the accounts' secrets: an input, not a log.
+        let path = ns.input_dir().join(format!("{name}-config.json"));
         std::fs::write(&path, serde_json::to_vec_pretty(&config).expect("config serializes")).expect("write config");
         let port = free_port();
         let cmd = command(
@@ -98,7 +99,13 @@ impl Emulator {
                 format!("127.0.0.1:{port}"),
                 "--config".to_owned(),
                 path.display().to_string(),
-            ],
+            ]
+            .into_iter()
+            .chain(
+                super::secrets::ledger_path()
+                    .into_iter()
+                    .flat_map(|ledger| ["--secret-ledger".to_owned(), ledger.display().to_string()]),
+            ),
         );
         let process = ns.spawn(name, cmd);
         let url = format!("http://127.0.0.1:{port}");
@@ -270,8 +277,10 @@ pub struct Operator {
 }
 
 impl Operator {
-    /// Starts the real operator against `dts_endpoint` at debug log level
-    /// (so a secret leak would show in its log).
+    /// Starts the real operator against `dts_endpoint`, logging at debug
+    /// level for its own and the DTS client's targets (so a secret leak
+    /// would show in its log, and the run's secret scan searches it) and
+    /// at info for the rest (kube, hyper: their debug output is large).
     pub fn start(ns: &TestNamespace, name: &str, dts_endpoint: &str, opts: OperatorOptions) -> Operator {
         let port = free_port();
         let mut args = vec![
@@ -281,7 +290,7 @@ impl Operator {
             "--metrics-addr".to_owned(),
             format!("127.0.0.1:{port}"),
             "--log-level".to_owned(),
-            "debug,hyper=info,rustls=info,tower=info,kube_client=info".to_owned(),
+            "info,dts_operator=debug,dts_api=debug".to_owned(),
             "--retry-base-delay".to_owned(),
             "500ms".to_owned(),
             "--retry-max-delay".to_owned(),
@@ -409,7 +418,9 @@ pub async fn service_account_token(client: &kube::Client, namespace: &str, name:
         .create_token_request(name, &Default::default(), &request)
         .await
         .unwrap_or_else(|e| panic!("TokenRequest for ServiceAccount {namespace}/{name}: {e}"));
-    answer.status.expect("TokenRequest status").token
+    let token = answer.status.expect("TokenRequest status").token;
+    super::secrets::record("service-account-token", &token);
+    token
 }
 
 /// Writes a kubeconfig that reaches the test control plane (server and CA of

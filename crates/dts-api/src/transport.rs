@@ -93,7 +93,14 @@ pub trait Transport: Send + Sync {
 }
 
 /// Answers larger than this are not DTS answers; refusing them bounds memory.
-const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// An answer over [`MAX_BODY_BYTES`]. The request was sent and may have been
+/// executed, so it is [`TransportError::AfterSend`] (ambiguous), whatever the
+/// status.
+fn too_large() -> TransportError {
+    TransportError::AfterSend(format!("answer body larger than {MAX_BODY_BYTES} bytes"))
+}
 
 /// [`Transport`] over reqwest (rustls).
 ///
@@ -148,6 +155,10 @@ impl ReqwestTransport {
                 )
             })
             .collect();
+        // A declared length over the cap is refused before reading a byte.
+        if resp.content_length().is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+            return Err(too_large());
+        }
         let mut body = Vec::new();
         loop {
             // reqwest's timeout covers the body too; the explicit deadline
@@ -164,11 +175,13 @@ impl ReqwestTransport {
                 })?;
             match chunk {
                 Some(bytes) => {
+                    // Checked before the chunk is kept: reading stops (and
+                    // the connection is dropped) at the first byte over.
                     if body.len() + bytes.len() > MAX_BODY_BYTES {
-                        return Err(TransportError::AfterSend(format!(
-                            "answer body larger than {MAX_BODY_BYTES} bytes"
-                        )));
+                        return Err(too_large());
                     }
+                    // Never more than the cap, whatever the growth policy.
+                    body.reserve_exact(bytes.len().max(body.capacity().min(MAX_BODY_BYTES - body.len())));
                     body.extend_from_slice(&bytes);
                 }
                 None => break,

@@ -275,3 +275,93 @@ async fn echoed_tokens_never_reach_error_text() {
     task.abort();
     let _ = task.await;
 }
+
+/// Serves one answer head, then (when `endless`) body chunks until the
+/// client hangs up; reports how many body bytes the socket accepted.
+async fn oversized_server(head: &'static str, endless: bool) -> (u16, mpsc::UnboundedReceiver<u64>, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let _ = read_request(&mut stream).await;
+            if stream.write_all(head.as_bytes()).await.is_err() {
+                continue;
+            }
+            let mut written = 0u64;
+            if endless {
+                // 64 KiB chunks of JSON whitespace, as long as the client reads.
+                let chunk = format!("10000\r\n{}\r\n", " ".repeat(0x10000));
+                while stream.write_all(chunk.as_bytes()).await.is_ok() {
+                    written += 0x10000;
+                }
+            } else {
+                // Announce a body and never send it: only a client that
+                // refuses on the announced length returns before its timeout.
+                let mut sink = [0u8; 1];
+                let _ = stream.read(&mut sink).await;
+            }
+            let _ = tx.send(written);
+        }
+    });
+    (port, rx, task)
+}
+
+#[tokio::test]
+async fn an_endless_answer_is_cut_at_the_cap_and_reading_stops() {
+    let (port, mut written, task) = oversized_server(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n",
+        true,
+    )
+    .await;
+    let creds = Credentials::new("testAccessKeyId", SECRET);
+    let started = std::time::Instant::now();
+    let err = client(port, SignatureVersion::HmacSha1, Duration::from_secs(30))
+        .stop_dts_job(&creds, &job())
+        .await
+        .expect_err("an endless answer");
+    let took = started.elapsed();
+    assert_eq!(err.class, ErrorClass::Ambiguous, "{err:?}");
+    assert_eq!(err.reason(), "ConnectionReset", "{err:?}");
+    assert!(
+        err.message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("larger than 4194304 bytes"),
+        "{err:?}"
+    );
+    // The client hung up: the server's writes failed, after at most the cap
+    // plus what the loopback socket buffers hold (a wide bound; an
+    // unbounded reader would have kept the server writing until the 30 s
+    // timeout).
+    let sent = tokio::time::timeout(Duration::from_secs(10), written.recv())
+        .await
+        .expect("the server saw the client hang up")
+        .expect("a count");
+    assert!(sent >= dts_api::transport::MAX_BODY_BYTES as u64, "{sent}");
+    assert!(sent < 64 * 1024 * 1024, "the server wrote {sent} bytes");
+    println!("endless answer: client stopped after {took:?}; server wrote {sent} body bytes");
+    task.abort();
+    let _ = task.await;
+}
+
+#[tokio::test]
+async fn an_announced_length_over_the_cap_is_refused_before_reading() {
+    let (port, _written, task) = oversized_server(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 10485760\r\n\r\n",
+        false,
+    )
+    .await;
+    let creds = Credentials::new("testAccessKeyId", SECRET);
+    let err = client(port, SignatureVersion::Acs3HmacSha256, Duration::from_secs(30))
+        .stop_dts_job(&creds, &job())
+        .await
+        .expect_err("too large");
+    assert_eq!(err.class, ErrorClass::Ambiguous, "{err:?}");
+    assert!(
+        err.message.as_deref().unwrap_or_default().contains("larger than"),
+        "not a timeout: {err:?}"
+    );
+    task.abort();
+    let _ = task.await;
+}

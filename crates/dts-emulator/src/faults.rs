@@ -1,13 +1,19 @@
 //! Fault injection, set through `POST /_emulator/faults`.
 //!
 //! Faults fall in two groups, because a client must handle them differently:
-//! * *before any effect* (`throttleNext`, `failNext`, `qps`, the
-//!   per-account quota `accountQps`, and the Describe* quota `describeQps`): the call is
-//!   answered with an error and the job is not touched — safe to retry;
-//! * *after the effect* (`latencyMs`, `malformedNext`, `resetNext`): the job
-//!   has changed and the call is journaled, then the answer is delayed,
-//!   garbled or never sent — the client cannot know whether it worked, as
-//!   with a real service.
+//! * *before any effect* (`resetBeforeReadNext`, `throttleNext`, `failNext`,
+//!   `html502Next`, `emptyNext` with an error status, `qps`, the per-account
+//!   quota `accountQps`, and the Describe* quota `describeQps`): the call is
+//!   answered with an error (or its connection dropped unread) and the job is
+//!   not touched — DTS did not execute it;
+//! * *after the effect* (`latencyMs`, `malformedNext`, `resetNext`,
+//!   `emptyNext` with a 2xx status, `hugeNext`): the job has changed and the
+//!   call is journaled, then the answer is delayed, garbled, emptied, bloated
+//!   or never sent — the client cannot know whether it worked, as with a real
+//!   service.
+//!
+//! `clockSkewSeconds` is neither: it moves the clock the emulator checks
+//! request timestamps against, as a DTS whose clock (or the caller's) is off.
 
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
@@ -43,7 +49,40 @@ pub struct FaultsRequest {
     /// Replaces the previous map; `0` (or leaving an account out) removes
     /// its quota.
     pub account_qps: Option<BTreeMap<String, u32>>,
+    /// The next N calls have their connection dropped before the request's
+    /// body is read or anything is checked (only its head was parsed, to
+    /// route it): no answer, no effect (a load balancer or a crashed gateway).
+    pub reset_before_read_next: Option<u32>,
+    /// The next N calls get a load balancer's HTML `502 Bad Gateway` page,
+    /// before any effect.
+    pub html502_next: Option<u32>,
+    /// The next `count` calls get `status` with an empty body: before the
+    /// effect for an error status, after it for a 2xx (the answer was lost).
+    pub empty_next: Option<EmptyNext>,
+    /// The next N calls that take effect are answered 200 with a JSON body of
+    /// [`HUGE_BODY_BYTES`], streamed without a `Content-Length`.
+    pub huge_next: Option<u32>,
+    /// Seconds added to the emulator's clock when it checks a request's
+    /// timestamp (negative: behind). Beyond ±15 min every signed call is
+    /// refused with `InvalidTimeStamp.Expired`. `0` restores the real clock.
+    pub clock_skew_seconds: Option<i64>,
 }
+
+/// `emptyNext`: the next `count` calls get `status` and an empty body.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EmptyNext {
+    pub count: u32,
+    #[serde(default = "default_empty_status")]
+    pub status: u16,
+}
+
+fn default_empty_status() -> u16 {
+    200
+}
+
+/// The size of a `hugeNext` answer: well past any client's sane cap.
+pub const HUGE_BODY_BYTES: usize = 10 * 1024 * 1024;
 
 /// `failNext`: the next `count` calls get this gateway error.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -81,6 +120,11 @@ pub struct FaultsView {
     pub describe_qps: u32,
     /// The quota of every action per (AccessKeyId, region), by AccessKeyId.
     pub account_qps: BTreeMap<String, u32>,
+    pub reset_before_read_next: u32,
+    pub html502_next: u32,
+    pub empty_next: Option<EmptyNext>,
+    pub huge_next: u32,
+    pub clock_skew_seconds: i64,
 }
 
 /// What to do before a verified call takes effect.
@@ -89,6 +133,9 @@ pub enum Before {
     Proceed,
     /// Answer this error (with `x-acs-retry-after` when set) and stop.
     Reject(GatewayError, Option<u64>),
+    /// Not executed, and answered with this sabotaged delivery
+    /// ([`Delivery::Html502`] or [`Delivery::Empty`] with an error status).
+    Sabotage(Delivery),
 }
 
 /// How to deliver the answer of a call that took effect.
@@ -99,6 +146,14 @@ pub enum Delivery {
     Malformed,
     /// Close the connection without answering.
     Reset,
+    /// Close the connection before reading the request (nothing executed).
+    ResetBeforeRead,
+    /// A load balancer's HTML 502 page (nothing executed).
+    Html502,
+    /// This status with an empty body.
+    Empty(u16),
+    /// 200 with a [`HUGE_BODY_BYTES`] JSON body.
+    Huge,
 }
 
 impl Delivery {
@@ -108,6 +163,20 @@ impl Delivery {
             Delivery::Normal => None,
             Delivery::Malformed => Some("malformed"),
             Delivery::Reset => Some("reset"),
+            Delivery::ResetBeforeRead => Some("resetBeforeRead"),
+            Delivery::Html502 => Some("html502"),
+            Delivery::Empty(_) => Some("empty"),
+            Delivery::Huge => Some("huge"),
+        }
+    }
+
+    /// The status the journal records; `None` when nothing was answered.
+    pub fn http_status(self) -> Option<u16> {
+        match self {
+            Delivery::Reset | Delivery::ResetBeforeRead => None,
+            Delivery::Html502 => Some(502),
+            Delivery::Empty(status) => Some(status),
+            Delivery::Normal | Delivery::Malformed | Delivery::Huge => Some(200),
         }
     }
 }
@@ -223,6 +292,32 @@ impl Faults {
                 return Err("failNext.code is empty".into());
             }
         }
+        if let Some(e) = &req.empty_next {
+            if !(200..=599).contains(&e.status) || (300..400).contains(&e.status) {
+                return Err(format!("emptyNext.status must be 2xx, 4xx or 5xx, got {}", e.status));
+            }
+        }
+        if let Some(s) = req.clock_skew_seconds {
+            // jiff's span limit, and far beyond any real clock error.
+            if s.unsigned_abs() > 100 * 365 * 86_400 {
+                return Err(format!("clockSkewSeconds must be within ±100 years, got {s}"));
+            }
+        }
+        if let Some(n) = req.reset_before_read_next {
+            self.view.reset_before_read_next = n;
+        }
+        if let Some(n) = req.html502_next {
+            self.view.html502_next = n;
+        }
+        if let Some(e) = req.empty_next {
+            self.view.empty_next = (e.count > 0).then_some(e);
+        }
+        if let Some(n) = req.huge_next {
+            self.view.huge_next = n;
+        }
+        if let Some(s) = req.clock_skew_seconds {
+            self.view.clock_skew_seconds = s;
+        }
         if let Some(n) = req.throttle_next {
             self.view.throttle_next = n;
         }
@@ -261,8 +356,39 @@ impl Faults {
         Ok(())
     }
 
+    /// Whether this connection is dropped before its request is read
+    /// (`resetBeforeReadNext`); counts one down.
+    pub fn reset_before_read(&mut self) -> bool {
+        let hit = self.view.reset_before_read_next > 0;
+        if hit {
+            self.view.reset_before_read_next -= 1;
+        }
+        hit
+    }
+
+    /// The emulator's clock for timestamp checks: `now` moved by
+    /// `clockSkewSeconds`.
+    pub fn skewed(&self, now: jiff::Timestamp) -> jiff::Timestamp {
+        now.checked_add(jiff::SignedDuration::from_secs(self.view.clock_skew_seconds))
+            .unwrap_or(now)
+    }
+
     /// Decides, before any effect, whether this call is refused.
     pub fn before(&mut self) -> Before {
+        if self.view.html502_next > 0 {
+            self.view.html502_next -= 1;
+            return Before::Sabotage(Delivery::Html502);
+        }
+        if let Some(e) = &mut self.view.empty_next {
+            if !(200..300).contains(&e.status) {
+                let status = e.status;
+                e.count -= 1;
+                if e.count == 0 {
+                    self.view.empty_next = None;
+                }
+                return Before::Sabotage(Delivery::Empty(status));
+            }
+        }
         if self.view.throttle_next > 0 {
             self.view.throttle_next -= 1;
             return Before::Reject(GatewayError::throttled(), Some(self.retry_after_ms()));
@@ -299,6 +425,20 @@ impl Faults {
         if self.view.malformed_next > 0 {
             self.view.malformed_next -= 1;
             return (latency, Delivery::Malformed);
+        }
+        if let Some(e) = &mut self.view.empty_next {
+            if (200..300).contains(&e.status) {
+                let status = e.status;
+                e.count -= 1;
+                if e.count == 0 {
+                    self.view.empty_next = None;
+                }
+                return (latency, Delivery::Empty(status));
+            }
+        }
+        if self.view.huge_next > 0 {
+            self.view.huge_next -= 1;
+            return (latency, Delivery::Huge);
         }
         (latency, Delivery::Normal)
     }
@@ -349,6 +489,71 @@ mod tests {
         .unwrap();
         assert_eq!(f.before(), Before::Proceed);
         assert_eq!(f.view().qps, None);
+    }
+
+    #[test]
+    fn new_faults_fall_in_their_group() {
+        let mut f = Faults::default();
+        f.apply(FaultsRequest {
+            reset_before_read_next: Some(1),
+            html502_next: Some(1),
+            huge_next: Some(1),
+            empty_next: Some(EmptyNext { count: 2, status: 503 }),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(f.reset_before_read());
+        assert!(!f.reset_before_read(), "one connection only");
+        assert_eq!(f.before(), Before::Sabotage(Delivery::Html502));
+        assert_eq!(f.before(), Before::Sabotage(Delivery::Empty(503)));
+        assert_eq!(f.before(), Before::Sabotage(Delivery::Empty(503)));
+        assert_eq!(f.before(), Before::Proceed);
+        assert_eq!(f.view().empty_next, None, "used up");
+        assert_eq!(f.after().1, Delivery::Huge);
+        assert_eq!(f.after().1, Delivery::Normal);
+
+        // A 2xx empty answer is an answer lost after the effect.
+        f.apply(FaultsRequest {
+            empty_next: Some(EmptyNext { count: 1, status: 200 }),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(f.before(), Before::Proceed, "not refused before the effect");
+        assert_eq!(f.after().1, Delivery::Empty(200));
+        assert_eq!(f.after().1, Delivery::Normal);
+        assert_eq!(Delivery::Empty(200).http_status(), Some(200));
+        assert_eq!(Delivery::ResetBeforeRead.http_status(), None);
+        assert_eq!(Delivery::Html502.label(), Some("html502"));
+    }
+
+    #[test]
+    fn clock_skew_moves_the_checking_clock_and_is_bounded() {
+        let mut f = Faults::default();
+        let now: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        assert_eq!(f.skewed(now), now);
+        f.apply(FaultsRequest {
+            clock_skew_seconds: Some(-1200),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(f.skewed(now).to_string(), "2025-12-31T23:40:00Z");
+        assert!(f
+            .apply(FaultsRequest {
+                clock_skew_seconds: Some(i64::MAX),
+                ..Default::default()
+            })
+            .is_err());
+        assert_eq!(f.view().clock_skew_seconds, -1200, "a refused request changes nothing");
+        for status in [100, 302, 600] {
+            assert!(
+                f.apply(FaultsRequest {
+                    empty_next: Some(EmptyNext { count: 1, status }),
+                    ..Default::default()
+                })
+                .is_err(),
+                "{status}"
+            );
+        }
     }
 
     #[test]

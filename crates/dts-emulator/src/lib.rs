@@ -4,7 +4,7 @@
 //! One module per concern: [`config`] (the YAML/JSON file), [`state`] (jobs
 //! and their directions), [`verify`] (both signature schemes, nonces,
 //! timestamps), [`faults`] (injected failures), [`journal`] (what was
-//! received), [`sts`] (AssumeRole, AssumeRoleWithOIDC and the credentials
+//! received), [`ledger`] (the secrets a test run must never print), [`sts`] (AssumeRole, AssumeRoleWithOIDC and the credentials
 //! they issue), [`error`] (gateway error bodies), [`api`] (HTTP handlers) and
 //! [`server`] (serving and stopping).
 
@@ -13,10 +13,12 @@ pub mod config;
 pub mod error;
 pub mod faults;
 pub mod journal;
+pub mod ledger;
 pub mod server;
 pub mod state;
 pub mod sts;
 pub mod verify;
 
 pub use config::{Config, ConfigError};
-pub use server::{serve, EmulatorHandle};
+pub use ledger::Ledger;
+pub use server::{serve, serve_with_ledger, EmulatorHandle};

@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 
 use super::api::{router, Shared};
 use super::config::Config;
+use super::ledger::Ledger;
 
 /// A handle on one connection that lets a handler drop it unanswered.
 #[derive(Clone, Debug, Default)]
@@ -193,11 +194,24 @@ impl Drop for EmulatorHandle {
 /// Serves the emulator on `listener` with `config` (validated first).
 /// Returns once the server is accepting.
 pub async fn serve(listener: TcpListener, config: Config) -> io::Result<EmulatorHandle> {
+    serve_with_ledger(listener, config, None).await
+}
+
+/// [`serve`], recording every secret seen or issued in `ledger` when given.
+pub async fn serve_with_ledger(
+    listener: TcpListener,
+    config: Config,
+    ledger: Option<Ledger>,
+) -> io::Result<EmulatorHandle> {
     config
         .validate()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let addr = listener.local_addr()?;
-    let shared = Arc::new(Shared::new(&config));
+    let shared = Shared::new(&config);
+    let shared = Arc::new(match ledger {
+        Some(l) => shared.with_ledger(l),
+        None => shared,
+    });
     let app = router(shared).into_make_service_with_connect_info::<ConnCtl>();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {

@@ -110,3 +110,73 @@ fn bad_config_files_exit_2_with_one_line_naming_the_file() {
         assert!(!stderr.contains("panicked"), "{name}: {stderr}");
     }
 }
+
+/// `--secret-ledger FILE`: the account secret and the signature of a call
+/// are appended to FILE, and neither is printed on stdout or stderr.
+#[tokio::test]
+async fn secret_ledger_records_secrets_and_nothing_prints_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("emu.json");
+    std::fs::write(
+        &cfg,
+        r#"{"accounts":[{"accessKeyId":"id","accessKeySecret":"ledger-test-secret"}],
+            "jobs":[{"jobId":"j","regionId":"cn-hangzhou"}]}"#,
+    )
+    .unwrap();
+    let ledger = dir.path().join("ledger");
+    let stderr = dir.path().join("stderr");
+    let mut child = Child(
+        Command::new(BIN)
+            .args(["--listen", "127.0.0.1:0", "--config"])
+            .arg(&cfg)
+            .arg("--secret-ledger")
+            .arg(&ledger)
+            .env("RUST_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let addr = line.trim().strip_prefix("listening on ").unwrap().to_owned();
+
+    let c = Credentials::new("id", "ledger-test-secret");
+    let ts = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let api = [("DtsJobId".to_owned(), "j".to_owned())].into_iter().collect();
+    let p = rpc_v1::signed_parameters("StopDtsJob", "2020-01-01", &api, &c, &ts, "ledgertestnonce");
+    let q = rpc_v1::signed_query("POST", &p, "ledger-test-secret");
+    let signature = url::form_urlencoded::parse(q.as_bytes())
+        .find(|(k, _)| k == "Signature")
+        .map(|(_, v)| v.into_owned())
+        .expect("the query is signed");
+    let body = reqwest::Client::new()
+        .post(format!("http://{addr}/?{q}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("\"Success\":true"), "{body}");
+
+    let recorded = std::fs::read_to_string(&ledger).unwrap();
+    assert!(
+        recorded.contains("emulator-account-secret\tledger-test-secret\n"),
+        "{recorded}"
+    );
+    assert!(
+        recorded.contains(&format!("signature-hmac-sha1\t{signature}\n")),
+        "{recorded}"
+    );
+    let _ = child.0.kill();
+    let _ = child.0.wait();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let printed = format!("{line}{rest}{}", std::fs::read_to_string(&stderr).unwrap());
+    assert!(printed.contains("dts call"), "the call was logged: {printed}");
+    for secret in ["ledger-test-secret", signature.as_str()] {
+        assert!(!printed.contains(secret), "a secret on stdout/stderr: {printed}");
+    }
+}

@@ -1014,3 +1014,34 @@ fn a_stopping_direction_stays_stopping_under_an_open_circuit() {
         ("True", "CircuitOpen")
     );
 }
+
+/// The default source's version stands where a Secret's resourceVersion
+/// does: a job that failed terminally on the old credentials directory (or
+/// the old RRSA credentials) is stopped again once they change, and not
+/// before.
+#[test]
+fn a_terminal_failure_on_default_credentials_is_retried_when_their_version_changes() {
+    let failed_on = fingerprint(1, Some("dir:aaaa"), None);
+    let mut obs = observed(
+        spec(Some(DesiredState::Stopped), &[Forward]),
+        status(vec![rec(Forward, Failed, Some(&failed_on))]),
+    );
+    let with_version = |obs: &mut Observed, v: &str| {
+        obs.credentials = Credentials::Ready(crate::controller::credentials::Resolved {
+            credentials: dts_api::Credentials::new("LTAIdir", "dir-secret"),
+            secret_version: Some(v.into()),
+            source: "DefaultCredentialsDir".into(),
+        });
+    };
+    with_version(&mut obs, "dir:aaaa");
+    assert!(
+        matches!(decide(&obs), Decision::Settle { .. }),
+        "same file: not retried"
+    );
+    with_version(&mut obs, "dir:bbbb");
+    let Decision::Call(call) = decide(&obs) else {
+        panic!("a rotated file retries the stop")
+    };
+    assert_eq!(call.steps, vec![(Forward, Step::Stop)]);
+    assert_eq!(call.base.credentials_source.as_deref(), Some("DefaultCredentialsDir"));
+}

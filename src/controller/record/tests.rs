@@ -442,6 +442,81 @@ mod hold {
         assert!(done.events.iter().any(|e| e.reason == Reason::Suspended));
     }
 
+    /// A `Requested` transition with no answer recorded (the process died
+    /// between the mark and the record) whose read shows DTS still running:
+    /// the suspend did not take effect, so it is decided again at once; the
+    /// next decision marks and sends it. Without this the direction waited
+    /// in `Confirming` for a call never made until the 10 min timeout.
+    #[test]
+    fn a_requested_suspend_that_did_not_take_effect_is_decided_again() {
+        let obs = suspending_obs("Synchronizing");
+        let Decision::Call(call) = decide(&obs) else {
+            panic!("a suspend")
+        };
+        // The mark was written, then the process died: the next reconcile reads.
+        let mut obs = suspending_obs("Synchronizing");
+        obs.status = call.base.clone();
+        let decision = decide(&obs);
+        let Decision::Call(read) = &decision else {
+            panic!("a confirmation read")
+        };
+        assert_eq!(read.steps, [(Forward, crate::controller::decide::Step::Confirm)]);
+        let out = record(
+            &obs,
+            &decision,
+            Acted::Calls(vec![CallResult {
+                direction: Forward,
+                answer: Answer::Confirm(detail("Synchronizing")),
+            }]),
+        );
+        assert_eq!(out.next, Next::Now, "decided again at once");
+        let status = out.write.expect("the transition is dropped").status;
+        assert_eq!(status.directions[0].transition, None);
+        let mut again = suspending_obs("Synchronizing");
+        again.status = status;
+        let Decision::Call(call) = decide(&again) else {
+            panic!("the suspend is sent again")
+        };
+        assert_eq!(call.steps, [(Forward, crate::controller::decide::Step::Suspend)]);
+        assert!(call.marked, "behind a new mark");
+    }
+
+    /// An accepted suspend (`Confirming`) that DTS does not show yet is read
+    /// again later, never sent again.
+    #[test]
+    fn an_accepted_suspend_not_shown_yet_is_not_sent_again() {
+        let obs = suspending_obs("Synchronizing");
+        let decision = decide(&obs);
+        let first = record(
+            &obs,
+            &decision,
+            Acted::Calls(vec![CallResult {
+                direction: Forward,
+                answer: Answer::Lifecycle(DesiredState::Suspended, ok("REQ-S")),
+            }]),
+        )
+        .write
+        .unwrap()
+        .status;
+        let mut obs = suspending_obs("Synchronizing");
+        obs.status = first;
+        let decision = decide(&obs);
+        let out = record(
+            &obs,
+            &decision,
+            Acted::Calls(vec![CallResult {
+                direction: Forward,
+                answer: Answer::Confirm(detail("Synchronizing")),
+            }]),
+        );
+        assert_eq!(out.next, Next::After(Duration::from_secs(1)));
+        let t = out.write.map(|w| w.status).unwrap_or(obs.status).directions[0]
+            .transition
+            .clone()
+            .expect("still in flight");
+        assert_eq!(t.state, TransitionState::Confirming);
+    }
+
     #[test]
     fn a_refused_suspend_stalls_and_waits_for_new_inputs() {
         let obs = suspending_obs("Synchronizing");

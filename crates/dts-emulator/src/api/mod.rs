@@ -17,8 +17,9 @@ use serde_json::Value;
 
 use super::config::{Account, Config};
 use super::error::GatewayError;
-use super::faults::{Before, Delivery, Faults};
+use super::faults::{Before, Delivery, Faults, HUGE_BODY_BYTES};
 use super::journal::{Entry, Journal};
+use super::ledger::Ledger;
 use super::server::ConnCtl;
 use super::state::Jobs;
 use super::sts::{self, StsState};
@@ -33,6 +34,8 @@ pub struct Shared {
     /// The config's Describe* quota, restored by `DELETE /_emulator/faults`.
     pub describe_qps: u32,
     sts: Option<super::config::StsConfig>,
+    /// Where the secrets of each call are recorded (`--secret-ledger`).
+    ledger: Option<Ledger>,
     inner: Mutex<Inner>,
 }
 
@@ -58,6 +61,7 @@ impl Shared {
                 .collect(),
             describe_qps: config.describe_qps(),
             sts: config.sts.clone(),
+            ledger: None,
             inner: Mutex::new(Inner {
                 sts: StsState::new(config.sts.as_ref()),
                 jobs: Jobs::new(&config.jobs),
@@ -66,6 +70,14 @@ impl Shared {
                 journal: Journal::default(),
             }),
         }
+    }
+
+    /// Records the secrets of every call in `ledger`, starting with the
+    /// configured accounts'.
+    pub fn with_ledger(mut self, ledger: Ledger) -> Shared {
+        ledger.record_accounts(&self.accounts.values().cloned().collect::<Vec<_>>());
+        self.ledger = Some(ledger);
+        self
     }
 
     /// The state lock. A panic elsewhere must not take the emulator down
@@ -137,6 +149,9 @@ async fn dts_call(
     let now = Timestamp::now();
     let request_id = request_id();
     let (parts, body) = req.into_parts();
+    if let Some(resp) = reset_before_read(&shared, &conn, &parts, now, &request_id) {
+        return resp;
+    }
     let body = axum::body::to_bytes(body, MAX_BODY).await;
     let body_bytes = body.as_deref().unwrap_or_default();
     let raw_query = parts.uri.query().unwrap_or_default();
@@ -166,6 +181,9 @@ async fn dts_call(
         inner.journal.push(entry);
         outcome
     };
+    if let Some(ledger) = &shared.ledger {
+        ledger.record_call(&incoming, &parsed, &outcome.body);
+    }
     // Effect and journal are done; only now does the answer get delayed,
     // garbled or dropped, as a slow or broken network would.
     if !outcome.delay.is_zero() {
@@ -186,7 +204,109 @@ async fn dts_call(
             resp
         }
         Delivery::Normal => json_response(outcome.status, &outcome.body, &request_id, outcome.retry_after_ms),
+        other => sabotaged(other, &request_id),
     }
+}
+
+/// `resetBeforeReadNext`: drops the connection before the request's body is
+/// read or anything is checked, and journals the drop (the action as the
+/// query names it, unverified). `None` when the fault is not armed.
+fn reset_before_read(
+    shared: &Shared,
+    conn: &ConnCtl,
+    parts: &axum::http::request::Parts,
+    now: Timestamp,
+    request_id: &str,
+) -> Option<Response> {
+    let mut inner = shared.lock();
+    if !inner.faults.reset_before_read() {
+        return None;
+    }
+    let params: std::collections::BTreeMap<String, String> =
+        url::form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    let action = params.get("Action").cloned().or_else(|| {
+        parts
+            .headers
+            .get("x-acs-action")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    });
+    tracing::info!(
+        action = action.as_deref().unwrap_or("-"),
+        fault = "resetBeforeRead",
+        request_id,
+        "dts call dropped unread"
+    );
+    inner.journal.push(Entry {
+        time: journal_time(now),
+        action,
+        params,
+        scheme: verify::parse(&Incoming {
+            method: &parts.method,
+            path: parts.uri.path(),
+            raw_query: parts.uri.query().unwrap_or_default(),
+            headers: &parts.headers,
+            body: &[],
+        })
+        .scheme,
+        access_key_id: None,
+        auth_ok: false,
+        http_status: None,
+        request_id: request_id.to_owned(),
+        error_code: None,
+        fault: Delivery::ResetBeforeRead.label().map(str::to_owned),
+    });
+    conn.kill();
+    Some(StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// The answers of the faults that imitate what is in front of DTS or a
+/// broken answer: a load balancer's 502 page, an empty body, a 10 MiB body.
+fn sabotaged(delivery: Delivery, request_id: &str) -> Response {
+    match delivery {
+        Delivery::Html502 => {
+            let page = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>Tengine</center>\r\n</body>\r\n</html>\r\n";
+            let mut resp = (StatusCode::BAD_GATEWAY, page).into_response();
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+            resp
+        }
+        Delivery::Empty(status) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            let mut resp = status.into_response();
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json;charset=utf-8"),
+            );
+            resp
+        }
+        Delivery::Huge => huge_answer(request_id),
+        Delivery::Normal | Delivery::Malformed | Delivery::Reset | Delivery::ResetBeforeRead => {
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// A valid JSON success padded with whitespace to [`HUGE_BODY_BYTES`],
+/// streamed in 64 KiB chunks without a `Content-Length`: a client that
+/// does not cap what it reads would accept it as a success.
+fn huge_answer(request_id: &str) -> Response {
+    const CHUNK: usize = 64 * 1024;
+    static PADDING: [u8; CHUNK] = [b' '; CHUNK];
+    let head = format!("{{\"Success\":true,\"RequestId\":\"{request_id}\",\"Padding\":");
+    let chunks = HUGE_BODY_BYTES / CHUNK;
+    let parts = std::iter::once(axum::body::Bytes::from(head))
+        .chain((0..chunks).map(|_| axum::body::Bytes::from_static(&PADDING)))
+        .chain(std::iter::once(axum::body::Bytes::from_static(b"null}")))
+        .map(Ok::<_, std::io::Error>);
+    let mut resp = axum::body::Body::from_stream(futures::stream::iter(parts)).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json;charset=utf-8"),
+    );
+    resp
 }
 
 /// The region a call is counted against (the Describe* and per-account
@@ -268,7 +388,8 @@ fn handle(
                 .cloned()
                 .or_else(|| inner.sts.get(id).map(|(a, _)| a))
         };
-        let verified = verify::verify(incoming, parsed, &lookup, version, now)?;
+        // `clockSkewSeconds` moves only the clock timestamps are checked against.
+        let verified = verify::verify(incoming, parsed, &lookup, version, inner.faults.skewed(now))?;
         // Temporary credentials are refused once expired, whatever they sign.
         if let Some((_, expiration)) = parsed.access_key_id.as_deref().and_then(|id| inner.sts.get(id)) {
             if expiration <= now {
@@ -291,9 +412,24 @@ fn handle(
         }
     };
     entry.auth_ok = true;
-    if let Before::Reject(e, retry_after) = inner.faults.before() {
-        let o = reject(&mut entry, e, retry_after);
-        return (o, entry);
+    match inner.faults.before() {
+        Before::Proceed => {}
+        Before::Reject(e, retry_after) => {
+            let o = reject(&mut entry, e, retry_after);
+            return (o, entry);
+        }
+        Before::Sabotage(delivery) => {
+            entry.fault = delivery.label().map(str::to_owned);
+            entry.http_status = delivery.http_status();
+            let o = Outcome {
+                status: StatusCode::BAD_GATEWAY,
+                body: Value::Null,
+                retry_after_ms: None,
+                delay: std::time::Duration::ZERO,
+                delivery,
+            };
+            return (o, entry);
+        }
     }
     let clock = std::time::Instant::now();
     let key_id = parsed.access_key_id.as_deref().unwrap_or_default();
@@ -331,7 +467,7 @@ fn handle(
         };
         let (delay, delivery) = inner.faults.after();
         entry.fault = delivery.label().map(str::to_owned);
-        entry.http_status = (delivery != Delivery::Reset).then_some(200);
+        entry.http_status = delivery.http_status();
         return (
             Outcome {
                 status: StatusCode::OK,
@@ -353,7 +489,7 @@ fn handle(
     };
     let (delay, delivery) = inner.faults.after();
     entry.fault = delivery.label().map(str::to_owned);
-    entry.http_status = (delivery != Delivery::Reset).then_some(200);
+    entry.http_status = delivery.http_status();
     entry.error_code = answer.error_code;
     (
         Outcome {

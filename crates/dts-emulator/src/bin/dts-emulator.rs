@@ -1,4 +1,5 @@
-//! `dts-emulator --listen 127.0.0.1:PORT --config FILE`: a local DTS API.
+//! `dts-emulator --listen 127.0.0.1:PORT --config FILE [--secret-ledger FILE]`:
+//! a local DTS API.
 //!
 //! The first line on stdout is `listening on ADDR` (with the real port when
 //! PORT is 0), so scripts can start it on a free port and read where it is.
@@ -23,6 +24,12 @@ struct Args {
     /// Accounts and jobs, YAML or JSON.
     #[arg(long)]
     config: PathBuf,
+    /// Append every secret seen or issued (account secrets, signatures,
+    /// security and OIDC tokens, STS credentials) to this file, one
+    /// `label<TAB>value` a line, for a test run's secret scan. Nothing else
+    /// ever prints them.
+    #[arg(long, value_name = "FILE")]
+    secret_ledger: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -39,6 +46,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let ledger = match args.secret_ledger.as_deref().map(emulator::Ledger::open).transpose() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("dts-emulator: cannot open the secret ledger: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -46,7 +60,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let handle = match emulator::serve(listener, config).await {
+    let handle = match emulator::serve_with_ledger(listener, config, ledger).await {
         Ok(h) => h,
         Err(e) => {
             eprintln!("dts-emulator: {e}");

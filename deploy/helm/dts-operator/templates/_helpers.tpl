@@ -55,6 +55,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if not (has .Values.dts.signatureVersion (list "hmac-sha1" "acs3-hmac-sha256")) }}
 {{- fail "dts.signatureVersion must be hmac-sha1 or acs3-hmac-sha256" }}
 {{- end }}
+{{- if and .Values.rrsa.enabled (not .Values.defaultCredentials.secretName) (or (not .Values.rrsa.roleArn) (and (not .Values.rrsa.webhookInjection) (not .Values.rrsa.oidcProviderArn))) }}
+{{- fail "rrsa.enabled needs rrsa.roleArn and (without rrsa.webhookInjection) rrsa.oidcProviderArn" }}
+{{- end }}
 {{- if not (has .Values.log.format (list "json" "text")) }}
 {{- fail "log.format must be json or text" }}
 {{- end }}
