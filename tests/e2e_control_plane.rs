@@ -39,7 +39,7 @@ use support::stack::{
 };
 use support::{wait_for, TestNamespace};
 
-use apf::{apf_rejected, apf_seats, run_tool, throttle_status_writes, CHART};
+use apf::{apf_rejected, apf_seats, throttle_status_writes};
 use fault_proxy::{proxied_kubeconfig, start_fault_proxy};
 use own_cluster::OwnCluster;
 
@@ -546,25 +546,10 @@ async fn status_writes_rejected_with_429_by_apf_still_stop_every_job_exactly_onc
     let n = burst_size();
     let release_ns = TestNamespace::new("cp-apf-release").await;
     let ns = TestNamespace::new("cp-apf").await;
-    let release = format!("r{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let watch_value = format!("watchNamespace={}", ns.name);
-    let out = run_tool(
-        &ns,
-        "helm",
-        &[
-            "install",
-            &release,
-            CHART,
-            "--namespace",
-            &release_ns.name,
-            "--set",
-            &watch_value,
-        ],
-        None,
-    );
-    assert!(out.contains("STATUS: deployed"), "helm install output:\n{out}");
+    let release = support::helm::install(&ns, &release_ns.name, &[&watch_value]).await;
     let sa = format!("{release}-dts-operator");
-    let throttle = throttle_status_writes(&ns, &release_ns.name, &sa, &ns.name);
+    let throttle = throttle_status_writes(&ns, &release_ns.name, &sa, &ns.name).await;
     let level = throttle.name.clone();
 
     let emu = Emulator::start(

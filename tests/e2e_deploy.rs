@@ -29,53 +29,13 @@ use support::stack::{
     self, account, client_from_kubeconfig, job, journal_time_ms, service_account_token, write_token_kubeconfig,
     Emulator, LeaseTiming, Operator, OperatorOptions, ACCESS_KEY_ID, ACCESS_KEY_SECRET,
 };
-use support::{tool, wait_for, TestNamespace};
+use support::helm::{self, run_tool, CHART};
+use support::{wait_for, TestNamespace};
 
 /// The chart's default Lease name (values.yaml leaderElection.leaseName).
 const LEASE_NAME: &str = "dts-operator";
-const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/helm/dts-operator");
 
 // ----- helpers -----
-
-/// Runs a control-plane tool (helm, kubectl) against the test cluster
-/// (inherited KUBECONFIG) with Helm's cache and config kept in the test's log
-/// directory; returns stdout, failing the test on a non-zero exit.
-async fn run_tool(ns: &TestNamespace, name: &str, args: &[&str], stdin: Option<&str>) -> String {
-    let helm_home = ns.log_dir().join("helm-home");
-    let mut cmd = tokio::process::Command::new(tool(name));
-    cmd.args(args)
-        .env("HELM_CACHE_HOME", helm_home.join("cache"))
-        .env("HELM_CONFIG_HOME", helm_home.join("config"))
-        .env("HELM_DATA_HOME", helm_home.join("data"))
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("starting {name} {args:?}: {e}"));
-    if let Some(input) = stdin {
-        use tokio::io::AsyncWriteExt;
-        let mut pipe = child.stdin.take().expect("stdin");
-        pipe.write_all(input.as_bytes()).await.expect("writing stdin");
-    }
-    let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("{name} {args:?} did not finish within 120 s"))
-        .expect("waiting for the tool");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    std::fs::write(
-        ns.log_dir()
-            .join(format!("{name}-{}.log", uuid::Uuid::new_v4().simple())),
-        format!("{name} {args:?}\n--- stdout\n{stdout}\n--- stderr\n{stderr}"),
-    )
-    .ok();
-    assert!(
-        out.status.success(),
-        "{name} {args:?} failed ({}):\n{stderr}\n{stdout}",
-        out.status
-    );
-    stdout
-}
 
 /// A Helm release of the chart: its namespace, and the namespace it watches.
 struct Install {
@@ -91,24 +51,8 @@ struct Install {
 async fn helm_install(test: &str) -> Install {
     let release_ns = TestNamespace::new(&format!("{test}-rel")).await;
     let watched = TestNamespace::new(test).await;
-    let release = format!("r{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let watch_value = format!("watchNamespace={}", watched.name);
-    let out = run_tool(
-        &watched,
-        "helm",
-        &[
-            "install",
-            &release,
-            CHART,
-            "--namespace",
-            &release_ns.name,
-            "--set",
-            &watch_value,
-        ],
-        None,
-    )
-    .await;
-    assert!(out.contains("STATUS: deployed"), "helm install output:\n{out}");
+    let release = helm::install(&watched, &release_ns.name, &[&watch_value]).await;
     let fullname = format!("{release}-dts-operator");
     Install {
         release_ns,
@@ -567,24 +511,8 @@ async fn cluster_wide_mode_reads_secrets_only_in_credentials_namespaces() {
     let allowed = TestNamespace::new("rbac-cluster-allowed").await;
     let denied = TestNamespace::new("rbac-cluster-denied").await;
     let admin = allowed.client.clone();
-    let release = format!("r{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let namespaces = format!("credentialsNamespaces={{{}}}", allowed.name);
-    let out = run_tool(
-        &allowed,
-        "helm",
-        &[
-            "install",
-            &release,
-            CHART,
-            "--namespace",
-            &release_ns.name,
-            "--set",
-            &namespaces,
-        ],
-        None,
-    )
-    .await;
-    assert!(out.contains("STATUS: deployed"), "helm install output:\n{out}");
+    let release = helm::install(&allowed, &release_ns.name, &[&namespaces]).await;
     let fullname = format!("{release}-dts-operator");
     let deploy = Api::<Deployment>::namespaced(admin.clone(), &release_ns.name)
         .get(&fullname)

@@ -1,40 +1,10 @@
 //! 429s on demand: an API Priority and Fairness priority level that
-//! throttles one ServiceAccount's DtsJob status writes, and the tools
-//! (`helm`, `kubectl`) to install the chart and apply it.
+//! throttles one ServiceAccount's DtsJob status writes (applied with
+//! kubectl through `support::helm::run_tool`).
 
 use std::process::Command;
 
 use crate::support::{self, TestNamespace};
-
-pub const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/helm/dts-operator");
-
-/// Runs `helm` or `kubectl` against the shared test cluster (Helm's cache and
-/// config in the test's log directory); returns stdout, failing on error.
-pub fn run_tool(ns: &TestNamespace, name: &str, args: &[&str], stdin: Option<&str>) -> String {
-    use std::io::Write;
-    let helm_home = ns.log_dir().join("helm-home");
-    let mut child = Command::new(support::tool(name))
-        .args(args)
-        .env("HELM_CACHE_HOME", helm_home.join("cache"))
-        .env("HELM_CONFIG_HOME", helm_home.join("config"))
-        .env("HELM_DATA_HOME", helm_home.join("data"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {name}: {e}"));
-    let mut pipe = child.stdin.take().expect("stdin");
-    pipe.write_all(stdin.unwrap_or("").as_bytes()).expect("writing stdin");
-    drop(pipe);
-    let out = child.wait_with_output().expect("waiting for the tool");
-    assert!(
-        out.status.success(),
-        "{name} {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// A FlowSchema + PriorityLevelConfiguration pair (cluster-scoped), deleted
 /// again when dropped so that no later test runs under it.
@@ -64,7 +34,7 @@ impl Drop for ApfThrottle {
 /// concurrency share, nothing lent or borrowed, no queue: what does not fit
 /// is rejected with 429 at once). Everything else that user sends (watches,
 /// lists, Events) keeps its normal priority.
-pub fn throttle_status_writes(ns: &TestNamespace, namespace: &str, sa: &str, watched: &str) -> ApfThrottle {
+pub async fn throttle_status_writes(ns: &TestNamespace, namespace: &str, sa: &str, watched: &str) -> ApfThrottle {
     let name = format!("dts-e2e-{}", ns.name);
     let yaml = format!(
         "apiVersion: flowcontrol.apiserver.k8s.io/v1
@@ -97,7 +67,7 @@ spec:
 "
     );
     let guard = ApfThrottle { name };
-    run_tool(ns, "kubectl", &["apply", "-f", "-"], Some(&yaml));
+    support::helm::run_tool(ns, "kubectl", &["apply", "-f", "-"], Some(&yaml)).await;
     guard
 }
 

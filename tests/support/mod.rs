@@ -13,6 +13,7 @@
 #![allow(dead_code)]
 
 pub mod secrets;
+pub mod helm;
 pub mod stack;
 
 use std::{
