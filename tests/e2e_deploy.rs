@@ -13,7 +13,6 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use dts_operator::crd::{DirectionState, DtsJob, Phase};
@@ -25,12 +24,12 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{json, Value};
+use support::helm::{self, run_tool, CHART};
 use support::stack::{
     self, account, client_from_kubeconfig, job, journal_time_ms, service_account_token, write_token_kubeconfig,
     Emulator, LeaseTiming, Operator, OperatorOptions, ACCESS_KEY_ID, ACCESS_KEY_SECRET,
 };
-use support::helm::{self, run_tool, CHART};
-use support::{wait_for, TestNamespace};
+use support::{tool, wait_for, TestNamespace};
 
 /// The chart's default Lease name (values.yaml leaderElection.leaseName).
 const LEASE_NAME: &str = "dts-operator";

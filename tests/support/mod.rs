@@ -12,8 +12,8 @@
 //! Not every test file uses every helper, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
-pub mod secrets;
 pub mod helm;
+pub mod secrets;
 pub mod stack;
 
 use std::{
