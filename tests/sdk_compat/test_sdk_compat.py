@@ -251,7 +251,7 @@ def test_describe_dts_jobs_pages_and_filters_with_the_sdk_models(emulator):
     seen = []
     for page, want in [(1, 30), (2, 30), (3, 5)]:
         body = client.describe_dts_jobs(
-            models.DescribeDtsJobsRequest(region="cn-shanghai", page_size=30, page_number=page)
+            models.DescribeDtsJobsRequest(region="cn-shanghai", job_type="SYNC", page_size=30, page_number=page)
         ).body
         assert (body.total_record_count, body.page_number, body.page_record_count) == (65, page, want)
         assert len(body.dts_job_list) == want
@@ -261,7 +261,9 @@ def test_describe_dts_jobs_pages_and_filters_with_the_sdk_models(emulator):
 
     tea_client(emulator, "v2").stop_dts_job(lifecycle_request(models.StopDtsJobRequest, direction="Reverse"))
     body = tea_client(emulator, "v2").describe_dts_jobs(
-        models.DescribeDtsJobsRequest(region="cn-hangzhou", dts_job_id="dtsjob2way,dtsjob1way,nosuchjob", page_size=10)
+        models.DescribeDtsJobsRequest(
+            region="cn-hangzhou", job_type="SYNC", dts_job_id="dtsjob2way,dtsjob1way,nosuchjob", page_size=10
+        )
     ).body
     assert (body.total_record_count, body.page_record_count, body.page_number) == (2, 2, 1)
     by_id = {j.dts_job_id: j for j in body.dts_job_list}

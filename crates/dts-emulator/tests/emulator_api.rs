@@ -529,6 +529,18 @@ async fn describe_reports_each_direction_and_nests_reverse_jobs() {
     let r = emu
         .v3("DescribeDtsJobs", &[("Region", "cn-hangzhou"), ("PageSize", "30")], &c)
         .await;
+    assert_eq!(
+        r.json["TotalRecordCount"], 0,
+        "without JobType DTS lists MIGRATION jobs only: {}",
+        r.text
+    );
+    let r = emu
+        .v3(
+            "DescribeDtsJobs",
+            &[("Region", "cn-hangzhou"), ("JobType", "SYNC"), ("PageSize", "30")],
+            &c,
+        )
+        .await;
     assert_eq!(r.json["TotalRecordCount"], 2, "{}", r.text);
     let list = r.json["DtsJobList"].as_array().unwrap();
     let two = list.iter().find(|j| j["DtsJobId"] == "dtsjob2way").unwrap();
@@ -539,10 +551,16 @@ async fn describe_reports_each_direction_and_nests_reverse_jobs() {
     let one = list.iter().find(|j| j["DtsJobId"] == "dtsjob1way").unwrap();
     assert!(one.get("ReverseJob").is_none());
 
-    let r = emu.v1("DescribeDtsJobs", &[("Region", "cn-beijing")], &c).await;
+    let r = emu
+        .v1("DescribeDtsJobs", &[("Region", "cn-beijing"), ("JobType", "SYNC")], &c)
+        .await;
     assert_eq!(r.json["TotalRecordCount"], 0);
     let r = emu
-        .v1("DescribeDtsJobs", &[("DtsJobId", "dtsjob1way"), ("PageSize", "1")], &c)
+        .v1(
+            "DescribeDtsJobs",
+            &[("DtsJobId", "dtsjob1way"), ("JobType", "SYNC"), ("PageSize", "1")],
+            &c,
+        )
         .await;
     assert_eq!(r.json["DtsJobList"].as_array().unwrap().len(), 1);
     assert_gateway(

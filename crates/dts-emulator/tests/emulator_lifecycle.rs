@@ -175,7 +175,11 @@ async fn out_of_band_changes_fail_suspend_resume_and_finish_a_direction() {
     let r = emu
         .v1(
             "DescribeDtsJobs",
-            &[("Region", "cn-hangzhou"), ("DtsJobId", "dtsjob2way")],
+            &[
+                ("Region", "cn-hangzhou"),
+                ("JobType", "SYNC"),
+                ("DtsJobId", "dtsjob2way"),
+            ],
             &c,
         )
         .await;
@@ -311,9 +315,13 @@ async fn suspend_on_a_change_tracking_job_succeeds_and_changes_nothing() {
 async fn describe_dts_jobs_pages_65_jobs_30_at_a_time() {
     let mut cfg = format!("{ACCOUNTS}jobs:\n");
     for i in 0..65 {
-        cfg.push_str(&format!("  - {{jobId: job{i:02}, regionId: cn-hangzhou}}\n"));
+        // MIGRATION: the type DescribeDtsJobs lists when JobType is left out.
+        cfg.push_str(&format!(
+            "  - {{jobId: job{i:02}, regionId: cn-hangzhou, jobType: MIGRATION}}\n"
+        ));
     }
-    cfg.push_str("  - {jobId: elsewhere, regionId: cn-beijing}\n");
+    cfg.push_str("  - {jobId: elsewhere, regionId: cn-beijing, jobType: MIGRATION}\n");
+    cfg.push_str("  - {jobId: synced, regionId: cn-hangzhou}\n");
     let emu = start_with(&cfg).await;
     let c = creds();
     let mut seen = Vec::new();
@@ -370,7 +378,11 @@ async fn describe_dts_jobs_filters_by_id_list_and_nests_reverse_jobs() {
     let r = emu
         .v3(
             "DescribeDtsJobs",
-            &[("Region", "cn-hangzhou"), ("DtsJobId", "a, c,nosuch,d")],
+            &[
+                ("Region", "cn-hangzhou"),
+                ("JobType", "SYNC"),
+                ("DtsJobId", "a, c,nosuch,d"),
+            ],
             &c,
         )
         .await;
@@ -407,7 +419,7 @@ async fn describe_dts_jobs_filters_by_id_list_and_nests_reverse_jobs() {
     let r = emu
         .v1(
             "DescribeDtsJobs",
-            &[("Region", "cn-hangzhou"), ("Status", "suspending")],
+            &[("Region", "cn-hangzhou"), ("JobType", "SYNC"), ("Status", "suspending")],
             &c,
         )
         .await;

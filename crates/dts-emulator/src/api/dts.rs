@@ -223,13 +223,13 @@ fn describe_jobs(
     // `Region` is the documented parameter; `RegionId` is deprecated here
     // but still sent by some clients.
     let region = opt(params, "Region").or(opt(params, "RegionId"));
-    // DTS defaults JobType to MIGRATION; the emulator lists every type when
-    // it is absent, as it always has.
-    let job_type = opt(params, "JobType");
+    // DTS defaults JobType to MIGRATION (docs/dts-api.md): a client that
+    // leaves it out does not see its SYNC or SUBSCRIBE jobs, here as there.
+    let job_type = opt(params, "JobType").unwrap_or("MIGRATION");
     let status = opt(params, "Status");
     let matching: Vec<&Job> = jobs
         .iter()
-        .filter(|j| job_type.is_none_or(|t| t.eq_ignore_ascii_case(&j.job_type)))
+        .filter(|j| job_type.eq_ignore_ascii_case(&j.job_type))
         .filter(|j| status.is_none_or(|s| j.status(Direction::Forward).is_some_and(|f| is(f, s))))
         .filter(|j| region.is_none_or(|r| r == j.region_id))
         .filter(|j| ids.as_ref().is_none_or(|ids| ids.contains(&j.job_id.as_str())))
