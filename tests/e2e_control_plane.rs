@@ -24,7 +24,7 @@ mod fault_proxy;
 mod own_cluster;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,8 +35,8 @@ use kube::Api;
 use serde_json::{json, Value};
 use support::stack::{
     account, job, journal_time_ms, lease_holder, now_ms, Emulator, LeaseTiming, Operator, OperatorOptions,
-    ACCESS_KEY_ID, ACCESS_KEY_SECRET,
 };
+use support::stack::{default_credentials_env as default_credentials, start_replica, REPLICA_LEASE as LEASE_NAME};
 use support::{wait_for, TestNamespace};
 
 use apf::{apf_rejected, apf_seats, throttle_status_writes};
@@ -294,28 +294,24 @@ async fn apiserver_sigstop_mid_burst_loses_and_duplicates_no_stop() {
 
 // ----- Leader partition (shared control plane) -----
 
-const LEASE_NAME: &str = "dts-operator-leader";
-
-/// Replica `identity` with leader election on the test namespace's Lease and
-/// the emulator account as default credentials.
-fn start_replica(ns: &TestNamespace, emu: &Emulator, identity: &str, timing: &LeaseTiming) -> Operator {
+/// The operator of the status-write scenarios, talking to the API server
+/// through `kubeconfig` (a throttled user, a fault proxy). DTS is not the
+/// bottleneck there (its limits are lifted): the status writes are.
+fn start_with_kubeconfig(ns: &TestNamespace, emu: &Emulator, kubeconfig: &Path) -> Operator {
+    let mut env = default_credentials();
+    env.push(("KUBECONFIG".into(), kubeconfig.display().to_string()));
     Operator::start(
         ns,
-        identity,
+        "operator",
         &emu.url,
         OperatorOptions {
-            extra_args: timing.args(LEASE_NAME, &ns.name, identity),
-            env: default_credentials(),
+            extra_args: ["--dts-rate-limit", "1000", "--dts-max-concurrency", "64"]
+                .map(String::from)
+                .to_vec(),
+            env,
             namespace_scoped: true,
         },
     )
-}
-
-fn default_credentials() -> Vec<(String, String)> {
-    vec![
-        ("ALIBABA_CLOUD_ACCESS_KEY_ID".into(), ACCESS_KEY_ID.into()),
-        ("ALIBABA_CLOUD_ACCESS_KEY_SECRET".into(), ACCESS_KEY_SECRET.into()),
-    ]
 }
 
 async fn wait_log(op: &Operator, what: &str, needle: &str, timeout: Duration) {
@@ -561,22 +557,8 @@ async fn status_writes_rejected_with_429_by_apf_still_stop_every_job_exactly_onc
     let token = support::stack::service_account_token(&ns.client, &release_ns.name, &sa).await;
     let kubeconfig = ns.input_dir().join("sa-kubeconfig.json");
     support::stack::write_token_kubeconfig(&kubeconfig, &token);
-    let mut env = default_credentials();
-    env.push(("KUBECONFIG".into(), kubeconfig.display().to_string()));
     let rejected_before = apf_rejected(&ns.client, &level).await;
-    let op = Operator::start(
-        &ns,
-        "operator",
-        &emu.url,
-        OperatorOptions {
-            // DTS is not the bottleneck here: the status writes are.
-            extra_args: ["--dts-rate-limit", "1000", "--dts-max-concurrency", "64"]
-                .map(String::from)
-                .to_vec(),
-            env,
-            namespace_scoped: true,
-        },
-    );
+    let op = start_with_kubeconfig(&ns, &emu, &kubeconfig);
     let api = ns.api::<DtsJob>();
     let started = Instant::now();
     create_running(&api, n).await;
@@ -638,20 +620,7 @@ async fn status_writes_failing_with_500_still_stop_every_job_exactly_once() {
         json!({"accounts": [account()], "jobs": burst_emulator_jobs(n)}),
     )
     .await;
-    let mut env = default_credentials();
-    env.push(("KUBECONFIG".into(), kubeconfig.display().to_string()));
-    let op = Operator::start(
-        &ns,
-        "operator",
-        &emu.url,
-        OperatorOptions {
-            extra_args: ["--dts-rate-limit", "1000", "--dts-max-concurrency", "64"]
-                .map(String::from)
-                .to_vec(),
-            env,
-            namespace_scoped: true,
-        },
-    );
+    let op = start_with_kubeconfig(&ns, &emu, &kubeconfig);
     let api = ns.api::<DtsJob>();
     let started = Instant::now();
     create_running(&api, n).await;

@@ -210,6 +210,19 @@ async fn issued(emu: &Emulator) -> Vec<(String, String, String, String)> {
         .collect()
 }
 
+/// `secrets` and the temporary AccessKeySecret and SecurityToken of every
+/// credential in `issued`, labelled for [`assert_no_leak`].
+fn with_temporaries<'a>(
+    mut secrets: Vec<(&'a str, &'a str)>,
+    issued: &'a [(String, String, String, String)],
+) -> Vec<(&'a str, &'a str)> {
+    for (_, secret, token, _) in issued {
+        secrets.push(("a temporary AccessKeySecret", secret));
+        secrets.push(("a temporary SecurityToken", token));
+    }
+    secrets
+}
+
 /// Asserts that none of `secrets` appears in the operator's log, the
 /// namespace's Events or the DtsJobs (status included). The values are
 /// never printed: a failure names only which kind leaked where.
@@ -299,11 +312,7 @@ async fn rrsa_assumes_the_role_with_the_service_account_token_and_stops_with_it(
         journal.iter().all(|e| e["accessKeyId"] != ACCESS_KEY_ID),
         "no call with a long-term key"
     );
-    let mut secrets = vec![("the ServiceAccount token", token.as_str())];
-    for c in &issued {
-        secrets.push(("a temporary AccessKeySecret", c.1.as_str()));
-        secrets.push(("a temporary SecurityToken", c.2.as_str()));
-    }
+    let secrets = with_temporaries(vec![("the ServiceAccount token", token.as_str())], &issued);
     assert_no_leak(&ns, &op, &secrets).await;
 }
 
@@ -419,11 +428,7 @@ async fn credentials_expiring_during_a_burst_of_fifty_stops_are_refreshed() {
         keys.len()
     );
     let issued = issued(&emu).await;
-    let mut secrets = vec![("the ServiceAccount token", token.as_str())];
-    for c in &issued {
-        secrets.push(("a temporary AccessKeySecret", c.1.as_str()));
-        secrets.push(("a temporary SecurityToken", c.2.as_str()));
-    }
+    let secrets = with_temporaries(vec![("the ServiceAccount token", token.as_str())], &issued);
     assert_no_leak(&ns, &op, &secrets).await;
 }
 
@@ -540,11 +545,7 @@ async fn a_secret_naming_a_role_is_assumed_with_its_keys() {
     assert_eq!(stops.len(), 1);
     assert!(stops[0]["accessKeyId"].as_str().unwrap().starts_with("STS."));
     let issued = issued(&emu).await;
-    let mut secrets = vec![("the AccessKeySecret", ACCESS_KEY_SECRET)];
-    for c in &issued {
-        secrets.push(("a temporary AccessKeySecret", c.1.as_str()));
-        secrets.push(("a temporary SecurityToken", c.2.as_str()));
-    }
+    let secrets = with_temporaries(vec![("the AccessKeySecret", ACCESS_KEY_SECRET)], &issued);
     assert_no_leak(&ns, &op, &secrets).await;
 }
 
@@ -641,13 +642,7 @@ async fn a_secret_outside_secret_namespaces_is_not_read() {
     )
     .await;
     stack::create_credentials_secret(&ns, "team-creds").await;
-    let env = vec![
-        ("ALIBABA_CLOUD_ACCESS_KEY_ID".to_owned(), ACCESS_KEY_ID.to_owned()),
-        (
-            "ALIBABA_CLOUD_ACCESS_KEY_SECRET".to_owned(),
-            ACCESS_KEY_SECRET.to_owned(),
-        ),
-    ];
+    let env = stack::default_credentials_env();
     let op = operator(&ns, &emu, env, &["--secret-namespaces", "some-other-namespace"]);
     create_job(&ns, "with-secret", "dtsjNs01", &["Forward"], Some("team-creds")).await;
     create_job(&ns, "with-defaults", "dtsjNs02", &["Forward"], None).await;
@@ -732,10 +727,6 @@ async fn revoked_temporary_credentials_recover_by_themselves() {
         .count();
     assert_eq!(sts, 2, "the role was assumed again once");
     let issued = issued(&emu).await;
-    let mut secrets = vec![("the ServiceAccount token", token.as_str())];
-    for c in &issued {
-        secrets.push(("a temporary AccessKeySecret", c.1.as_str()));
-        secrets.push(("a temporary SecurityToken", c.2.as_str()));
-    }
+    let secrets = with_temporaries(vec![("the ServiceAccount token", token.as_str())], &issued);
     assert_no_leak(&ns, &op, &secrets).await;
 }

@@ -646,10 +646,7 @@ async fn metrics_dts_call_counters_match_the_emulator_journal() {
         "operator",
         &emu.url,
         OperatorOptions {
-            env: vec![
-                ("ALIBABA_CLOUD_ACCESS_KEY_ID".into(), ACCESS_KEY_ID.into()),
-                ("ALIBABA_CLOUD_ACCESS_KEY_SECRET".into(), ACCESS_KEY_SECRET.into()),
-            ],
+            env: stack::default_credentials_env(),
             ..Default::default()
         },
     );
@@ -891,10 +888,7 @@ async fn dts_rate_limit_holds_while_fifty_jobs_stop_at_once() {
         &emu.url,
         OperatorOptions {
             extra_args: vec!["--dts-rate-limit".into(), RATE.to_string()],
-            env: vec![
-                ("ALIBABA_CLOUD_ACCESS_KEY_ID".into(), ACCESS_KEY_ID.into()),
-                ("ALIBABA_CLOUD_ACCESS_KEY_SECRET".into(), ACCESS_KEY_SECRET.into()),
-            ],
+            env: stack::default_credentials_env(),
             ..Default::default()
         },
     );

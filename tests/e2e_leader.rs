@@ -18,32 +18,12 @@ use kube::Api;
 use serde_json::json;
 use support::stack::{
     account, job, journal_time_ms, lease_holder, now_ms, send_sigterm, Emulator, LeaseTiming, Operator,
-    OperatorOptions, ACCESS_KEY_ID, ACCESS_KEY_SECRET,
 };
+use support::stack::{start_replica, REPLICA_LEASE as LEASE_NAME};
 use support::{wait_for, TestNamespace};
-
-const LEASE_NAME: &str = "dts-operator-leader";
 
 /// A Lease change as a watch delivered it: when (ms since the epoch) and the holder.
 type LeaseSeen = (i64, Option<String>);
-
-/// Starts replica `identity` with leader election on the test namespace's
-/// Lease and the emulator account as default credentials.
-fn start_replica(ns: &TestNamespace, emu: &Emulator, identity: &str, timing: &LeaseTiming) -> Operator {
-    Operator::start(
-        ns,
-        identity,
-        &emu.url,
-        OperatorOptions {
-            extra_args: timing.args(LEASE_NAME, &ns.name, identity),
-            env: vec![
-                ("ALIBABA_CLOUD_ACCESS_KEY_ID".into(), ACCESS_KEY_ID.into()),
-                ("ALIBABA_CLOUD_ACCESS_KEY_SECRET".into(), ACCESS_KEY_SECRET.into()),
-            ],
-            namespace_scoped: true,
-        },
-    )
-}
 
 fn dtsjob(name: &str, job_id: &str, directions: &[&str], desired: &str) -> DtsJob {
     support::dtsjob_object(

@@ -395,10 +395,7 @@ async fn two_way_stop(test: &str, flag: &str, journal_scheme: &str, creds: Creds
             spec["credentialsSecretRef"] = json!({"name": SECRET_NAME});
         }
         Creds::OperatorDefault => {
-            opts.env = vec![
-                ("ALIBABA_CLOUD_ACCESS_KEY_ID".into(), ACCESS_KEY_ID.into()),
-                ("ALIBABA_CLOUD_ACCESS_KEY_SECRET".into(), ACCESS_KEY_SECRET.into()),
-            ];
+            opts.env = stack::default_credentials_env();
         }
     }
     let op = Operator::start(&ns, "operator", &emu.url, opts);

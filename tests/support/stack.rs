@@ -238,6 +238,33 @@ impl Default for OperatorOptions {
     }
 }
 
+/// The emulator account's keys as the operator's default credentials (the
+/// `ALIBABA_CLOUD_*` environment variables), for [`OperatorOptions::env`].
+pub fn default_credentials_env() -> Vec<(String, String)> {
+    vec![
+        ("ALIBABA_CLOUD_ACCESS_KEY_ID".into(), ACCESS_KEY_ID.into()),
+        ("ALIBABA_CLOUD_ACCESS_KEY_SECRET".into(), ACCESS_KEY_SECRET.into()),
+    ]
+}
+
+/// The Lease the replicas of [`start_replica`] elect a leader on.
+pub const REPLICA_LEASE: &str = "dts-operator-leader";
+
+/// A leader-electing replica `identity` on [`REPLICA_LEASE`] in the test's
+/// namespace, with the default credentials.
+pub fn start_replica(ns: &TestNamespace, emu: &Emulator, identity: &str, timing: &LeaseTiming) -> Operator {
+    Operator::start(
+        ns,
+        identity,
+        &emu.url,
+        OperatorOptions {
+            extra_args: timing.args(REPLICA_LEASE, &ns.name, identity),
+            env: default_credentials_env(),
+            namespace_scoped: true,
+        },
+    )
+}
+
 /// Leader election as the operator's flags take it: which Lease, who is
 /// asking, and the timing (client-go's lease duration, renew deadline and
 /// retry period).
