@@ -761,3 +761,87 @@ async fn every_direction_stop_request_id_is_in_an_event_when_directions_stop_in_
         wait_event(&ns, "split", "Normal", "Stopped", request_id).await;
     }
 }
+
+/// Events are aggregated as client-go's recorder does: a blocker that comes
+/// back within six minutes continues the first Event's series (count 2)
+/// instead of creating a second Event, while a different blocker in between
+/// is an Event of its own; and the job still stops once the Secret is right.
+#[tokio::test]
+async fn a_warning_that_comes_back_continues_its_event_series() {
+    let ns = TestNamespace::new("event-series").await;
+    let emu = Emulator::start(
+        &ns,
+        "emulator",
+        emulator_config(vec![stack::job("dtsjobseries", None, false)]),
+    )
+    .await;
+    let _op = Operator::start(&ns, "operator", &emu.url, OperatorOptions::default());
+    create_job(
+        &ns,
+        "series",
+        json!({"jobId": "dtsjobseries", "desiredState": "Stopped", "credentialsSecretRef": {"name": SECRET_NAME}}),
+    )
+    .await;
+    let stalled = |reason: &'static str| {
+        move |j: &DtsJob| condition(j, "Stalled").is_some_and(|c| c.status == "True" && c.reason == reason)
+    };
+    wait_job(
+        &ns,
+        "series",
+        "Stalled: Secret not found",
+        stalled("CredentialsSecretNotFound"),
+    )
+    .await;
+    let first = wait_event(&ns, "series", "Warning", "CredentialsSecretNotFound", SECRET_NAME).await;
+    assert_eq!(first.series, None, "a first Event has no series: {first:#?}");
+
+    // Another blocker: the Secret exists without accessKeySecret.
+    let partial: Secret = serde_json::from_value(json!({
+        "metadata": {"name": SECRET_NAME},
+        "stringData": {"accessKeyId": ACCESS_KEY_ID},
+    }))
+    .unwrap();
+    ns.api::<Secret>()
+        .create(&PostParams::default(), &partial)
+        .await
+        .unwrap();
+    wait_job(&ns, "series", "Stalled: key missing", stalled("CredentialsKeyMissing")).await;
+    wait_event(&ns, "series", "Warning", "CredentialsKeyMissing", "accessKeySecret").await;
+
+    // The first blocker again: the same Event, counted.
+    ns.api::<Secret>()
+        .delete(SECRET_NAME, &Default::default())
+        .await
+        .unwrap();
+    wait_job(
+        &ns,
+        "series",
+        "Stalled: Secret not found again",
+        stalled("CredentialsSecretNotFound"),
+    )
+    .await;
+    let name = first.metadata.name.clone();
+    let counted = wait_for(
+        "the first Event's series.count to reach 2",
+        STATUS_TIMEOUT,
+        POLL,
+        || async {
+            events_for(&ns, "series")
+                .await
+                .into_iter()
+                .find(|e| e.metadata.name == name && e.series.as_ref().is_some_and(|s| s.count == 2))
+        },
+    )
+    .await;
+    assert_eq!(counted.note, first.note, "the series is of the same note");
+    let not_found: Vec<_> = events_for(&ns, "series")
+        .await
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("CredentialsSecretNotFound"))
+        .collect();
+    assert_eq!(not_found.len(), 1, "one Event for the repeated warning: {not_found:#?}");
+
+    create_secret(&ns, SECRET_NAME, ACCESS_KEY_ID, ACCESS_KEY_SECRET, None).await;
+    wait_job(&ns, "series", "phase Stopped", |j| phase(j) == Some(Phase::Stopped)).await;
+    assert_eq!(emu.stops("dtsjobseries", "Forward").await.len(), 1);
+}

@@ -22,6 +22,7 @@ pub mod backoff;
 pub mod credentials;
 pub mod cutover;
 pub mod decide;
+pub mod events;
 pub mod observe;
 pub mod record;
 pub mod status;
@@ -32,7 +33,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::{Client, ResourceExt};
 use tracing::{debug, warn, Instrument};
 
@@ -106,7 +106,7 @@ pub struct Context {
     pub dts: DtsCaller,
     /// The credentials chain: Secrets, roles, the default source.
     pub credentials: credentials::Resolver,
-    pub recorder: Recorder,
+    pub recorder: events::Recorder,
     pub backoff: Backoff,
     pub metrics: Arc<Metrics>,
     /// Whether this replica may act (holds the leader lease). Checked before
@@ -157,13 +157,7 @@ impl Context {
         may_act: Gate,
         limits: Arc<Limits>,
     ) -> Self {
-        let recorder = Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: FIELD_MANAGER.into(),
-                instance: settings.identity.clone(),
-            },
-        );
+        let recorder = events::Recorder::new(client.clone(), FIELD_MANAGER, settings.identity.as_deref());
         Self {
             dts: DtsCaller::new(dts, limits, metrics.clone(), may_act.clone()),
             backoff: Backoff::new(settings.retry_base_delay, settings.retry_max_delay),

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use report::{Machine, Results, RunInfo};
-use scenarios::{burst, ceiling, idle, memory, startup, steady, Env, Opts};
+use scenarios::{burst, ceiling, idle, memory, startup, steady, writes, Env, Opts};
 
 pub type Result<T, E = Box<dyn std::error::Error + Send + Sync>> = std::result::Result<T, E>;
 
@@ -51,6 +51,8 @@ enum Scenario {
     Steady,
     Startup,
     Memory,
+    /// What one status write costs the API server, by method (not in `all`).
+    Writes,
     All,
 }
 
@@ -91,6 +93,10 @@ struct RunArgs {
     /// Status applies in flight during the ceiling.
     #[arg(long, default_value_t = 32)]
     ceiling_concurrency: usize,
+
+    /// Seconds of status writes per method in the writes scenario.
+    #[arg(long, default_value_t = 10)]
+    writes_seconds: u64,
 
     /// Background (Running) DtsJobs of the idle cases, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "0,1000,10000")]
@@ -173,6 +179,7 @@ impl RunArgs {
         self.steady_seconds = 3;
         self.startup_jobs = vec![30];
         self.memory_jobs = 30;
+        self.writes_seconds = 1;
         self.quiet_ms = 700;
         self
     }
@@ -298,6 +305,7 @@ async fn run(args: RunArgs) -> Result<bool> {
         steady: None,
         startup: Vec::new(),
         memory: None,
+        writes: None,
         checks: Vec::new(),
         errors: Vec::new(),
     };
@@ -380,6 +388,13 @@ async fn scenarios(env: &Env, a: &RunArgs, r: &mut Results) -> Result<()> {
     if a.wants(Scenario::Memory) {
         let m = memory::run(env, a.memory_jobs).await;
         r.memory = keep(env, r, "memory", m).await;
+    }
+    // Asked for by name (or by --smoke): it measures the API server, not
+    // the operator, so the full runs of an operator build leave it out.
+    if a.scenario.contains(&Scenario::Writes) || a.smoke {
+        let duration = Duration::from_secs(a.writes_seconds);
+        let w = writes::run(env, a.ceiling_jobs, a.ceiling_concurrency, duration).await;
+        r.writes = keep(env, r, "writes", w).await;
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::measure::Summary;
 use crate::scenarios::{
-    burst::Burst, ceiling::Ceiling, idle::Idle, memory::Memory, startup::Startup, steady::Steady, Check,
+    burst::Burst, ceiling::Ceiling, idle::Idle, memory::Memory, startup::Startup, steady::Steady, writes::Writes, Check,
 };
 use crate::Result;
 
@@ -66,6 +66,7 @@ pub struct Results {
     pub steady: Option<Steady>,
     pub startup: Vec<Startup>,
     pub memory: Option<Memory>,
+    pub writes: Option<Writes>,
     pub checks: Vec<Check>,
     /// Scenarios that failed (the run goes on with the next one).
     pub errors: Vec<String>,
@@ -141,6 +142,33 @@ pub fn markdown(r: &Results) -> String {
             c.errors,
             pct(&c.latency_ms)
         );
+    }
+    if let Some(w) = &r.writes {
+        let _ = writeln!(
+            s,
+            "## What one status write costs, by method ({} jobs, {} in flight)\n",
+            w.jobs, w.concurrency
+        );
+        let _ = writeln!(
+            s,
+            "| method | writes/s | kube-apiserver CPU ms / write | etcd CPU ms / write | body bytes | conflicts | errors | latency p50 / p90 / p99 ms |"
+        );
+        let _ = writeln!(s, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        for m in &w.methods {
+            let _ = writeln!(
+                s,
+                "| {} | {:.0} | {} | {} | {} | {} | {} | {} |",
+                m.method,
+                m.writes_per_second,
+                opt(m.apiserver_cpu_ms_per_write, ""),
+                opt(m.etcd_cpu_ms_per_write, ""),
+                m.body_bytes,
+                m.conflicts,
+                m.errors,
+                pct(&m.latency_ms)
+            );
+        }
+        let _ = writeln!(s);
     }
     if !r.idle.is_empty() {
         let _ = writeln!(s, "## Idle latency (ms, p50 / p90 / p99)\n");

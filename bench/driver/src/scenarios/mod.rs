@@ -10,6 +10,7 @@ pub mod idle;
 pub mod memory;
 pub mod startup;
 pub mod steady;
+pub mod writes;
 
 use std::path::PathBuf;
 use std::sync::Mutex;
