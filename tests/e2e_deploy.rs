@@ -268,7 +268,11 @@ async fn two_shard_release_splits_the_fleet_with_a_lease_per_shard() {
         let matched = spec.selector.match_labels.unwrap_or_default();
         assert_eq!(matched.get("kubedts.io/shard").map(String::as_str), Some(shard));
         let pod = spec.template.spec.expect("pod spec");
-        assert_eq!(pod.service_account_name.as_deref(), Some(fullname.as_str()), "one ServiceAccount");
+        assert_eq!(
+            pod.service_account_name.as_deref(),
+            Some(fullname.as_str()),
+            "one ServiceAccount"
+        );
         let args = pod.containers[0].args.clone().unwrap_or_default();
         for want in [
             format!("--selector={selector}"),
@@ -282,7 +286,11 @@ async fn two_shard_release_splits_the_fleet_with_a_lease_per_shard() {
         // same for every shard, and the test sets its own endpoint and port).
         let scope: Vec<String> = args
             .iter()
-            .filter(|a| ["--namespace=", "--selector=", "--lease-name="].iter().any(|p| a.starts_with(p)))
+            .filter(|a| {
+                ["--namespace=", "--selector=", "--lease-name="]
+                    .iter()
+                    .any(|p| a.starts_with(p))
+            })
             .cloned()
             .collect();
         shard_args.push((shard, scope));
@@ -291,12 +299,24 @@ async fn two_shard_release_splits_the_fleet_with_a_lease_per_shard() {
         .get(&format!("{fullname}-leader-election"))
         .await
         .expect("the leader-election Role");
-    let names = role.rules.unwrap_or_default()[0].resource_names.clone().unwrap_or_default();
-    assert_eq!(names, ["dts-operator-a", "dts-operator-b"], "the Role allows exactly both Leases");
+    let names = role.rules.unwrap_or_default()[0]
+        .resource_names
+        .clone()
+        .unwrap_or_default();
+    assert_eq!(
+        names,
+        ["dts-operator-a", "dts-operator-b"],
+        "the Role allows exactly both Leases"
+    );
 
     // The fleet: one job for a, one labelled b and one unlabelled (both b's).
-    let ids = [("job-a", "shardJobA", Some("a")), ("job-b", "shardJobB", Some("b")), ("job-none", "shardJobNone", None)];
-    let config = json!({"accounts": [account()], "jobs": ids.iter().map(|(_, id, _)| job(id, None, false)).collect::<Vec<_>>()});
+    let ids = [
+        ("job-a", "shardJobA", Some("a")),
+        ("job-b", "shardJobB", Some("b")),
+        ("job-none", "shardJobNone", None),
+    ];
+    let config =
+        json!({"accounts": [account()], "jobs": ids.iter().map(|(_, id, _)| job(id, None, false)).collect::<Vec<_>>()});
     let emulators = [
         Emulator::start(&ns, "emulator-a", config.clone()).await,
         Emulator::start(&ns, "emulator-b", config).await,
@@ -337,7 +357,9 @@ async fn two_shard_release_splits_the_fleet_with_a_lease_per_shard() {
         if let Some(l) = label {
             obj.metadata.labels = Some(BTreeMap::from([("shard".to_owned(), l.to_owned())]));
         }
-        jobs.create(&PostParams::default(), &obj).await.expect("creating a DtsJob");
+        jobs.create(&PostParams::default(), &obj)
+            .await
+            .expect("creating a DtsJob");
     }
     for (name, _, _) in ids {
         stack::wait_phase(&jobs, name, Phase::Stopped, Duration::from_secs(60)).await;

@@ -10,8 +10,7 @@ use serde::Serialize;
 
 use crate::measure::Summary;
 use crate::scenarios::{
-    burst::Burst, ceiling::Ceiling, idle::Idle, memory::Memory, shards::Shards, startup::Startup, steady::Steady,
-    Check,
+    burst::Burst, ceiling::Ceiling, idle::Idle, memory::Memory, shards::Shards, startup::Startup, steady::Steady, Check,
 };
 use crate::Result;
 
@@ -326,7 +325,11 @@ fn shards_section(s: &mut String, sh: &Shards) {
          (both shards): {}.\n",
         sh.jobs,
         sh.directions,
-        if sh.leader_election { "on, a Lease per shard" } else { "off" },
+        if sh.leader_election {
+            "on, a Lease per shard"
+        } else {
+            "off"
+        },
         sh.operator_args.join(" "),
         sh.seconds,
         sh.flips_seconds,
@@ -338,9 +341,16 @@ fn shards_section(s: &mut String, sh: &Shards) {
         s,
         "| shard | selector | Lease (holder) | jobs | RSS empty / with jobs / after stop MiB | peak MiB | bytes/job | CPU s | last Stopped | StopDtsJob own / other shard's | DTS calls |"
     );
-    let _ = writeln!(s, "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+    let _ = writeln!(
+        s,
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+    );
     for r in &sh.shards {
-        let dts: BTreeMap<String, f64> = r.dts_calls_by_action.iter().map(|(k, v)| (k.clone(), *v as f64)).collect();
+        let dts: BTreeMap<String, f64> = r
+            .dts_calls_by_action
+            .iter()
+            .map(|(k, v)| (k.clone(), *v as f64))
+            .collect();
         let _ = writeln!(
             s,
             "| {} | `{}` | {} | {} | {} / {} / {} | {} | {:.0} | {:.1} | {:.1} s | {} / {} | {} |",
@@ -363,7 +373,10 @@ fn shards_section(s: &mut String, sh: &Shards) {
             per_kind(&dts),
         );
     }
-    let _ = writeln!(s, "\n| process (during the flip) | CPU s | average % of a core | peak % (1 s) |");
+    let _ = writeln!(
+        s,
+        "\n| process (during the flip) | CPU s | average % of a core | peak % (1 s) |"
+    );
     let _ = writeln!(s, "| --- | ---: | ---: | ---: |");
     for c in &sh.cpu {
         let _ = writeln!(
