@@ -4,7 +4,8 @@
 #
 #   hack/check-deploy.sh          regenerate deploy/manifests/
 #   hack/check-deploy.sh --check  fail when anything drifted: the chart's CRD
-#                                 vs crds/dtsjob.yaml, helm lint, the generated
+#                                 vs crds/dtsjob.yaml, helm lint, the shards
+#                                 rendering and its overlap errors, the generated
 #                                 manifests vs the committed ones, kustomize build
 #
 # helm and kubectl come from hack/build-tools.sh (pinned, cached); set HELM and
@@ -63,6 +64,72 @@ fi
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+
+# Shards: one release, a Deployment and a Lease per shard.
+cat > "$tmp/shards.yaml" <<'VALUES'
+shards:
+  - name: a
+    selector: "shard in (a)"
+  - name: b
+    selector: "shard in (b)"
+    replicaCount: 3
+  - name: rest
+    selector: "shard notin (a,b)"
+VALUES
+"$HELM" lint --strict "$chart" -f "$tmp/shards.yaml" --set serviceMonitor.enabled=true \
+  --set prometheusRule.enabled=true >/dev/null || { echo "FAIL: helm lint with shards" >&2; fail=1; }
+if sharded=$("$HELM" template dts-operator "$chart" -f "$tmp/shards.yaml" --set serviceMonitor.enabled=true); then
+  # want: lines matching, count
+  while IFS='|' read -r want n; do
+    got=$(grep -c -- "$want" <<<"$sharded" || true)
+    if [ "$got" != "$n" ]; then
+      echo "FAIL: helm template with 3 shards has $got lines matching '$want', want $n" >&2
+      fail=1
+    fi
+  done <<'COUNTS'
+^kind: Deployment$|3
+--lease-name=dts-operator-|3
+kubedts.io/shard: |9
+targetLabel: shard$|1
+COUNTS
+  while read -r want; do
+    grep -q -- "$want" <<<"$sharded" || { echo "FAIL: helm template with shards lacks '$want'" >&2; fail=1; }
+  done <<'LINES'
+--selector=shard in (a)$
+--selector=shard notin (a,b)$
+--lease-name=dts-operator-rest$
+name: dts-operator-b$
+replicas: 3$
+resourceNames: \["dts-operator-a", "dts-operator-b", "dts-operator-rest"\]
+LINES
+else
+  echo "FAIL: helm template with shards" >&2
+  fail=1
+fi
+# The overlaps render time can see, and the other misuses: each fails with its message.
+expect_fail() {
+  local want=$1
+  shift
+  local out
+  if out=$("$HELM" template dts-operator "$chart" "$@" 2>&1); then
+    echo "FAIL: helm template $* rendered; want an error with '$want'" >&2
+    fail=1
+  elif ! grep -qF -- "$want" <<<"$out"; then
+    echo "FAIL: helm template $*: want '$want' in: $out" >&2
+    fail=1
+  fi
+}
+expect_fail 'the name "a" is used twice' --set 'shards[0].name=a,shards[0].selector=x=1,shards[1].name=a,shards[1].selector=x=2'
+expect_fail 'one of them has no selector' --set 'shards[0].name=a,shards[0].selector=x=1,shards[1].name=b'
+expect_fail 'have the same selector' --set 'shards[0].name=a,shards[0].selector=x=1,shards[1].name=b,shards[1].selector=x = 1'
+expect_fail 'selector and shards are exclusive' --set 'selector=x=1,shards[0].name=a'
+expect_fail 'per-shard namespaces need watchNamespace' --set 'watchNamespace=ns1,shards[0].name=a,shards[0].namespaces={ns1}'
+expect_fail "missing property 'name'" --set 'shards[0].selector=x=1'
+# Disjoint namespaces need no selectors.
+"$HELM" template dts-operator "$chart" --set 'shards[0].name=a,shards[0].namespaces={ns1}' \
+  --set 'shards[1].name=b,shards[1].namespaces={ns2,ns3}' | grep -q -- '--namespace=ns2,ns3$' \
+  || { echo "FAIL: shards with disjoint namespaces" >&2; fail=1; }
+
 render "$tmp"
 for f in crd.yaml dts-operator.yaml; do
   if ! diff -u "$out/$f" "$tmp/$f"; then

@@ -224,6 +224,169 @@ async fn helm_install_creates_the_charts_objects() {
     assert!(cluster_role.is_none(), "watchNamespace set: no ClusterRole expected");
 }
 
+/// One release with two `shards`: a Deployment per shard, each with its own
+/// selector and Lease, sharing the ServiceAccount (whose Lease Role names
+/// both Leases). Run as those Deployments run them (their scope and Lease
+/// flags, the chart's ServiceAccount token), the two shards split the
+/// fleet: each holds its own Lease, and each job is stopped once, by the
+/// shard whose selector it matches (an unlabelled job included, by the
+/// `notin` shard). Each shard has its own emulator, which knows every job,
+/// so a stop sent by the wrong shard would show in the wrong journal.
+#[tokio::test]
+async fn two_shard_release_splits_the_fleet_with_a_lease_per_shard() {
+    let release_ns = TestNamespace::new("shards-rel").await;
+    let ns = TestNamespace::new("shards").await;
+    let values = ns.input_dir().join("shards-values.yaml");
+    std::fs::write(
+        &values,
+        format!(
+            "watchNamespace: {}\nshards:\n  - name: a\n    selector: \"shard in (a)\"\n  \
+             - name: b\n    selector: \"shard notin (a)\"\n    replicaCount: 3\n",
+            ns.name
+        ),
+    )
+    .expect("writing the values file");
+    let values = values.display().to_string();
+    let release = helm::install_with(&ns, &release_ns.name, &["-f", &values]).await;
+    let fullname = format!("{release}-dts-operator");
+    let admin = &ns.client;
+    let deployments = Api::<Deployment>::namespaced(admin.clone(), &release_ns.name);
+    assert!(
+        deployments.get_opt(&fullname).await.expect("get").is_none(),
+        "with shards there is no unsharded Deployment"
+    );
+
+    // Per shard: its Deployment, its selector and Lease flags, pods told apart.
+    let mut shard_args = Vec::new();
+    for (shard, selector, replicas) in [("a", "shard in (a)", 2), ("b", "shard notin (a)", 3)] {
+        let deploy = deployments
+            .get(&format!("{fullname}-{shard}"))
+            .await
+            .unwrap_or_else(|e| panic!("the Deployment of shard {shard}: {e}"));
+        let spec = deploy.spec.expect("spec");
+        assert_eq!(spec.replicas, Some(replicas), "shard {shard} replicas");
+        let matched = spec.selector.match_labels.unwrap_or_default();
+        assert_eq!(matched.get("kubedts.io/shard").map(String::as_str), Some(shard));
+        let pod = spec.template.spec.expect("pod spec");
+        assert_eq!(
+            pod.service_account_name.as_deref(),
+            Some(fullname.as_str()),
+            "one ServiceAccount"
+        );
+        let args = pod.containers[0].args.clone().unwrap_or_default();
+        for want in [
+            format!("--selector={selector}"),
+            format!("--lease-name=dts-operator-{shard}"),
+            format!("--namespace={}", ns.name),
+            "--leader-elect".to_owned(),
+        ] {
+            assert!(args.contains(&want), "shard {shard}: {want} missing from {args:?}");
+        }
+        // The flags that make the shard: scope and Lease (the rest are the
+        // same for every shard, and the test sets its own endpoint and port).
+        let scope: Vec<String> = args
+            .iter()
+            .filter(|a| {
+                ["--namespace=", "--selector=", "--lease-name="]
+                    .iter()
+                    .any(|p| a.starts_with(p))
+            })
+            .cloned()
+            .collect();
+        shard_args.push((shard, scope));
+    }
+    let role = Api::<Role>::namespaced(admin.clone(), &release_ns.name)
+        .get(&format!("{fullname}-leader-election"))
+        .await
+        .expect("the leader-election Role");
+    let names = role.rules.unwrap_or_default()[0]
+        .resource_names
+        .clone()
+        .unwrap_or_default();
+    assert_eq!(
+        names,
+        ["dts-operator-a", "dts-operator-b"],
+        "the Role allows exactly both Leases"
+    );
+
+    // The fleet: one job for a, one labelled b and one unlabelled (both b's).
+    let ids = [
+        ("job-a", "shardJobA", Some("a")),
+        ("job-b", "shardJobB", Some("b")),
+        ("job-none", "shardJobNone", None),
+    ];
+    let config =
+        json!({"accounts": [account()], "jobs": ids.iter().map(|(_, id, _)| job(id, None, false)).collect::<Vec<_>>()});
+    let emulators = [
+        Emulator::start(&ns, "emulator-a", config.clone()).await,
+        Emulator::start(&ns, "emulator-b", config).await,
+    ];
+    ns.api::<Secret>()
+        .create(&PostParams::default(), &credentials_secret("dts-credentials"))
+        .await
+        .expect("creating the credentials Secret");
+    let token = service_account_token(admin, &release_ns.name, &fullname).await;
+    let kubeconfig = ns.input_dir().join("sa-kubeconfig.json");
+    write_token_kubeconfig(&kubeconfig, &token);
+    let mut ops = Vec::new();
+    for ((shard, scope), emu) in shard_args.iter().zip(&emulators) {
+        let mut extra_args = scope.clone();
+        extra_args.extend([
+            "--leader-elect".to_owned(),
+            "--lease-namespace".to_owned(),
+            release_ns.name.clone(),
+            "--identity".to_owned(),
+            format!("shard-{shard}"),
+            "--lease-retry-period".to_owned(),
+            "500ms".to_owned(),
+        ]);
+        ops.push(Operator::start(
+            &ns,
+            &format!("operator-{shard}"),
+            &emu.url,
+            OperatorOptions {
+                extra_args,
+                env: vec![("KUBECONFIG".into(), kubeconfig.display().to_string())],
+                namespace_scoped: false,
+            },
+        ));
+    }
+    let jobs = ns.api::<DtsJob>();
+    for (name, id, label) in ids {
+        let mut obj = dtsjob(name, id, &["Forward"], "Stopped", Some("dts-credentials"));
+        if let Some(l) = label {
+            obj.metadata.labels = Some(BTreeMap::from([("shard".to_owned(), l.to_owned())]));
+        }
+        jobs.create(&PostParams::default(), &obj)
+            .await
+            .expect("creating a DtsJob");
+    }
+    for (name, _, _) in ids {
+        stack::wait_phase(&jobs, name, Phase::Stopped, Duration::from_secs(60)).await;
+    }
+
+    for (shard, emu) in ["a", "b"].iter().zip(&emulators) {
+        assert_eq!(
+            stack::lease_holder(admin, &release_ns.name, &format!("dts-operator-{shard}"))
+                .await
+                .as_deref(),
+            Some(format!("shard-{shard}").as_str()),
+            "shard {shard} holds its own Lease"
+        );
+        for (name, id, label) in ids {
+            let owner = if label == Some("a") { "a" } else { "b" };
+            let stops = emu.stops(id, "Forward").await;
+            let want = usize::from(owner == *shard);
+            assert_eq!(stops.len(), want, "{name}: stops by shard {shard}: {stops:?}");
+        }
+    }
+    for op in &ops {
+        let log = op.process.log();
+        assert!(log.contains("became leader"), "{log}");
+        assert!(!log.contains("orbidden"), "a request was refused:\n{log}");
+    }
+}
+
 /// The operator binary, with only the chart's RBAC (a TokenRequest token of
 /// its ServiceAccount), completes the full stop flow: reads the credentials
 /// Secret, marks Stopping, calls DTS, records the result, publishes Events,

@@ -53,11 +53,18 @@ pub async fn run_tool(ns: &TestNamespace, name: &str, args: &[&str], stdin: Opti
 /// `release_ns` with these `--set` values; `ns` keeps Helm's files and the
 /// tool's log. Fails the test unless Helm reports the release deployed.
 pub async fn install(ns: &TestNamespace, release_ns: &str, sets: &[&str]) -> String {
-    let release = format!("r{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let mut args = vec!["install", &release, CHART, "--namespace", release_ns];
+    let mut args = Vec::new();
     for set in sets {
         args.extend(["--set", set]);
     }
+    install_with(ns, release_ns, &args).await
+}
+
+/// [`install`] with any further `helm install` arguments (e.g. `-f values.yaml`).
+pub async fn install_with(ns: &TestNamespace, release_ns: &str, extra: &[&str]) -> String {
+    let release = format!("r{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let mut args = vec!["install", &release, CHART, "--namespace", release_ns];
+    args.extend_from_slice(extra);
     let out = run_tool(ns, "helm", &args, None).await;
     assert!(out.contains("STATUS: deployed"), "helm install output:\n{out}");
     release

@@ -43,6 +43,8 @@ pub struct JobDef {
     pub name: String,
     pub job_id: String,
     pub two_way: bool,
+    /// Labels of the DtsJob (the shards scenario splits the jobs by one).
+    pub labels: Vec<(String, String)>,
 }
 
 /// `count` jobs named `{prefix}-000000`...; the index keeps names and
@@ -53,6 +55,7 @@ pub fn jobs(prefix: &str, count: usize, two_way: bool) -> Vec<JobDef> {
             name: format!("{prefix}-{i:06}"),
             job_id: format!("{prefix}{i:06}"),
             two_way,
+            labels: Vec::new(),
         })
         .collect()
 }
@@ -65,6 +68,9 @@ pub fn dtsjob(def: &JobDef) -> DynamicObject {
         json!(["Forward"])
     };
     let mut obj = DynamicObject::new(&def.name, &dtsjob_resource());
+    if !def.labels.is_empty() {
+        obj.metadata.labels = Some(def.labels.iter().cloned().collect());
+    }
     obj.data = json!({
         "spec": {
             "jobId": def.job_id,

@@ -10,7 +10,8 @@ use serde::Serialize;
 
 use crate::measure::Summary;
 use crate::scenarios::{
-    burst::Burst, ceiling::Ceiling, idle::Idle, memory::Memory, startup::Startup, steady::Steady, writes::Writes, Check,
+    burst::Burst, ceiling::Ceiling, idle::Idle, memory::Memory, shards::Shards, startup::Startup, steady::Steady,
+    writes::Writes, Check,
 };
 use crate::Result;
 
@@ -67,6 +68,7 @@ pub struct Results {
     pub startup: Vec<Startup>,
     pub memory: Option<Memory>,
     pub writes: Option<Writes>,
+    pub shards: Option<Shards>,
     pub checks: Vec<Check>,
     /// Scenarios that failed (the run goes on with the next one).
     pub errors: Vec<String>,
@@ -321,6 +323,9 @@ pub fn markdown(r: &Results) -> String {
             m.bytes_per_object_restart
         );
     }
+    if let Some(sh) = &r.shards {
+        shards_section(&mut s, sh);
+    }
     if !r.checks.is_empty() {
         let _ = writeln!(s, "## Behaviour checks\n");
         let _ = writeln!(s, "| scenario | check | result |");
@@ -337,4 +342,77 @@ pub fn markdown(r: &Results) -> String {
         }
     }
     s
+}
+
+fn shards_section(s: &mut String, sh: &Shards) {
+    let _ = writeln!(s, "## Shards (two operators, one fleet)\n");
+    let _ = writeln!(
+        s,
+        "{} jobs × {} direction(s), flipped at once; leader election {}; operator flags `{}`. \
+         First flip → last Stopped {:.1} s (flips sent in {:.1} s). Jobs stopped by both shards: {}; \
+         (job, direction) without exactly one stop from its own shard: {}.  \nAPI requests per job \
+         (both shards): {}.\n",
+        sh.jobs,
+        sh.directions,
+        if sh.leader_election {
+            "on, a Lease per shard"
+        } else {
+            "off"
+        },
+        sh.operator_args.join(" "),
+        sh.seconds,
+        sh.flips_seconds,
+        sh.jobs_stopped_by_both,
+        sh.wrong_stop_counts,
+        per_kind(&sh.api_requests_per_job),
+    );
+    let _ = writeln!(
+        s,
+        "| shard | selector | Lease (holder) | jobs | RSS empty / with jobs / after stop MiB | peak MiB | bytes/job | CPU s | last Stopped | StopDtsJob own / other shard's | DTS calls |"
+    );
+    let _ = writeln!(
+        s,
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+    );
+    for r in &sh.shards {
+        let dts: BTreeMap<String, f64> = r
+            .dts_calls_by_action
+            .iter()
+            .map(|(k, v)| (k.clone(), *v as f64))
+            .collect();
+        let _ = writeln!(
+            s,
+            "| {} | `{}` | {} | {} | {} / {} / {} | {} | {:.0} | {:.1} | {:.1} s | {} / {} | {} |",
+            r.name,
+            r.selector,
+            r.lease.as_ref().map_or("–".into(), |l| format!(
+                "{l} ({})",
+                r.lease_holder.as_deref().unwrap_or("none")
+            )),
+            r.jobs,
+            r.rss_empty_mib,
+            r.rss_created_mib,
+            r.rss_after_stop_mib,
+            r.hwm_mib,
+            r.bytes_per_job,
+            r.cpu_seconds,
+            r.last_stopped_seconds,
+            r.stop_calls_own,
+            r.stop_calls_foreign,
+            per_kind(&dts),
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\n| process (during the flip) | CPU s | average % of a core | peak % (1 s) |"
+    );
+    let _ = writeln!(s, "| --- | ---: | ---: | ---: |");
+    for c in &sh.cpu {
+        let _ = writeln!(
+            s,
+            "| {} | {:.1} | {:.0} | {:.0} |",
+            c.process, c.cpu_seconds, c.avg_percent, c.peak_percent
+        );
+    }
+    let _ = writeln!(s);
 }

@@ -8,6 +8,7 @@ pub mod burst;
 pub mod ceiling;
 pub mod idle;
 pub mod memory;
+pub mod shards;
 pub mod startup;
 pub mod steady;
 pub mod writes;
