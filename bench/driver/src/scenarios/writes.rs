@@ -104,9 +104,8 @@ async fn measure(
     // The resourceVersion each object had after its last write.
     let versions: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(vec![String::new(); names.len()]));
     for (i, name) in names.iter().enumerate() {
-        let obj = api.get(name).await?;
-        versions.lock().unwrap()[i] = obj.metadata.resource_version.unwrap_or_default();
-        let o = write(api, method, name, &versions.lock().unwrap()[i].clone(), 0).await?;
+        let rv = api.get(name).await?.metadata.resource_version.unwrap_or_default();
+        let o = write(api, method, name, &rv, 0).await?;
         versions.lock().unwrap()[i] = o.metadata.resource_version.unwrap_or_default();
     }
     let body_bytes = serde_json::to_vec(&body(method, "1234567", 1))?.len();
