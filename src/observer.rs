@@ -5,8 +5,9 @@
 //! One cycle:
 //! 1. [`select_due`] (pure): the DtsJobs of the watch cache that are due — not
 //!    paused, not `kubedts.io/poll-interval: "0"`, not being deleted without
-//!    the stop-on-delete finalizer, and last read longer ago than their own
-//!    interval (the annotation, else `--poll-interval`);
+//!    the stop-on-delete finalizer, and either never read or at their slot
+//!    of the [`Schedule`] (once per interval: the annotation, else
+//!    `--poll-interval`);
 //! 2. the credentials of the due jobs, each Secret read once per cycle (a
 //!    job without usable credentials is left out: its reconcile reports why);
 //! 3. [`group`] (pure): the due jobs by (AccessKeyId, regionId), the unit
@@ -24,11 +25,18 @@
 //!    changed is sent to the controller (`Controller::reconcile_on`).
 //!
 //! Only the Lease holder polls. The first cycle runs once the DtsJob watch
-//! has synced, and again at once on gaining the Lease; then every interval
-//! (the shortest in use, at least [`MIN_CYCLE`]) plus up to 10% jitter, and
-//! [`MIN_CYCLE`] after a reconcile met a DtsJob DTS was never read for (a
-//! new one), so it does not wait a whole interval for its first reading. A
-//! failed group is logged with its reason and read again next cycle.
+//! has synced, and again at once on gaining the Lease: it reads only the
+//! DtsJobs DTS was never read for (neither by this process nor, as their
+//! status shows, by an earlier one). A job already observed is read at its
+//! own slot of the interval, counted from when this process began to lead
+//! (the [`Schedule`]), so a restart or a Lease handover with thousands of
+//! observed jobs costs no DTS call and no write at once, and their reads
+//! are spread evenly over the interval instead of coming in one wave every
+//! interval. The next cycle comes at the next slot that has a job (at least
+//! [`MIN_CYCLE`] later), and [`MIN_CYCLE`] after a reconcile met a DtsJob
+//! DTS was never read for (a new one), so it does not wait for a slot. A
+//! failed group is logged with its reason and read again at the next slot
+//! of its jobs (or next cycle, for jobs never read).
 //!
 //! [`DtsCaller::describe_jobs`]: crate::controller::act::DtsCaller::describe_jobs
 
@@ -41,7 +49,6 @@ use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::ResourceExt;
-use rand::Rng;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
@@ -63,8 +70,60 @@ pub const MIN_CYCLE: Duration = Duration::from_secs(1);
 /// group never exceeds that, whatever `--dts-rate-limit` allows.
 pub const GROUP_CALL_SPACING: Duration = Duration::from_millis(50);
 
-/// Each cycle starts up to this share of the interval late.
-const JITTER: f64 = 0.1;
+/// The width of one slot of the [`Schedule`]: an interval of `I` has
+/// `I / SLOT` slots (at least one), so the jobs of a fleet are read in
+/// batches at most every 10 s rather than one cycle per job.
+pub const SLOT: Duration = Duration::from_secs(10);
+
+/// When each observed DtsJob is read: once per interval, at a slot of that
+/// interval chosen by a hash of its (regionId, jobId), counted from the
+/// `epoch` (the time this process began to lead). Slot `k` of `n` is at
+/// `epoch + (k + 1) × I / n + m × I` for m = 0, 1, ...: the first reads come
+/// one slot after the epoch, never at it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule {
+    pub epoch: Time,
+}
+
+/// Where one job's reads fall (relative to the epoch, in milliseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slots {
+    phase: i64,
+    interval: i64,
+}
+
+impl Slots {
+    fn of(region_id: &str, job_id: &str, interval: Duration) -> Self {
+        use std::hash::{Hash, Hasher};
+        let interval_ms = (interval.as_millis().min(i64::MAX as u128) as i64).max(1);
+        let n = (interval.as_millis() / SLOT.as_millis()).max(1) as i64;
+        // SipHash with fixed keys: the same slot for the same job every time.
+        let mut h = std::hash::DefaultHasher::new();
+        (region_id, job_id).hash(&mut h);
+        let k = (h.finish() % n as u64) as i64;
+        Self {
+            phase: (k + 1) * (interval_ms / n),
+            interval: interval_ms,
+        }
+    }
+
+    /// The latest slot at or before `at`, if one has come.
+    fn last(&self, at: i64) -> Option<i64> {
+        (at >= self.phase).then(|| self.phase + (at - self.phase) / self.interval * self.interval)
+    }
+
+    /// The first slot after `at`.
+    fn next(&self, at: i64) -> i64 {
+        self.last(at).map_or(self.phase, |l| l + self.interval)
+    }
+}
+
+/// Milliseconds from `from` to `to` (negative when `to` is earlier).
+fn millis_between(from: &Time, to: &Time) -> i64 {
+    to.0.duration_since(from.0)
+        .as_millis()
+        .clamp(i64::MIN as i128, i64::MAX as i128) as i64
+}
 
 /// How often one DtsJob is read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,13 +167,24 @@ pub struct Selection {
     pub due: Vec<Due>,
     /// DtsJobs whose poll-interval annotation does not parse, with the value.
     pub unparsable: Vec<(ObjectRef<DtsJob>, String)>,
-    /// The shortest interval of the jobs that are polled at all (due or
-    /// not): the time to the next cycle.
-    pub shortest: Option<Duration>,
+    /// The earliest slot after `now` of the jobs that are polled at all
+    /// (due now or not): when the next cycle is wanted.
+    pub next: Option<Time>,
 }
 
-/// The DtsJobs of `jobs` that are due at `now` (pure).
-pub fn select_due(jobs: &[Arc<DtsJob>], view: &DtsView, now: &Time, default: Duration) -> Selection {
+/// The DtsJobs of `jobs` that are due at `now` under `schedule` (pure): a
+/// job never read, or one whose latest slot came after its last read, if
+/// that read is at least half an interval old (a job first read just before
+/// its slot waits for the next one).
+pub fn select_due(
+    jobs: &[Arc<DtsJob>],
+    view: &DtsView,
+    now: &Time,
+    schedule: &Schedule,
+    default: Duration,
+) -> Selection {
+    let at = millis_between(&schedule.epoch, now);
+    let mut next_slot: Option<i64> = None;
     let mut sel = Selection::default();
     for job in jobs {
         if job.annotations().get(PAUSED).is_some_and(|v| v.trim() == "true") {
@@ -140,7 +210,6 @@ pub fn select_due(jobs: &[Arc<DtsJob>], view: &DtsView, now: &Time, default: Dur
                 default
             }
         };
-        sel.shortest = Some(sel.shortest.map_or(interval, |s| s.min(interval)));
         let spec = &job.spec;
         let records = job.status.as_ref().map(|s| s.directions.as_slice()).unwrap_or_default();
         let recorded = |d: Direction| crate::controller::decide::record_of(spec, records, d);
@@ -161,8 +230,8 @@ pub fn select_due(jobs: &[Arc<DtsJob>], view: &DtsView, now: &Time, default: Dur
         }
         // The newest read of any listed direction (one DescribeDtsJobs entry
         // carries both directions); before this process read a job, the
-        // status's observedAt stands in, so a restart does not read at once
-        // what was read recently.
+        // status's observedAt stands in, so a restart reads at once only
+        // what was never read, and the rest at their slots.
         let last_read = spec
             .directions
             .iter()
@@ -172,9 +241,11 @@ pub fn select_due(jobs: &[Arc<DtsJob>], view: &DtsView, now: &Time, default: Dur
                     .or_else(|| Some(recorded(*d)?.observed.as_ref()?.observed_at.clone()))
             })
             .max_by_key(|t| t.0);
+        let slots = Slots::of(&spec.region_id, &spec.job_id, interval);
+        next_slot = Some(next_slot.map_or(slots.next(at), |n| n.min(slots.next(at))));
         let due = last_read.is_none_or(|t| {
-            let age = Duration::try_from(now.0.duration_since(t.0)).unwrap_or(Duration::ZERO);
-            age >= interval
+            let read = millis_between(&schedule.epoch, &t);
+            slots.last(at).is_some_and(|slot| read < slot) && at - read >= slots.interval / 2
         });
         if due {
             sel.due.push(Due {
@@ -188,6 +259,14 @@ pub fn select_due(jobs: &[Arc<DtsJob>], view: &DtsView, now: &Time, default: Dur
             });
         }
     }
+    sel.next = next_slot.and_then(|ms| {
+        let ts = schedule
+            .epoch
+            .0
+            .checked_add(jiff::SignedDuration::from_millis(ms))
+            .ok()?;
+        Some(Time(ts))
+    });
     sel
 }
 
@@ -396,6 +475,8 @@ pub struct Observer {
     synced: watch::Receiver<bool>,
     /// (object, value) pairs already warned about.
     warned: HashSet<(ObjectRef<DtsJob>, String)>,
+    /// Its epoch is reset whenever this process begins to lead.
+    schedule: Schedule,
 }
 
 impl Observer {
@@ -417,6 +498,9 @@ impl Observer {
             leader,
             synced,
             warned: HashSet::new(),
+            schedule: Schedule {
+                epoch: Time(jiff::Timestamp::now()),
+            },
         }
     }
 
@@ -431,8 +515,12 @@ impl Observer {
             _ = &mut stop => return,
             r = synced.wait_for(|s| *s) => if r.is_err() { return },
         }
+        // Whether the previous pass of the loop led: the schedule's epoch is
+        // the start of each term of leadership.
+        let mut leading = false;
         loop {
             if !(self.ctx.may_act)() {
+                leading = false;
                 let leader = self.leader.clone();
                 tokio::select! {
                     _ = &mut stop => return,
@@ -447,7 +535,11 @@ impl Observer {
                 }
                 continue;
             }
-            let next = {
+            if !leading {
+                leading = true;
+                self.schedule.epoch = Time(jiff::Timestamp::now());
+            }
+            let wait = {
                 let cycle = self.cycle(&stopping);
                 tokio::pin!(cycle);
                 tokio::select! {
@@ -459,7 +551,6 @@ impl Observer {
                     }
                 }
             };
-            let wait = jittered(next, rand::rng().random::<f64>());
             let leader = self.leader.clone();
             tokio::select! {
                 _ = &mut stop => return,
@@ -484,14 +575,20 @@ impl Observer {
         let start = Instant::now();
         let now = Time(jiff::Timestamp::now());
         let jobs = self.store.state();
-        let sel = select_due(&jobs, &self.ctx.view, &now, self.interval);
+        let sel = select_due(&jobs, &self.ctx.view, &now, &self.schedule, self.interval);
         for (object, value) in sel.unparsable {
             if self.warned.insert((object.clone(), value.clone())) {
                 warn!(namespace = object.namespace.as_deref().unwrap_or_default(), name = %object.name, value = %value,
                       default = ?self.interval, "unparsable kubedts.io/poll-interval; using the default");
             }
         }
-        let next = sel.shortest.unwrap_or(self.interval).min(self.interval).max(MIN_CYCLE);
+        let next = sel
+            .next
+            .as_ref()
+            .map_or(self.interval, |t| {
+                Duration::from_millis(millis_between(&now, t).max(0) as u64)
+            })
+            .max(MIN_CYCLE);
 
         // Credentials: each Secret resolved once per cycle (from the cache when unchanged).
         let by_ref: HashMap<ObjectRef<DtsJob>, &Arc<DtsJob>> =
@@ -592,11 +689,6 @@ impl Observer {
         }
         next
     }
-}
-
-/// `interval` plus `unit` (in 0..1) times [`JITTER`] of it.
-fn jittered(interval: Duration, unit: f64) -> Duration {
-    interval + interval.mul_f64(JITTER * unit.clamp(0.0, 1.0))
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! style of kube-rs/controller-rs fixtures) and a fake DTS transport.
 //!
 //! The mock API keeps one DtsJob and its Secrets and answers the requests a
-//! reconcile makes (GET, status apply with its resourceVersion precondition,
+//! reconcile makes (GET, status JSON patch with its resourceVersion precondition,
 //! Secret GET, Event POST); any other request fails the test. The fake DTS
 //! transport records every call and replays scripted answers in the shapes
 //! DTS really uses (crates/dts-api/tests/data/sdk-http-behaviour-observations.json).
@@ -215,20 +215,41 @@ async fn serve(state: Arc<Mutex<ApiState>>, mut handle: tower_test::mock::Handle
             match (method.as_str(), path.as_str()) {
                 ("GET", "/apis/kubedts.io/v1alpha1/namespaces/ns/dtsjobs/orders") => ok(&s.job),
                 ("PATCH", "/apis/kubedts.io/v1alpha1/namespaces/ns/dtsjobs/orders/status") => {
-                    let patch: Value = serde_json::from_slice(&bytes).expect("status patch is JSON");
+                    assert_eq!(
+                        parts.headers.get("content-type").and_then(|v| v.to_str().ok()),
+                        Some("application/json-patch+json"),
+                        "status is written by a JSON patch"
+                    );
                     assert_eq!(
                         parts.uri.query().map(|q| q.contains("fieldManager=dts-operator")),
                         Some(true),
-                        "status is written by server-side apply with our field manager"
+                        "with our field manager"
                     );
-                    let precondition = patch["metadata"]["resourceVersion"].as_str().map(str::to_owned);
-                    if precondition.is_some_and(|rv| rv != s.resource_version.to_string()) {
+                    let ops: Value = serde_json::from_slice(&bytes).expect("status patch is JSON");
+                    // A resourceVersion the patch sets is its precondition:
+                    // kube-apiserver compares it with the stored one.
+                    let precondition = ops
+                        .as_array()
+                        .and_then(|ops| ops.iter().find(|o| o["path"] == "/metadata/resourceVersion"))
+                        .and_then(|o| o["value"].as_str())
+                        .map(str::to_owned);
+                    if precondition
+                        .as_ref()
+                        .is_some_and(|rv| *rv != s.resource_version.to_string())
+                    {
                         status_response(409, "Conflict", "the object has been modified")
                     } else {
+                        // Applied for real to the stored object.
+                        let patch: json_patch::Patch = serde_json::from_value(ops).expect("a JSON patch");
+                        let mut patched = s.job.clone();
+                        json_patch::patch(&mut patched, &patch).expect("the patch applies");
                         s.resource_version += 1;
-                        s.job["status"] = patch["status"].clone();
+                        s.job["status"] = patched["status"].clone();
                         s.job["metadata"]["resourceVersion"] = json!(s.resource_version.to_string());
-                        s.status_writes.push(patch);
+                        s.status_writes.push(json!({
+                            "metadata": {"resourceVersion": precondition},
+                            "status": patched["status"],
+                        }));
                         ok(&s.job)
                     }
                 }

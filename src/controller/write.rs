@@ -1,10 +1,15 @@
 //! Write (I/O): the one status path, then the Events.
 //!
-//! Status is written by server-side apply with the operator's field
-//! manager, optionally under a resourceVersion precondition, and only by
-//! the Lease holder. Every write has a timeout and is counted by outcome
-//! (`ok`, `conflict`, `error`, `timeout`), so a slow or refusing API server
-//! shows on `/metrics` instead of hanging reconciles.
+//! Status is written as a JSON patch (RFC 6902) that replaces `/status`
+//! whole, with the operator's field manager, optionally under a
+//! resourceVersion precondition, and only by the Lease holder. The operator
+//! is the only writer of `status` and always writes all of it, so the
+//! replacement is exact; it costs kube-apiserver about a fifth less CPU per
+//! write than the server-side apply used before, which has to merge field
+//! ownership (measured by the bench's `writes` scenario, docs/benchmarks.md).
+//! Every write has a timeout and is counted by outcome (`ok`, `conflict`,
+//! `error`, `timeout`), so a slow or refusing API server shows on `/metrics`
+//! instead of hanging reconciles.
 
 use std::time::Duration;
 
@@ -12,6 +17,7 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource};
 use serde_json::json;
+use serde_json::Value;
 use tracing::{info, warn};
 
 use super::observe::Observed;
@@ -43,20 +49,14 @@ pub async fn status(
         return Ok(Written::NotLeader);
     }
     let api: Api<DtsJob> = Api::namespaced(ctx.client.clone(), &obs.namespace);
-    let mut metadata = json!({ "name": obs.name });
-    if let Some(rv) = precondition {
-        metadata["resourceVersion"] = json!(rv);
-    }
-    let body = json!({
-        "apiVersion": DtsJob::api_version(&()),
-        "kind": DtsJob::kind(&()),
-        "metadata": metadata,
-        "status": status,
-    });
-    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let patch = status_patch(status, precondition).map_err(|e| Error::Kube(kube::Error::SerdeError(e)))?;
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PatchParams::default()
+    };
     let sent = tokio::time::timeout(
         ctx.settings.write_timeout,
-        api.patch_status(&obs.name, &params, &Patch::Apply(&body)),
+        api.patch_status(&obs.name, &params, &Patch::Json::<()>(patch)),
     )
     .await;
     let (outcome, result) = match sent {
@@ -70,6 +70,19 @@ pub async fn status(
     };
     ctx.metrics.status_write(outcome);
     result
+}
+
+/// The JSON patch that replaces `/status` with `status`; with a
+/// precondition, it first sets `metadata.resourceVersion`, which
+/// kube-apiserver compares with the stored one (409 Conflict when another
+/// write came between).
+pub fn status_patch(status: &DtsJobStatus, precondition: Option<&str>) -> Result<json_patch::Patch, serde_json::Error> {
+    let mut ops: Vec<Value> = Vec::with_capacity(2);
+    if let Some(rv) = precondition {
+        ops.push(json!({"op": "add", "path": "/metadata/resourceVersion", "value": rv}));
+    }
+    ops.push(json!({"op": "add", "path": "/status", "value": status}));
+    serde_json::from_value(Value::Array(ops))
 }
 
 /// Adds (`add`) or removes the stop-on-delete finalizer, keeping any other
@@ -157,3 +170,27 @@ fn truncate(mut s: String, max: usize) -> String {
 
 /// The default timeout of a status write or Event.
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_patch_sets_the_precondition_first_then_replaces_the_status_whole() {
+        let status: DtsJobStatus = serde_json::from_value(json!({"phase": "Stopping"})).unwrap();
+        let with = serde_json::to_value(status_patch(&status, Some("42")).unwrap()).unwrap();
+        assert_eq!(
+            with,
+            json!([
+                {"op": "add", "path": "/metadata/resourceVersion", "value": "42"},
+                {"op": "add", "path": "/status", "value": serde_json::to_value(&status).unwrap()},
+            ])
+        );
+        let without = serde_json::to_value(status_patch(&status, None).unwrap()).unwrap();
+        assert_eq!(
+            without,
+            json!([{"op": "add", "path": "/status", "value": serde_json::to_value(&status).unwrap()}]),
+            "no precondition: an unconditional replacement"
+        );
+    }
+}

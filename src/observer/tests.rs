@@ -32,6 +32,19 @@ fn t(s: &str) -> Time {
 const NOW: &str = "2026-12-01T00:10:00Z";
 const FIVE_MINUTES: Duration = Duration::from_secs(300);
 
+/// A process that has led since long before `NOW`: every job's slot of the
+/// interval before `NOW` has come.
+fn led_long() -> Schedule {
+    Schedule {
+        epoch: t("2026-11-30T00:00:00Z"),
+    }
+}
+
+/// A process that began to lead at `at`.
+fn led_from(at: &str) -> Schedule {
+    Schedule { epoch: t(at) }
+}
+
 fn job(name: &str, job_id: &str, region: &str, secret: Option<&str>, annotations: Value) -> Arc<DtsJob> {
     let mut spec = json!({"jobId": job_id, "regionId": region});
     if let Some(s) = secret {
@@ -105,15 +118,109 @@ fn recorded(name: &str, state: &str, dts_status: &str, observed_at: &str) -> Arc
 }
 
 #[test]
-fn a_restart_reads_only_what_the_status_shows_read_longer_ago_than_the_interval() {
+fn a_restart_reads_at_once_only_what_was_never_read_and_the_rest_at_their_slots() {
     let view = DtsView::default();
     let jobs = vec![
         recorded("recent", "Pending", "Synchronizing", "2026-12-01T00:08:00Z"),
         recorded("stale", "Pending", "Synchronizing", "2026-12-01T00:04:00Z"),
         plain("never"),
     ];
-    let sel = select_due(&jobs, &view, &t(NOW), FIVE_MINUTES);
-    assert_eq!(names(&sel), ["stale", "never"]);
+    let start = led_from(NOW);
+    let sel = select_due(&jobs, &view, &t(NOW), &start, FIVE_MINUTES);
+    assert_eq!(names(&sel), ["never"], "observed jobs wait for their slot");
+    let next = sel.next.expect("a next slot");
+    assert!(next.0 > t(NOW).0, "the first slot comes after the start, never at it");
+    assert!(next.0 <= t("2026-12-01T00:15:00Z").0);
+    // One interval after the start, every slot has come once.
+    let sel = select_due(&jobs, &view, &t("2026-12-01T00:15:00Z"), &start, FIVE_MINUTES);
+    assert_eq!(names(&sel), ["recent", "stale", "never"]);
+}
+
+/// `n` jobs whose status shows them observed at `observed_at`.
+fn observed_fleet(n: usize, observed_at: &str) -> Vec<Arc<DtsJob>> {
+    (0..n)
+        .map(|i| recorded(&format!("j{i:04}"), "Pending", "Synchronizing", observed_at))
+        .collect()
+}
+
+#[test]
+fn an_observed_fleet_is_read_once_per_interval_spread_over_its_slots() {
+    let view = DtsView::default();
+    let jobs = observed_fleet(1000, "2026-12-01T00:00:00Z");
+    let start = led_from(NOW);
+    let epoch = t(NOW).0;
+    let mut reads: BTreeMap<String, usize> = BTreeMap::new();
+    let mut per_cycle = Vec::new();
+    // Cycles as the observer runs them: each at the next slot it was given,
+    // two intervals long; every due job is read (stored in the view).
+    let mut at = epoch;
+    let end = epoch + jiff::SignedDuration::from_secs(600);
+    while at <= end {
+        let sel = select_due(&jobs, &view, &Time(at), &start, FIVE_MINUTES);
+        for d in &sel.due {
+            *reads.entry(d.job_id.clone()).or_default() += 1;
+            read_at(&view, &d.job_id, &Time(at).0.to_string());
+        }
+        per_cycle.push(sel.due.len());
+        let next = sel.next.expect("jobs are polled").0;
+        assert!(next > at, "the next slot is after now");
+        assert!(
+            next.duration_since(at) <= jiff::SignedDuration::from_secs(10),
+            "slots are 10 s apart"
+        );
+        at = next;
+    }
+    assert_eq!(per_cycle[0], 0, "nothing is read at the start");
+    assert_eq!(reads.len(), 1000, "every job is read");
+    assert!(
+        reads.values().all(|n| *n == 2),
+        "once in each of the two intervals: {reads:?}"
+    );
+    let busiest = per_cycle.iter().max().copied().unwrap_or(0);
+    assert!(busiest <= 80, "about 1000 / 30 jobs a slot, not a wave: {busiest}");
+    assert_eq!(per_cycle.len(), 61, "a cycle every 10 s: {per_cycle:?}");
+}
+
+#[test]
+fn a_job_first_read_just_before_its_slot_waits_for_the_next() {
+    let view = DtsView::default();
+    let jobs = vec![plain("new")];
+    let start = led_from(NOW);
+    // Its first slot, whichever it is: read just before it.
+    let slot = select_due(&jobs, &view, &t(NOW), &start, FIVE_MINUTES).next.unwrap();
+    let before = Time(slot.0 - jiff::SignedDuration::from_secs(1));
+    read_at(&view, "dtsnew", &before.0.to_string());
+    let sel = select_due(&jobs, &view, &slot, &start, FIVE_MINUTES);
+    assert!(sel.due.is_empty(), "read a second ago");
+    let following = sel.next.unwrap();
+    assert_eq!(
+        following.0.duration_since(slot.0),
+        jiff::SignedDuration::from_secs(300),
+        "one interval on"
+    );
+    assert_eq!(
+        names(&select_due(&jobs, &view, &following, &start, FIVE_MINUTES)),
+        ["new"]
+    );
+}
+
+#[test]
+fn an_interval_shorter_than_a_slot_is_one_slot_of_its_own_length() {
+    let slots = Slots::of("cn-hangzhou", "dtsx", Duration::from_secs(2));
+    assert_eq!(
+        slots,
+        Slots {
+            phase: 2000,
+            interval: 2000
+        }
+    );
+    assert_eq!(slots.last(1999), None);
+    assert_eq!(slots.last(2000), Some(2000));
+    assert_eq!(slots.last(5999), Some(4000));
+    assert_eq!(slots.next(5999), 6000);
+    let slots = Slots::of("cn-hangzhou", "dtsx", FIVE_MINUTES);
+    assert_eq!(slots.interval, 300_000);
+    assert!((10_000..=300_000).contains(&slots.phase) && slots.phase % 10_000 == 0);
 }
 
 #[test]
@@ -124,7 +231,7 @@ fn a_job_stopped_and_shown_finished_is_not_read_again() {
         recorded("stopping", "Stopped", "Synchronizing", "2026-12-01T00:00:00Z"),
         recorded("ended-outside", "Pending", "Finished", "2026-12-01T00:00:00Z"),
     ];
-    let sel = select_due(&jobs, &view, &t(NOW), FIVE_MINUTES);
+    let sel = select_due(&jobs, &view, &t(NOW), &led_long(), FIVE_MINUTES);
     assert_eq!(
         names(&sel),
         ["stopping", "ended-outside"],
@@ -148,15 +255,15 @@ fn paused_off_and_deleted_jobs_are_left_out() {
         Arc::new(deleting),
         Arc::new(finalized),
     ];
-    let sel = select_due(&jobs, &view, &t(NOW), FIVE_MINUTES);
+    let sel = select_due(&jobs, &view, &t(NOW), &led_long(), FIVE_MINUTES);
     assert_eq!(names(&sel), ["plain", "unpaused", "finalized"]);
     assert!(sel.unparsable.is_empty());
 }
 
 #[test]
-fn a_job_is_due_when_its_last_read_is_older_than_its_own_interval() {
+fn a_job_is_due_once_its_own_interval_has_passed_since_its_last_read() {
     let view = DtsView::default();
-    read_at(&view, "dtsfresh", "2026-12-01T00:06:00Z"); // 4 min ago
+    read_at(&view, "dtsfresh", "2026-12-01T00:09:00Z"); // 1 min ago
     read_at(&view, "dtsstale", "2026-12-01T00:05:00Z"); // 5 min ago
     read_at(&view, "dtsfast", "2026-12-01T00:09:45Z"); // 15 s ago
     read_at(&view, "dtsslow", "2026-12-01T00:00:00Z"); // 10 min ago
@@ -177,14 +284,18 @@ fn a_job_is_due_when_its_last_read_is_older_than_its_own_interval() {
         ),
         plain("future"),
     ];
-    let sel = select_due(&jobs, &view, &t(NOW), FIVE_MINUTES);
+    let sel = select_due(&jobs, &view, &t(NOW), &led_long(), FIVE_MINUTES);
     assert_eq!(names(&sel), ["stale", "never", "fast"]);
-    assert_eq!(sel.shortest, Some(Duration::from_secs(10)));
+    let next = sel.next.expect("a next slot").0;
+    assert!(
+        next > t(NOW).0 && next <= t("2026-12-01T00:10:10Z").0,
+        "the 10 s job's next slot: {next}"
+    );
     assert_eq!(sel.unparsable.len(), 1, "the unparsable value is reported");
     assert_eq!(sel.unparsable[0].1, "sometimes");
 
     // Unparsable means the default: due after 5 minutes.
-    let later = select_due(&jobs, &view, &t("2026-12-01T00:14:00Z"), FIVE_MINUTES);
+    let later = select_due(&jobs, &view, &t("2026-12-01T00:14:00Z"), &led_long(), FIVE_MINUTES);
     assert!(names(&later).contains(&"bad".to_owned()));
 }
 
@@ -198,7 +309,7 @@ fn the_newest_read_of_any_direction_counts() {
     }))
     .unwrap();
     read_at(&view, "dtstwo", "2026-12-01T00:09:00Z");
-    let sel = select_due(&[Arc::new(two_way)], &view, &t(NOW), FIVE_MINUTES);
+    let sel = select_due(&[Arc::new(two_way)], &view, &t(NOW), &led_long(), FIVE_MINUTES);
     assert!(sel.due.is_empty(), "read a minute ago (Forward), Reverse unseen");
 }
 
@@ -269,13 +380,6 @@ fn two_dtsjobs_of_one_dts_job_are_one_id() {
     twin.object = ObjectRef::new("twin").within("ns");
     let groups = group(vec![due("x", None, "cn-hangzhou"), twin], &creds);
     assert_eq!(groups[0].chunks(), [vec!["dtsx".to_owned()]]);
-}
-
-#[test]
-fn jitter_adds_at_most_a_tenth() {
-    assert_eq!(jittered(Duration::from_secs(10), 0.0), Duration::from_secs(10));
-    assert_eq!(jittered(Duration::from_secs(10), 1.0), Duration::from_secs(11));
-    assert_eq!(jittered(Duration::from_secs(10), 7.0), Duration::from_secs(11));
 }
 
 // ----- Cycles against a fake DTS -----
@@ -492,7 +596,10 @@ async fn a_cycle_sends_one_call_per_thirty_jobs_with_the_ids() {
     let mut f = fixture(&jobs, FIVE_MINUTES);
     let (_stop_tx, stopping) = watch::channel(false);
     let next = f.observer.cycle(&stopping).await;
-    assert_eq!(next, FIVE_MINUTES);
+    assert!(
+        next >= MIN_CYCLE && next <= SLOT * 30,
+        "the next cycle at the next slot with a job, within one interval: {next:?}"
+    );
     let calls = f.dts.calls.lock().unwrap().clone();
     assert_eq!(calls.len(), 3);
     for c in &calls {

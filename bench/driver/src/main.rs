@@ -85,7 +85,7 @@ struct RunArgs {
     #[arg(long)]
     smoke: bool,
 
-    /// Seconds of status applies for the ceiling.
+    /// Seconds of status writes for the ceiling.
     #[arg(long, default_value_t = 10)]
     ceiling_seconds: u64,
     /// DtsJobs the ceiling writes to (round robin).

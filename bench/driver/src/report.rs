@@ -132,7 +132,7 @@ pub fn markdown(r: &Results) -> String {
         let _ = writeln!(s, "## API server status-write ceiling\n");
         let _ = writeln!(
             s,
-            "| status applies/s | in flight | writes | errors | latency p50 / p90 / p99 ms |"
+            "| status writes/s | in flight | writes | errors | latency p50 / p90 / p99 ms |"
         );
         let _ = writeln!(s, "| ---: | ---: | ---: | ---: | ---: |");
         let _ = writeln!(

@@ -1,7 +1,7 @@
 //! The API server's status-write ceiling on this machine, in this run: the
-//! driver itself server-side applies `/status` of many DtsJobs (as the
-//! operator writes status) as fast as `concurrency` requests in flight
-//! allow. Scenario throughputs are reported as a fraction of it, so a
+//! driver itself writes `/status` of many DtsJobs by a JSON patch that
+//! replaces it (as the operator writes status) as fast as `concurrency`
+//! requests in flight allow. Scenario throughputs are reported as a fraction of it, so a
 //! number from a loaded machine is read against what the server could do
 //! at that moment.
 
@@ -26,12 +26,12 @@ pub struct Ceiling {
     pub writes: usize,
     pub errors: usize,
     pub writes_per_second: f64,
-    /// Latency of one status apply, ms.
+    /// Latency of one status write, ms.
     pub latency_ms: Option<Summary>,
 }
 
 pub async fn run(env: &Env, jobs: usize, concurrency: usize, duration: Duration) -> Result<Ceiling> {
-    println!("\n== ceiling: status applies by the driver, {concurrency} in flight, {duration:?}");
+    println!("\n== ceiling: status writes by the driver, {concurrency} in flight, {duration:?}");
     let ns = "bench-ceiling";
     load::namespace(&env.cp.client, ns).await?;
     let defs = load::jobs("ceil", jobs, false);
@@ -52,19 +52,21 @@ pub async fn run(env: &Env, jobs: usize, concurrency: usize, duration: Duration)
             errors.clone(),
         );
         workers.push(tokio::spawn(async move {
-            let pp = PatchParams::apply("dts-bench").force();
+            let pp = PatchParams {
+                field_manager: Some("dts-bench".into()),
+                ..PatchParams::default()
+            };
             let mut lat = Vec::new();
             while Instant::now() < deadline {
                 let d = &defs[next.fetch_add(1, Ordering::Relaxed) % defs.len()];
-                // A changing value, so every apply is a real write.
+                // A changing value, so every patch is a real write.
                 let g = generation.fetch_add(1, Ordering::Relaxed);
-                let body = json!({
-                    "apiVersion": "kubedts.io/v1alpha1",
-                    "kind": "DtsJob",
-                    "status": {"observedGeneration": g},
-                });
+                let patch: json_patch::Patch = serde_json::from_value(json!([
+                    {"op": "add", "path": "/status", "value": {"observedGeneration": g}},
+                ]))
+                .expect("a JSON patch");
                 let t = Instant::now();
-                match api.patch_status(&d.name, &pp, &Patch::Apply(&body)).await {
+                match api.patch_status(&d.name, &pp, &Patch::Json::<()>(patch)).await {
                     Ok(_) => lat.push(t.elapsed().as_secs_f64() * 1000.0),
                     Err(_) => {
                         errors.fetch_add(1, Ordering::Relaxed);
