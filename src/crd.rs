@@ -263,8 +263,10 @@ pub struct DtsJobStatus {
 
     /// The cutover gate of a stop under spec.stopPolicy: the delay last
     /// read, the limit, and since when the stop has waited.
+    // Boxed: most DtsJobs never have one, and every DtsJob of the watch
+    // cache would otherwise carry its size inline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stop_gate: Option<StopGate>,
+    pub stop_gate: Option<Box<StopGate>>,
 
     /// Where the credentials of the last reconcile that needed them came
     /// from (never a value): `Secret/<name>`, `Secret/<name> (AssumeRole)`,
@@ -415,8 +417,9 @@ pub struct DirectionStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed: Option<Observation>,
     /// A SuspendDtsJob or StartDtsJob in progress (or refused).
+    // Boxed, as `stop_gate` is: rarely there, large inline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub transition: Option<Transition>,
+    pub transition: Option<Box<Transition>>,
 }
 
 /// What DTS reported for one direction.

@@ -34,8 +34,24 @@ use dts_api::{ClientConfig, DtsClient, StsClient};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// kubectl's client-side-apply copy of the object: dropped before caching.
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+/// What the watch cache keeps of a DtsJob: everything the operator reads,
+/// nothing else. Managed fields and the last-applied annotation are most of
+/// a small object's size; labels (the selector is applied by the API
+/// server), annotations other than `kubedts.io/` ones (GitOps tools add
+/// theirs), owner references and generateName are never read.
+fn slim(job: &mut DtsJob) {
+    let meta = &mut job.metadata;
+    meta.managed_fields = None;
+    meta.labels = None;
+    meta.owner_references = None;
+    meta.generate_name = None;
+    if let Some(annotations) = &mut meta.annotations {
+        annotations.retain(|k, _| k.starts_with("kubedts.io/"));
+        if annotations.is_empty() {
+            meta.annotations = None;
+        }
+    }
+}
 
 /// What triggers a reconcile: a new generation, a new
 /// reconcile-requested-at or paused annotation, deletion or finalizer changes. The
@@ -209,12 +225,7 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
     let watch_store = reader.clone();
     let tagged = scope::watch::<DtsJob>(&client, &scope, jobs_config).map(|(ns, event)| {
         // Nothing reads these, and they are most of a small object's size.
-        let event = event.map(|e| {
-            e.modify(|job| {
-                job.managed_fields_mut().clear();
-                job.annotations_mut().remove(LAST_APPLIED);
-            })
-        });
+        let event = event.map(|e| e.modify(slim));
         (ns, event)
     });
     let jobs = scope::reflect(tagged, ScopedWriter::new(writer, scope.watches().len()))
@@ -457,6 +468,50 @@ mod tests {
             "spec": {"jobId": "j", "regionId": "cn-hangzhou"}
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn the_cache_keeps_what_the_operator_reads_and_drops_the_rest() {
+        let mut j: DtsJob = serde_json::from_value(serde_json::json!({
+            "apiVersion": "kubedts.io/v1alpha1", "kind": "DtsJob",
+            "metadata": {"name": "a", "namespace": "ns", "uid": "u", "resourceVersion": "7", "generation": 2,
+                "labels": {"app": "x"}, "generateName": "a-", "finalizers": ["kubedts.io/stop-on-delete"],
+                "annotations": {"kubedts.io/paused": "true", "argocd.argoproj.io/tracking-id": "t",
+                    "kubectl.kubernetes.io/last-applied-configuration": "{}"},
+                "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "o", "uid": "ou"}],
+                "managedFields": [{"manager": "kubectl", "operation": "Update"}]},
+            "spec": {"jobId": "j", "regionId": "cn-hangzhou"},
+            "status": {"phase": "Running"}
+        }))
+        .unwrap();
+        let before = j.clone();
+        slim(&mut j);
+        let m = &j.metadata;
+        assert_eq!(
+            m.annotations.as_ref().map(|a| a.keys().cloned().collect::<Vec<_>>()),
+            Some(vec![crate::crd::PAUSED.to_owned()])
+        );
+        assert!(
+            m.labels.is_none()
+                && m.managed_fields.is_none()
+                && m.owner_references.is_none()
+                && m.generate_name.is_none()
+        );
+        assert_eq!(
+            (&m.name, &m.uid, &m.resource_version, m.generation),
+            (
+                &before.metadata.name,
+                &before.metadata.uid,
+                &before.metadata.resource_version,
+                before.metadata.generation
+            )
+        );
+        assert_eq!(m.finalizers, before.metadata.finalizers);
+        assert_eq!(
+            (&j.spec, &j.status),
+            (&before.spec, &before.status),
+            "spec and status untouched"
+        );
     }
 
     #[test]

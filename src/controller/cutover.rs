@@ -114,7 +114,7 @@ pub fn gate(obs: &Observed, stops: &[Direction], fingerprint: &str) -> Gate {
     if let Some(p) = previous.filter(|g| g.state == StopGateState::Stalled) {
         if p.stalled_for.as_deref() == Some(fingerprint) {
             return Gate::Stall {
-                gate: p.clone(),
+                gate: (**p).clone(),
                 event: None,
             };
         }

@@ -286,7 +286,7 @@ pub fn decide(obs: &Observed) -> Decision {
                     DesiredState::Running
                 };
                 why.push((*d, why_transition(obs, &obs.status.directions, *d, target)));
-                record_of_mut(&mut directions, &obs.spec, *d).transition = Some(Transition {
+                record_of_mut(&mut directions, &obs.spec, *d).transition = Some(Box::new(Transition {
                     target,
                     state: TransitionState::Requested,
                     since: obs.now.clone(),
@@ -294,14 +294,14 @@ pub fn decide(obs: &Observed) -> Decision {
                     error_code: None,
                     error_message: None,
                     failed_for: None,
-                });
+                }));
             }
             _ => {}
         }
     }
     let mut base = status::build(obs, &intent, directions, None, &obs.status);
     if gate.is_some() {
-        base.stop_gate = gate;
+        base.stop_gate = gate.map(Box::new);
     }
     Decision::Call(Call {
         intent,

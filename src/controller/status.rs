@@ -154,13 +154,13 @@ pub fn gated(obs: &Observed, intent: &Intent, directions: Vec<DirectionStatus>, 
             }
         }
         StopGateState::Passed | StopGateState::DeadlineStop => {
-            status.stop_gate = Some(gate);
+            status.stop_gate = Some(Box::new(gate));
             return status;
         }
     };
     status.phase = Some(summary.phase);
     status.conditions = conditions(obs, &summary, &obs.status);
-    status.stop_gate = Some(gate);
+    status.stop_gate = Some(Box::new(gate));
     status
 }
 

@@ -53,7 +53,7 @@ fn error(class: ErrorClass, code: &str, retry_after: Option<Duration>) -> DtsErr
 }
 
 fn waiting_since(obs: &mut Observed, since: &str, delay_ms: i64) {
-    obs.status.stop_gate = Some(StopGate {
+    obs.status.stop_gate = Some(Box::new(StopGate {
         state: StopGateState::Waiting,
         max_delay_seconds: 5,
         since: at(since),
@@ -65,7 +65,7 @@ fn waiting_since(obs: &mut Observed, since: &str, delay_ms: i64) {
         }],
         message: None,
         stalled_for: None,
-    });
+    }));
 }
 
 const FP: &str = "generation=1;secret=10;requested=-";
@@ -107,7 +107,7 @@ fn a_delay_above_the_limit_waits_with_an_event_the_first_time_only() {
     // The same delay a check later: no Event, and the gate is unchanged
     // (so nothing is written).
     let mut later = gated(&[Forward], policy(5, None, None));
-    later.status.stop_gate = Some(g.clone());
+    later.status.stop_gate = Some(Box::new(g.clone()));
     later.now = at("2026-11-27T10:00:05Z");
     later.gauge = Some(vec![(Forward, Ok(detail(Some(30_000))))]);
     let Gate::Wait { gate: again, event, .. } = gate(&later, &[Forward], FP) else {
@@ -203,7 +203,7 @@ fn at_a_passed_deadline_stall_sends_nothing_and_stays_stalled_for_the_same_input
     assert_eq!(event.unwrap().1, Reason::DelayDeadlineExceeded);
 
     let mut again = gated(&[Forward], policy(5, Some("5m"), None));
-    again.status.stop_gate = Some(g.clone());
+    again.status.stop_gate = Some(Box::new(g.clone()));
     assert_eq!(gate(&again, &[Forward], FP), Gate::Stall { gate: g, event: None });
 }
 
@@ -215,7 +215,7 @@ fn a_stalled_gate_looks_once_more_when_its_inputs_change() {
         panic!()
     };
     let mut annotated = gated(&[Forward], policy(5, Some("5m"), None));
-    annotated.status.stop_gate = Some(g);
+    annotated.status.stop_gate = Some(Box::new(g));
     let new_fp = "generation=1;secret=10;requested=now";
     assert_eq!(gate(&annotated, &[Forward], new_fp), Gate::Gauge(vec![Forward]));
     annotated.gauge = Some(vec![(Forward, Ok(detail(Some(2_000))))]);

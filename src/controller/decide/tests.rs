@@ -549,7 +549,7 @@ mod hold {
 
     fn with_transition(t: Transition) -> DirectionStatus {
         DirectionStatus {
-            transition: Some(t),
+            transition: Some(Box::new(t)),
             ..DirectionStatus::new(Forward, "job1")
         }
     }
