@@ -8,6 +8,7 @@
 //! * [`run`]: wiring of watches, client, limits, leader election and controller
 //!   for `dts-operator run`;
 //! * [`scope`]: which namespaces and labels one replica set watches (sharding);
+//! * [`triggers`]: which watch events start a reconcile (not the operator's own status writes);
 //! * [`leader`]: leader election on a coordination.k8s.io Lease;
 //! * [`limits`]: the DTS call limits per (AccessKey, region): adaptive rate,
 //!   circuit breaker, and the global concurrency limit;
@@ -35,4 +36,5 @@ pub mod reason;
 pub mod run;
 pub mod scope;
 pub mod telemetry;
+pub mod triggers;
 pub mod view;

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Controller;
@@ -23,13 +23,14 @@ use tracing::{info, warn};
 use crate::cli::RunArgs;
 use crate::controller::backoff::Backoff;
 use crate::controller::{self, credentials, Context, Gate, Settings};
-use crate::crd::{DtsJob, PAUSED, RECONCILE_REQUESTED_AT};
+use crate::crd::DtsJob;
 use crate::http::{HttpServer, ReadySignal};
 use crate::leader::{LeaderElector, LeaderState, LeaseConfig};
 use crate::limits::{Limits, Member};
 use crate::metrics::{LimitsCollector, Metrics, PhaseCollector};
 use crate::observer::Observer;
 use crate::scope::{self, ScopedWriter};
+use crate::triggers::Triggers;
 use dts_api::{ClientConfig, DtsClient, StsClient};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -51,25 +52,6 @@ fn slim(job: &mut DtsJob) {
             meta.annotations = None;
         }
     }
-}
-
-/// What triggers a reconcile: a new generation, a new
-/// reconcile-requested-at or paused annotation, deletion or finalizer changes. The
-/// operator's own status writes change none of these, so they never
-/// trigger it.
-fn trigger_hash(job: &DtsJob) -> Option<u64> {
-    use std::hash::{DefaultHasher, Hash, Hasher};
-    let mut h = DefaultHasher::new();
-    job.metadata.generation.hash(&mut h);
-    job.annotations().get(RECONCILE_REQUESTED_AT).hash(&mut h);
-    job.annotations().get(PAUSED).hash(&mut h);
-    job.metadata
-        .deletion_timestamp
-        .as_ref()
-        .map(|t| t.0.as_second())
-        .hash(&mut h);
-    job.metadata.finalizers.hash(&mut h);
-    Some(h.finish())
 }
 
 fn identity(args: &RunArgs) -> String {
@@ -223,6 +205,8 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
     let (synced_tx, synced_rx) = watch::channel(false);
     let watch_ctx = ctx.clone();
     let watch_store = reader.clone();
+    let triggers = Arc::new(Triggers::default());
+    let watch_triggers = triggers.clone();
     let tagged = scope::watch::<DtsJob>(&client, &scope, jobs_config).map(|(ns, event)| {
         // Nothing reads these, and they are most of a small object's size.
         let event = event.map(|e| e.modify(slim));
@@ -232,6 +216,11 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
         .inspect(move |event| {
             if let Ok(event) = event {
                 forget_deleted(&watch_ctx.backoff, event, &watch_store);
+                match event {
+                    watcher::Event::Delete(job) => watch_triggers.forget(job),
+                    watcher::Event::InitDone => watch_triggers.retain(watch_store.state().iter().map(|j| &**j)),
+                    _ => {}
+                }
             }
             if matches!(event, Ok(watcher::Event::InitDone)) && !ready_flag.is_ready() {
                 ready_flag.set_ready();
@@ -240,7 +229,7 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
             }
         })
         .applied_objects()
-        .predicate_filter(trigger_hash, Default::default());
+        .try_filter(move |job| std::future::ready(triggers.changed(job)));
     // Secrets by metadata only: no value crosses the wire or sits in the
     // watch; the events keep the credentials cache (ctx.secrets) current.
     let secrets_ctx = ctx.clone();

@@ -120,12 +120,40 @@ struct Entry {
     passed_on_at: Time,
 }
 
+/// What is known of one DTS job: the type it was listed under, and each
+/// direction's entry (boxed: most jobs have one direction, and an empty
+/// slot is then one pointer, not a whole entry).
+#[derive(Debug, Default)]
+struct JobEntry {
+    job_type: Option<&'static str>,
+    forward: Option<Box<Entry>>,
+    reverse: Option<Box<Entry>>,
+}
+
+impl JobEntry {
+    fn direction(&self, direction: Direction) -> Option<&Entry> {
+        match direction {
+            Direction::Forward => self.forward.as_deref(),
+            Direction::Reverse => self.reverse.as_deref(),
+        }
+    }
+
+    fn direction_mut(&mut self, direction: Direction) -> &mut Option<Box<Entry>> {
+        match direction {
+            Direction::Forward => &mut self.forward,
+            Direction::Reverse => &mut self.reverse,
+        }
+    }
+}
+
+/// regionId → jobId → entry: looked up by `&str` without allocating, and
+/// each region's name stored once rather than in every key.
+type Jobs = HashMap<Box<str>, HashMap<Box<str>, JobEntry>>;
+
 /// The views of all jobs the operator has read.
 #[derive(Debug, Default)]
 pub struct DtsView {
-    map: RwLock<HashMap<(String, String, Direction), Entry>>,
-    /// The `JobType` each job was last listed under by DescribeDtsJobs.
-    types: RwLock<HashMap<(String, String), &'static str>>,
+    map: RwLock<Jobs>,
     /// Rung when a reconcile meets a job DTS was never read for, so the
     /// observer reads it now instead of at its next cycle.
     wanted: tokio::sync::Notify,
@@ -143,23 +171,37 @@ impl DtsView {
         self.wanted.notified().await;
     }
 
+    fn with_job<T>(&self, region_id: &str, job_id: &str, f: impl FnOnce(&JobEntry) -> Option<T>) -> Option<T> {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        map.get(region_id).and_then(|jobs| jobs.get(job_id)).and_then(f)
+    }
+
+    fn with_job_mut<T>(&self, region_id: &str, job_id: &str, f: impl FnOnce(&mut JobEntry) -> T) -> T {
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        let jobs = match map.get_mut(region_id) {
+            Some(jobs) => jobs,
+            None => map.entry(region_id.into()).or_default(),
+        };
+        let job = match jobs.get_mut(job_id) {
+            Some(job) => job,
+            None => jobs.entry(job_id.into()).or_default(),
+        };
+        f(job)
+    }
+
     /// The `JobType` DescribeDtsJobs last listed `job_id` under.
     pub fn job_type(&self, region_id: &str, job_id: &str) -> Option<&'static str> {
-        let types = self.types.read().unwrap_or_else(|e| e.into_inner());
-        types.get(&(region_id.to_owned(), job_id.to_owned())).copied()
+        self.with_job(region_id, job_id, |j| j.job_type)
     }
 
     /// Remembers the `JobType` `job_id` was listed under.
     pub fn learn_type(&self, region_id: &str, job_id: &str, job_type: &'static str) {
-        let mut types = self.types.write().unwrap_or_else(|e| e.into_inner());
-        types.insert((region_id.to_owned(), job_id.to_owned()), job_type);
+        self.with_job_mut(region_id, job_id, |j| j.job_type = Some(job_type));
     }
 
     /// The last view of `job_id`'s `direction` in `region_id`.
     pub fn get(&self, region_id: &str, job_id: &str, direction: Direction) -> Option<Seen> {
-        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
-        map.get(&(region_id.to_owned(), job_id.to_owned(), direction))
-            .map(|e| e.seen.clone())
+        self.with_job(region_id, job_id, |j| j.direction(direction).map(|e| e.seen.clone()))
     }
 
     /// Stores a read; returns whether it is worth a reconcile: a first read,
@@ -167,29 +209,26 @@ impl DtsView {
     /// passed since the last one passed on (the read time alone is never a
     /// change).
     pub fn put(&self, region_id: &str, job_id: &str, direction: Direction, view: DirectionView, read_at: Time) -> bool {
-        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
-        let key = (region_id.to_owned(), job_id.to_owned(), direction);
-        let seen = Seen {
-            view: view.clone(),
-            read_at: read_at.clone(),
-        };
-        match map.get_mut(&key) {
-            Some(e) if !e.passed_on.worth_passing_on(&e.passed_on_at, &view, &read_at) => {
-                e.seen = seen;
-                false
-            }
-            _ => {
-                map.insert(
-                    key,
-                    Entry {
-                        seen,
+        self.with_job_mut(region_id, job_id, |job| {
+            let slot = job.direction_mut(direction);
+            match slot {
+                Some(e) if !e.passed_on.worth_passing_on(&e.passed_on_at, &view, &read_at) => {
+                    e.seen = Seen { view, read_at };
+                    false
+                }
+                _ => {
+                    *slot = Some(Box::new(Entry {
+                        seen: Seen {
+                            view: view.clone(),
+                            read_at: read_at.clone(),
+                        },
                         passed_on: view,
                         passed_on_at: read_at,
-                    },
-                );
-                true
+                    }));
+                    true
+                }
             }
-        }
+        })
     }
 
     /// Stores a DescribeDtsJobs entry: its own direction (Forward unless it
@@ -215,7 +254,11 @@ impl DtsView {
 
     /// How many direction views are held.
     pub fn len(&self) -> usize {
-        self.map.read().unwrap_or_else(|e| e.into_inner()).len()
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        map.values()
+            .flat_map(HashMap::values)
+            .map(|j| usize::from(j.forward.is_some()) + usize::from(j.reverse.is_some()))
+            .sum()
     }
 
     /// Whether no view is held.
