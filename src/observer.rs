@@ -242,7 +242,8 @@ pub fn select_due(
             })
             .max_by_key(|t| t.0);
         let slots = Slots::of(&spec.region_id, &spec.job_id, interval);
-        next_slot = Some(next_slot.map_or(slots.next(at), |n| n.min(slots.next(at))));
+        let slot_after = slots.next(at);
+        next_slot = Some(next_slot.map_or(slot_after, |n| n.min(slot_after)));
         let due = last_read.is_none_or(|t| {
             let read = millis_between(&schedule.epoch, &t);
             slots.last(at).is_some_and(|slot| read < slot) && at - read >= slots.interval / 2

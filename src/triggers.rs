@@ -58,7 +58,8 @@ impl Triggers {
     /// changed since the last one passed on.
     pub fn changed(&self, job: &DtsJob) -> bool {
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        last.insert(identity(job), trigger_hash(job)) != Some(trigger_hash(job))
+        let hash = trigger_hash(job);
+        last.insert(identity(job), hash) != Some(hash)
     }
 
     /// Forgets a deleted object (a new one of the same name and uid would
