@@ -3,6 +3,7 @@
 //!
 //! Architecture, one module per concern:
 //! * [`crd`]: the `DtsJob` resource types (the schema is generated from them);
+//! * [`cache`]: what the watch cache keeps of a DtsJob (status packed);
 //! * [`controller`]: the reconcile pipeline (observe → decide → act → record → write);
 //! * [`reason`]: the one vocabulary of condition reasons, Event reasons and metric labels;
 //! * [`run`]: wiring of watches, client, limits, leader election and controller
@@ -23,6 +24,7 @@
 //! API for tests, demos and offline rehearsals is the `dts-emulator` crate
 //! (`crates/dts-emulator`), a dev-dependency only.
 
+pub mod cache;
 pub mod cli;
 pub mod controller;
 pub mod crd;

@@ -20,7 +20,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::crd::{DtsJob, Phase};
+use crate::cache::CachedJob;
+use crate::crd::Phase;
 use crate::limits::Limits;
 use crate::reason::Reason;
 use dts_api::DtsError;
@@ -294,12 +295,12 @@ pub fn call_labels(action: &'static str, error: Option<&DtsError>) -> CallLabels
 /// bookkeeping in the reconcile path. Objects without a phase yet count as
 /// `Unknown`.
 pub struct PhaseCollector {
-    store: Store<DtsJob>,
+    store: Store<CachedJob>,
 }
 
 impl PhaseCollector {
     /// Registers the collector under the `dts_operator` prefix.
-    pub fn register(registry: &mut Registry, store: Store<DtsJob>) {
+    pub fn register(registry: &mut Registry, store: Store<CachedJob>) {
         registry
             .sub_registry_with_prefix("dts_operator")
             .register_collector(Box::new(PhaseCollector { store }));
@@ -329,7 +330,7 @@ impl Collector for PhaseCollector {
             });
         }
         for job in self.store.state() {
-            let phase = job.status.as_ref().and_then(|s| s.phase).map(|p| format!("{p:?}"));
+            let phase = job.glance().phase.map(|p| format!("{p:?}"));
             family
                 .get_or_create(&PhaseLabels {
                     phase: phase.unwrap_or_else(|| "Unknown".into()),
@@ -400,8 +401,8 @@ mod tests {
     use kube::runtime::watcher;
     use prometheus_client::encoding::text::encode;
 
-    fn job(name: &str, phase: Option<Phase>) -> DtsJob {
-        let mut j: DtsJob = serde_json::from_value(serde_json::json!({
+    fn job(name: &str, phase: Option<Phase>) -> CachedJob {
+        let mut j: crate::crd::DtsJob = serde_json::from_value(serde_json::json!({
             "apiVersion": "kubedts.io/v1alpha1", "kind": "DtsJob",
             "metadata": {"name": name, "namespace": "ns"},
             "spec": {"jobId": "j", "regionId": "cn-hangzhou"}
@@ -411,12 +412,12 @@ mod tests {
             phase: Some(p),
             ..Default::default()
         });
-        j
+        j.into()
     }
 
     #[test]
     fn jobs_are_counted_by_phase_from_the_cache() {
-        let (reader, mut writer) = kube::runtime::reflector::store::<DtsJob>();
+        let (reader, mut writer) = kube::runtime::reflector::store::<CachedJob>();
         for (n, p) in [
             ("a", Some(Phase::Stopped)),
             ("b", Some(Phase::Stopped)),

@@ -52,9 +52,10 @@ use kube::ResourceExt;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
+use crate::cache::CachedJob;
 use crate::controller::act::NotSent;
 use crate::controller::Context;
-use crate::crd::{Direction, DirectionState, DtsJob, PAUSED, POLL_INTERVAL, STOP_ON_DELETE_FINALIZER};
+use crate::crd::{DirectionState, PAUSED, POLL_INTERVAL, STOP_ON_DELETE_FINALIZER};
 use crate::leader::LeaderState;
 use crate::limits::CircuitInfo;
 use crate::reason::Reason;
@@ -137,7 +138,7 @@ pub enum PollInterval {
 
 /// The poll interval of `job`: its annotation (`30s`, `5m`, `1h`, `500ms`,
 /// a bare number of seconds; `0` is off), else `default`.
-pub fn poll_interval(job: &DtsJob, default: Duration) -> PollInterval {
+pub fn poll_interval(job: &impl kube::Resource, default: Duration) -> PollInterval {
     match job.annotations().get(POLL_INTERVAL) {
         None => PollInterval::Every(default),
         Some(value) => match crate::cli::parse_duration(value) {
@@ -155,7 +156,7 @@ pub type CredentialsKey = Option<(String, String)>;
 /// One DtsJob to read this cycle.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Due {
-    pub object: ObjectRef<DtsJob>,
+    pub object: ObjectRef<CachedJob>,
     pub credentials: CredentialsKey,
     pub region_id: String,
     pub job_id: String,
@@ -166,7 +167,7 @@ pub struct Due {
 pub struct Selection {
     pub due: Vec<Due>,
     /// DtsJobs whose poll-interval annotation does not parse, with the value.
-    pub unparsable: Vec<(ObjectRef<DtsJob>, String)>,
+    pub unparsable: Vec<(ObjectRef<CachedJob>, String)>,
     /// The earliest slot after `now` of the jobs that are polled at all
     /// (due now or not): when the next cycle is wanted.
     pub next: Option<Time>,
@@ -177,7 +178,7 @@ pub struct Selection {
 /// that read is at least half an interval old (a job first read just before
 /// its slot waits for the next one).
 pub fn select_due(
-    jobs: &[Arc<DtsJob>],
+    jobs: &[Arc<CachedJob>],
     view: &DtsView,
     now: &Time,
     schedule: &Schedule,
@@ -202,7 +203,7 @@ pub fn select_due(
             continue;
         };
         let object = ObjectRef::from_obj(&**job);
-        let interval = match poll_interval(job, default) {
+        let interval = match poll_interval(&**job, default) {
             PollInterval::Off => continue,
             PollInterval::Every(d) => d,
             PollInterval::Unparsable(value) => {
@@ -211,20 +212,13 @@ pub fn select_due(
             }
         };
         let spec = &job.spec;
-        let records = job.status.as_ref().map(|s| s.directions.as_slice()).unwrap_or_default();
-        let recorded = |d: Direction| crate::controller::decide::record_of(spec, records, d);
+        let recorded = |d| job.glance().direction(d);
         // Stopped, and DTS showed it Finished: nothing left to see (DTS
         // cannot restart it), so a fleet of finished jobs costs no reads.
-        let finished = spec.directions.iter().all(|d| {
-            recorded(*d).is_some_and(|r| {
-                r.state == DirectionState::Stopped
-                    && r.observed.as_ref().is_some_and(|o| {
-                        o.status
-                            .as_deref()
-                            .is_some_and(|s| s.trim().eq_ignore_ascii_case("Finished"))
-                    })
-            })
-        });
+        let finished = spec
+            .directions
+            .iter()
+            .all(|d| recorded(*d).is_some_and(|r| r.state == DirectionState::Stopped && r.dts_finished));
         if finished {
             continue;
         }
@@ -238,7 +232,7 @@ pub fn select_due(
             .filter_map(|d| {
                 view.get(&spec.region_id, &spec.job_id, *d)
                     .map(|seen| seen.read_at)
-                    .or_else(|| Some(recorded(*d)?.observed.as_ref()?.observed_at.clone()))
+                    .or_else(|| recorded(*d)?.observed_at())
             })
             .max_by_key(|t| t.0);
         let slots = Slots::of(&spec.region_id, &spec.job_id, interval);
@@ -338,7 +332,7 @@ pub struct GroupRead {
     /// Entries DTS returned.
     pub jobs_read: u64,
     /// DtsJobs whose view changed.
-    pub changed: Vec<ObjectRef<DtsJob>>,
+    pub changed: Vec<ObjectRef<CachedJob>>,
     /// The call that ended the group early.
     pub error: Option<DtsError>,
     /// The Lease was lost (or shutdown began) before every call was sent.
@@ -469,13 +463,13 @@ pub async fn read_group(ctx: &Context, group: &Group, now: &Time, stopping: &wat
 /// The observer task (see the module docs).
 pub struct Observer {
     ctx: Arc<Context>,
-    store: reflector::Store<DtsJob>,
+    store: reflector::Store<CachedJob>,
     interval: Duration,
-    trigger: mpsc::Sender<ObjectRef<DtsJob>>,
+    trigger: mpsc::Sender<ObjectRef<CachedJob>>,
     leader: LeaderState,
     synced: watch::Receiver<bool>,
     /// (object, value) pairs already warned about.
-    warned: HashSet<(ObjectRef<DtsJob>, String)>,
+    warned: HashSet<(ObjectRef<CachedJob>, String)>,
     /// Its epoch is reset whenever this process begins to lead.
     schedule: Schedule,
 }
@@ -485,9 +479,9 @@ impl Observer {
     /// the DtsJob watch has listed everything into `store`.
     pub fn new(
         ctx: Arc<Context>,
-        store: reflector::Store<DtsJob>,
+        store: reflector::Store<CachedJob>,
         interval: Duration,
-        trigger: mpsc::Sender<ObjectRef<DtsJob>>,
+        trigger: mpsc::Sender<ObjectRef<CachedJob>>,
         leader: LeaderState,
         synced: watch::Receiver<bool>,
     ) -> Self {
@@ -592,7 +586,7 @@ impl Observer {
             .max(MIN_CYCLE);
 
         // Credentials: each Secret resolved once per cycle (from the cache when unchanged).
-        let by_ref: HashMap<ObjectRef<DtsJob>, &Arc<DtsJob>> =
+        let by_ref: HashMap<ObjectRef<CachedJob>, &Arc<CachedJob>> =
             jobs.iter().map(|j| (ObjectRef::from_obj(&**j), j)).collect();
         let mut creds: HashMap<CredentialsKey, Credentials> = HashMap::new();
         let mut tried: HashSet<CredentialsKey> = HashSet::new();

@@ -20,10 +20,10 @@ use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::cache::CachedJob;
 use crate::cli::RunArgs;
 use crate::controller::backoff::Backoff;
 use crate::controller::{self, credentials, Context, Gate, Settings};
-use crate::crd::DtsJob;
 use crate::http::{HttpServer, ReadySignal};
 use crate::leader::{LeaderElector, LeaderState, LeaseConfig};
 use crate::limits::{Limits, Member};
@@ -34,25 +34,6 @@ use crate::triggers::Triggers;
 use dts_api::{ClientConfig, DtsClient, StsClient};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// What the watch cache keeps of a DtsJob: everything the operator reads,
-/// nothing else. Managed fields and the last-applied annotation are most of
-/// a small object's size; labels (the selector is applied by the API
-/// server), annotations other than `kubedts.io/` ones (GitOps tools add
-/// theirs), owner references and generateName are never read.
-fn slim(job: &mut DtsJob) {
-    let meta = &mut job.metadata;
-    meta.managed_fields = None;
-    meta.labels = None;
-    meta.owner_references = None;
-    meta.generate_name = None;
-    if let Some(annotations) = &mut meta.annotations {
-        annotations.retain(|k, _| k.starts_with("kubedts.io/"));
-        if annotations.is_empty() {
-            meta.annotations = None;
-        }
-    }
-}
 
 fn identity(args: &RunArgs) -> String {
     args.identity
@@ -186,7 +167,7 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
         limits,
     ));
     let circuit_changed = futures::stream::poll_fn(move |cx| wakeups.poll_recv(cx))
-        .map(|m: Member| ObjectRef::<DtsJob>::new(&m.name).within(&m.namespace));
+        .map(|m: Member| ObjectRef::<CachedJob>::new(&m.name).within(&m.namespace));
 
     // One watch per namespace of the scope, applied to one store (a
     // namespace's relist replaces only its own objects; see scope.rs).
@@ -207,11 +188,8 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
     let watch_store = reader.clone();
     let triggers = Arc::new(Triggers::default());
     let watch_triggers = triggers.clone();
-    let tagged = scope::watch::<DtsJob>(&client, &scope, jobs_config).map(|(ns, event)| {
-        // Nothing reads these, and they are most of a small object's size.
-        let event = event.map(|e| e.modify(slim));
-        (ns, event)
-    });
+    // Each object is decoded straight into its compact cache entry.
+    let tagged = scope::watch::<CachedJob>(&client, &scope, jobs_config);
     let jobs = scope::reflect(tagged, ScopedWriter::new(writer, scope.watches().len()))
         .inspect(move |event| {
             if let Ok(event) = event {
@@ -358,8 +336,8 @@ const DEFAULTS_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 /// Reads a few small files every [`DEFAULTS_POLL`]; never calls STS.
 fn defaults_changes(
     ctx: Arc<Context>,
-    store: reflector::Store<DtsJob>,
-) -> futures::stream::BoxStream<'static, ObjectRef<DtsJob>> {
+    store: reflector::Store<CachedJob>,
+) -> futures::stream::BoxStream<'static, ObjectRef<CachedJob>> {
     use credentials::defaults::DefaultSource;
     if !matches!(
         ctx.credentials.defaults(),
@@ -367,7 +345,7 @@ fn defaults_changes(
     ) {
         return futures::stream::pending().boxed();
     }
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<ObjectRef<DtsJob>>(1024);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<ObjectRef<CachedJob>>(1024);
     tokio::spawn(async move {
         let mut last = ctx.credentials.defaults_version();
         let mut tick = tokio::time::interval(DEFAULTS_POLL);
@@ -401,7 +379,7 @@ fn defaults_changes(
 
 /// Drops the backoff entry of a deleted DtsJob, and after a relist (which
 /// reports no deletions) every entry whose object is gone from the cache.
-fn forget_deleted(backoff: &Backoff, event: &watcher::Event<DtsJob>, store: &reflector::Store<DtsJob>) {
+fn forget_deleted(backoff: &Backoff, event: &watcher::Event<CachedJob>, store: &reflector::Store<CachedJob>) {
     match event {
         watcher::Event::Delete(job) => {
             if let Some(uid) = job.uid() {
@@ -450,7 +428,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn job(name: &str, uid: &str) -> DtsJob {
+    fn job(name: &str, uid: &str) -> CachedJob {
         serde_json::from_value(serde_json::json!({
             "apiVersion": "kubedts.io/v1alpha1", "kind": "DtsJob",
             "metadata": {"name": name, "namespace": "ns", "uid": uid},
@@ -460,53 +438,9 @@ mod tests {
     }
 
     #[test]
-    fn the_cache_keeps_what_the_operator_reads_and_drops_the_rest() {
-        let mut j: DtsJob = serde_json::from_value(serde_json::json!({
-            "apiVersion": "kubedts.io/v1alpha1", "kind": "DtsJob",
-            "metadata": {"name": "a", "namespace": "ns", "uid": "u", "resourceVersion": "7", "generation": 2,
-                "labels": {"app": "x"}, "generateName": "a-", "finalizers": ["kubedts.io/stop-on-delete"],
-                "annotations": {"kubedts.io/paused": "true", "argocd.argoproj.io/tracking-id": "t",
-                    "kubectl.kubernetes.io/last-applied-configuration": "{}"},
-                "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "o", "uid": "ou"}],
-                "managedFields": [{"manager": "kubectl", "operation": "Update"}]},
-            "spec": {"jobId": "j", "regionId": "cn-hangzhou"},
-            "status": {"phase": "Running"}
-        }))
-        .unwrap();
-        let before = j.clone();
-        slim(&mut j);
-        let m = &j.metadata;
-        assert_eq!(
-            m.annotations.as_ref().map(|a| a.keys().cloned().collect::<Vec<_>>()),
-            Some(vec![crate::crd::PAUSED.to_owned()])
-        );
-        assert!(
-            m.labels.is_none()
-                && m.managed_fields.is_none()
-                && m.owner_references.is_none()
-                && m.generate_name.is_none()
-        );
-        assert_eq!(
-            (&m.name, &m.uid, &m.resource_version, m.generation),
-            (
-                &before.metadata.name,
-                &before.metadata.uid,
-                &before.metadata.resource_version,
-                before.metadata.generation
-            )
-        );
-        assert_eq!(m.finalizers, before.metadata.finalizers);
-        assert_eq!(
-            (&j.spec, &j.status),
-            (&before.spec, &before.status),
-            "spec and status untouched"
-        );
-    }
-
-    #[test]
     fn the_watch_drops_the_backoff_of_deleted_jobs() {
         let backoff = Backoff::new(Duration::from_secs(60), Duration::from_secs(300));
-        let (reader, mut writer) = reflector::store::<DtsJob>();
+        let (reader, mut writer) = reflector::store::<CachedJob>();
         for (name, uid) in [("a", "uid-a"), ("b", "uid-b"), ("c", "uid-c")] {
             let ev = watcher::Event::Apply(job(name, uid));
             writer.apply_watcher_event(&ev);

@@ -12,38 +12,31 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
 
-use kube::ResourceExt;
+use kube::{Resource, ResourceExt};
 
-use crate::crd::{DtsJob, PAUSED, RECONCILE_REQUESTED_AT};
+use crate::crd::{PAUSED, RECONCILE_REQUESTED_AT};
 
 /// What triggers a reconcile: a new generation, a new
 /// reconcile-requested-at or paused annotation, deletion or finalizer
 /// changes. The operator's own status writes change none of these.
-pub fn trigger_hash(job: &DtsJob) -> u64 {
+pub fn trigger_hash(job: &impl Resource) -> u64 {
     let mut h = DefaultHasher::new();
-    job.metadata.generation.hash(&mut h);
+    let meta = job.meta();
+    meta.generation.hash(&mut h);
     job.annotations().get(RECONCILE_REQUESTED_AT).hash(&mut h);
     job.annotations().get(PAUSED).hash(&mut h);
-    job.metadata
-        .deletion_timestamp
-        .as_ref()
-        .map(|t| t.0.as_second())
-        .hash(&mut h);
-    job.metadata.finalizers.hash(&mut h);
+    meta.deletion_timestamp.as_ref().map(|t| t.0.as_second()).hash(&mut h);
+    meta.finalizers.hash(&mut h);
     h.finish()
 }
 
 /// The object's identity as one number: a DtsJob recreated under the same
 /// name (a new uid) is another object. SipHash with fixed keys; two of
 /// 10,000 objects colliding has odds of about 3 in 10^12.
-fn identity(job: &DtsJob) -> u64 {
+fn identity(job: &impl Resource) -> u64 {
     let mut h = DefaultHasher::new();
-    (
-        job.metadata.namespace.as_deref(),
-        job.metadata.name.as_deref(),
-        job.metadata.uid.as_deref(),
-    )
-        .hash(&mut h);
+    let meta = job.meta();
+    (meta.namespace.as_deref(), meta.name.as_deref(), meta.uid.as_deref()).hash(&mut h);
     h.finish()
 }
 
@@ -56,7 +49,7 @@ pub struct Triggers {
 impl Triggers {
     /// Whether `job` is worth a reconcile: first seen, or its trigger hash
     /// changed since the last one passed on.
-    pub fn changed(&self, job: &DtsJob) -> bool {
+    pub fn changed(&self, job: &impl Resource) -> bool {
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         let hash = trigger_hash(job);
         last.insert(identity(job), hash) != Some(hash)
@@ -64,15 +57,15 @@ impl Triggers {
 
     /// Forgets a deleted object (a new one of the same name and uid would
     /// trigger again).
-    pub fn forget(&self, job: &DtsJob) {
+    pub fn forget(&self, job: &impl Resource) {
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         last.remove(&identity(job));
     }
 
     /// Keeps only the objects of `live` (after a relist, which reports no
     /// deletions).
-    pub fn retain<'a>(&self, live: impl IntoIterator<Item = &'a DtsJob>) {
-        let keep: HashSet<u64> = live.into_iter().map(identity).collect();
+    pub fn retain<'a, K: Resource + 'a>(&self, live: impl IntoIterator<Item = &'a K>) {
+        let keep: HashSet<u64> = live.into_iter().map(|k| identity(k)).collect();
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         last.retain(|k, _| keep.contains(k));
         last.shrink_to_fit();
@@ -90,6 +83,7 @@ impl Triggers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crd::DtsJob;
     use serde_json::json;
 
     fn job(uid: &str, generation: i64, phase: &str) -> DtsJob {

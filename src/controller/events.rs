@@ -47,11 +47,18 @@ struct Cache {
     swept: Instant,
 }
 
-/// What is remembered of an Event sent in the window.
+/// What is remembered of an Event sent in the window: its name is the
+/// regarding object's name and this stamp (see [`Recorder::new_event`]), so
+/// only the stamp is kept (no allocation a key).
 struct Series {
-    name: Box<str>,
+    stamp: u64,
     count: i32,
     last: Instant,
+}
+
+/// An Event's name: `<object>.<stamp in hex>`, as client-go names them.
+fn event_name(regarding: &ObjectReference, controller: &str, stamp: u64) -> String {
+    format!("{}.{stamp:x}", regarding.name.as_deref().unwrap_or(controller))
 }
 
 impl Recorder {
@@ -74,7 +81,8 @@ impl Recorder {
         let key = self.key(ev, regarding);
         let namespace = regarding.namespace.as_deref().unwrap_or("default");
         let api: Api<K8sEvent> = Api::namespaced(self.client.clone(), namespace);
-        if let Some((name, count)) = self.next_in_series(key, Instant::now()) {
+        if let Some((stamp, count)) = self.next_in_series(key, Instant::now()) {
+            let name = event_name(regarding, &self.controller, stamp);
             let patch = json!({"series": EventSeries { count, last_observed_time: MicroTime(jiff::Timestamp::now()) }});
             match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
                 Ok(_) => return Ok(()),
@@ -83,13 +91,13 @@ impl Recorder {
                 Err(e) => return Err(e),
             }
         }
-        let event = self.new_event(ev, regarding);
-        let created = api.create(&PostParams::default(), &event).await?;
-        let name = created.metadata.name.unwrap_or_default().into_boxed_str();
+        let stamp = jiff::Timestamp::now().as_nanosecond() as u64;
+        let event = self.new_event(ev, regarding, stamp);
+        api.create(&PostParams::default(), &event).await?;
         self.lock().series.insert(
             key,
             Series {
-                name,
+                stamp,
                 count: 1,
                 last: Instant::now(),
             },
@@ -108,7 +116,7 @@ impl Recorder {
 
     /// The Event to patch and its new count, when `key` was sent within the
     /// window; sweeps expired keys at most every [`SWEEP_EVERY`].
-    fn next_in_series(&self, key: u64, now: Instant) -> Option<(String, i32)> {
+    fn next_in_series(&self, key: u64, now: Instant) -> Option<(u64, i32)> {
         let mut cache = self.lock();
         if now.duration_since(cache.swept) >= SWEEP_EVERY {
             cache.series.retain(|_, s| now.duration_since(s.last) < SERIES_WINDOW);
@@ -120,7 +128,7 @@ impl Recorder {
         }
         s.count = s.count.saturating_add(1);
         s.last = now;
-        Some((s.name.to_string(), s.count.max(2)))
+        Some((s.stamp, s.count.max(2)))
     }
 
     fn forget(&self, key: u64) {
@@ -139,16 +147,13 @@ impl Recorder {
         h.finish()
     }
 
-    fn new_event(&self, ev: &Event, regarding: &ObjectReference) -> K8sEvent {
+    /// A new Event named for `stamp` (nanoseconds since the epoch, now).
+    fn new_event(&self, ev: &Event, regarding: &ObjectReference, stamp: u64) -> K8sEvent {
         let now = jiff::Timestamp::now();
         K8sEvent {
             metadata: ObjectMeta {
                 namespace: regarding.namespace.clone(),
-                name: Some(format!(
-                    "{}.{:x}",
-                    regarding.name.as_deref().unwrap_or(&self.controller),
-                    now.as_nanosecond()
-                )),
+                name: Some(event_name(regarding, &self.controller, stamp)),
                 ..Default::default()
             },
             action: Some(ev.action.clone()),
@@ -211,18 +216,17 @@ mod tests {
         r.lock().series.insert(
             key,
             Series {
-                name: "a.1".into(),
+                stamp: 0x1f,
                 count: 1,
                 last: t0,
             },
         );
+        assert_eq!(r.next_in_series(key, t0 + Duration::from_secs(1)), Some((0x1f, 2)));
+        assert_eq!(r.next_in_series(key, t0 + Duration::from_secs(2)), Some((0x1f, 3)));
         assert_eq!(
-            r.next_in_series(key, t0 + Duration::from_secs(1)),
-            Some(("a.1".into(), 2))
-        );
-        assert_eq!(
-            r.next_in_series(key, t0 + Duration::from_secs(2)),
-            Some(("a.1".into(), 3))
+            event_name(&job("a"), "dts-operator", 0x1f),
+            "a.1f",
+            "the name it was created with"
         );
         // Quiet for a whole window after its last occurrence: a new Event.
         assert_eq!(r.next_in_series(key, t0 + Duration::from_secs(2) + SERIES_WINDOW), None);
@@ -247,7 +251,7 @@ mod tests {
             r.lock().series.insert(
                 i,
                 Series {
-                    name: format!("e{i}").into(),
+                    stamp: i,
                     count: 1,
                     last: t0,
                 },

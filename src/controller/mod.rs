@@ -36,6 +36,7 @@ use kube::runtime::controller::Action;
 use kube::{Client, ResourceExt};
 use tracing::{debug, warn, Instrument};
 
+use crate::cache::CachedJob;
 use crate::crd::DtsJob;
 use crate::failpoint::failpoint;
 use crate::limits::{Limits, LimitsConfig};
@@ -173,8 +174,10 @@ impl Context {
     }
 }
 
-/// One reconcile of one DtsJob, inside the `reconcile` span.
-pub async fn reconcile(job: Arc<DtsJob>, ctx: Arc<Context>) -> Result<Action, Error> {
+/// One reconcile of one DtsJob, inside the `reconcile` span: the cache
+/// entry unpacked, then the five steps.
+pub async fn reconcile(cached: Arc<CachedJob>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let job = unpack(&cached, &ctx).await?;
     let span = tracing::info_span!(
         "reconcile",
         namespace = %job.namespace().unwrap_or_default(),
@@ -185,6 +188,20 @@ pub async fn reconcile(job: Arc<DtsJob>, ctx: Arc<Context>) -> Result<Action, Er
     let result = reconcile_steps(&job, &ctx).instrument(span).await;
     ctx.metrics.reconcile_finished(start.elapsed());
     result
+}
+
+/// The whole DtsJob of a cache entry; read from the API server in the
+/// (defective) case that the entry does not unpack, never guessed.
+async fn unpack(cached: &CachedJob, ctx: &Context) -> Result<DtsJob, Error> {
+    match cached.job() {
+        Ok(job) => Ok(job),
+        Err(e) => {
+            let namespace = cached.namespace().ok_or(Error::NoNamespace)?;
+            warn!(namespace = %namespace, name = %cached.name_any(), error = %e, "reading the DtsJob from the API server");
+            let api: kube::Api<DtsJob> = kube::Api::namespaced(ctx.client.clone(), &namespace);
+            Ok(api.get(&cached.name_any()).await?)
+        }
+    }
 }
 
 /// observe → decide → act → record → write.
@@ -280,7 +297,7 @@ fn schedule(ctx: &Context, obs: &observe::Observed, next: Next) -> Action {
 }
 
 /// Requeue policy for reconcile errors: per-object backoff, never a hot loop.
-pub fn error_policy(job: Arc<DtsJob>, err: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(job: Arc<CachedJob>, err: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.reconcile_failed(err.reason());
     let requested_at = job.annotations().get(crate::crd::RECONCILE_REQUESTED_AT);
     let wait = ctx

@@ -344,7 +344,7 @@ impl Harness {
         // A bounded wait: a reconcile stuck on the mock fails instead of hanging.
         tokio::time::timeout(
             Duration::from_secs(30),
-            reconcile(Arc::new(self.job()), self.ctx.clone()),
+            reconcile(Arc::new(self.job().into()), self.ctx.clone()),
         )
         .await
         .expect("reconcile finishes")
@@ -654,7 +654,7 @@ async fn a_conflicting_write_prevents_the_call() {
     let mut stale = job.clone();
     stale.metadata.resource_version = Some("1".into());
     // The fresh GET returns resourceVersion "1" in the body but the server is at 2.
-    reconcile(Arc::new(stale), h.ctx.clone()).await.unwrap();
+    reconcile(Arc::new(stale.into()), h.ctx.clone()).await.unwrap();
     assert!(
         h.dts.calls("StopDtsJob").is_empty(),
         "no call unless Stopping was recorded first"

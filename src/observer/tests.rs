@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::*;
 use crate::controller::{Context, Settings};
-use crate::crd::Direction;
+use crate::crd::{Direction, DtsJob};
 use crate::leader::LeaderState;
 use crate::metrics::Metrics;
 use crate::view::{DirectionView, DtsView};
@@ -45,7 +45,7 @@ fn led_from(at: &str) -> Schedule {
     Schedule { epoch: t(at) }
 }
 
-fn job(name: &str, job_id: &str, region: &str, secret: Option<&str>, annotations: Value) -> Arc<DtsJob> {
+fn job(name: &str, job_id: &str, region: &str, secret: Option<&str>, annotations: Value) -> Arc<CachedJob> {
     let mut spec = json!({"jobId": job_id, "regionId": region});
     if let Some(s) = secret {
         spec["credentialsSecretRef"] = json!({"name": s});
@@ -56,11 +56,12 @@ fn job(name: &str, job_id: &str, region: &str, secret: Option<&str>, annotations
             "metadata": {"name": name, "namespace": "ns", "uid": format!("uid-{name}"), "annotations": annotations},
             "spec": spec
         }))
+        .map(|j: DtsJob| j.into())
         .unwrap(),
     )
 }
 
-fn plain(name: &str) -> Arc<DtsJob> {
+fn plain(name: &str) -> Arc<CachedJob> {
     job(name, &format!("dts{name}"), "cn-hangzhou", None, json!({}))
 }
 
@@ -85,7 +86,7 @@ fn names(sel: &Selection) -> Vec<String> {
 fn poll_intervals_parse_with_units_and_zero_is_off() {
     let with = |v: &str| {
         poll_interval(
-            &job("a", "j", "cn-hangzhou", None, json!({POLL_INTERVAL: v})),
+            &*job("a", "j", "cn-hangzhou", None, json!({POLL_INTERVAL: v})),
             FIVE_MINUTES,
         )
     };
@@ -98,15 +99,15 @@ fn poll_intervals_parse_with_units_and_zero_is_off() {
     assert_eq!(with("soon"), PollInterval::Unparsable("soon".into()));
     assert_eq!(with(""), PollInterval::Unparsable("".into()));
     assert_eq!(
-        poll_interval(&plain("a"), FIVE_MINUTES),
+        poll_interval(&*plain("a"), FIVE_MINUTES),
         PollInterval::Every(FIVE_MINUTES),
         "no annotation: the flag"
     );
 }
 
 /// `plain(name)` with one Forward record in status.
-fn recorded(name: &str, state: &str, dts_status: &str, observed_at: &str) -> Arc<DtsJob> {
-    let mut j: DtsJob = (*plain(name)).clone();
+fn recorded(name: &str, state: &str, dts_status: &str, observed_at: &str) -> Arc<CachedJob> {
+    let mut j: DtsJob = plain(name).job().unwrap();
     j.status = Some(
         serde_json::from_value(json!({"directions": [{
             "direction": "Forward", "state": state, "jobId": format!("dts{name}"),
@@ -114,7 +115,7 @@ fn recorded(name: &str, state: &str, dts_status: &str, observed_at: &str) -> Arc
         }]}))
         .unwrap(),
     );
-    Arc::new(j)
+    Arc::new(j.into())
 }
 
 #[test]
@@ -137,7 +138,7 @@ fn a_restart_reads_at_once_only_what_was_never_read_and_the_rest_at_their_slots(
 }
 
 /// `n` jobs whose status shows them observed at `observed_at`.
-fn observed_fleet(n: usize, observed_at: &str) -> Vec<Arc<DtsJob>> {
+fn observed_fleet(n: usize, observed_at: &str) -> Vec<Arc<CachedJob>> {
     (0..n)
         .map(|i| recorded(&format!("j{i:04}"), "Pending", "Synchronizing", observed_at))
         .collect()
@@ -242,7 +243,7 @@ fn a_job_stopped_and_shown_finished_is_not_read_again() {
 #[test]
 fn paused_off_and_deleted_jobs_are_left_out() {
     let view = DtsView::default();
-    let mut deleting: DtsJob = (*plain("deleting")).clone();
+    let mut deleting: CachedJob = (*plain("deleting")).clone();
     deleting.metadata.deletion_timestamp = Some(t("2026-12-01T00:00:00Z"));
     let mut finalized = deleting.clone();
     finalized.metadata.name = Some("finalized".into());
@@ -309,7 +310,7 @@ fn the_newest_read_of_any_direction_counts() {
     }))
     .unwrap();
     read_at(&view, "dtstwo", "2026-12-01T00:09:00Z");
-    let sel = select_due(&[Arc::new(two_way)], &view, &t(NOW), &led_long(), FIVE_MINUTES);
+    let sel = select_due(&[Arc::new(two_way.into())], &view, &t(NOW), &led_long(), FIVE_MINUTES);
     assert!(sel.due.is_empty(), "read a minute ago (Forward), Reverse unseen");
 }
 
@@ -449,11 +450,11 @@ struct Fixture {
     ctx: Arc<Context>,
     dts: Arc<FakeDts>,
     observer: Observer,
-    triggered: mpsc::Receiver<ObjectRef<DtsJob>>,
+    triggered: mpsc::Receiver<ObjectRef<CachedJob>>,
     _api: tower_test::mock::Handle<Request<Body>, Response<Body>>,
 }
 
-fn fixture(jobs: &[Arc<DtsJob>], interval: Duration) -> Fixture {
+fn fixture(jobs: &[Arc<CachedJob>], interval: Duration) -> Fixture {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
     let dts = Arc::new(FakeDts::default());
@@ -480,7 +481,7 @@ fn fixture(jobs: &[Arc<DtsJob>], interval: Duration) -> Fixture {
         Arc::new(Metrics::unregistered()),
         Arc::new(|| true),
     ));
-    let (reader, mut writer) = reflector::store::<DtsJob>();
+    let (reader, mut writer) = reflector::store::<CachedJob>();
     for j in jobs {
         writer.apply_watcher_event(&watcher::Event::Apply((**j).clone()));
         dts.statuses
@@ -500,7 +501,7 @@ fn fixture(jobs: &[Arc<DtsJob>], interval: Duration) -> Fixture {
     }
 }
 
-fn drain(rx: &mut mpsc::Receiver<ObjectRef<DtsJob>>) -> Vec<String> {
+fn drain(rx: &mut mpsc::Receiver<ObjectRef<CachedJob>>) -> Vec<String> {
     let mut out = Vec::new();
     while let Ok(o) = rx.try_recv() {
         out.push(o.name);
@@ -511,7 +512,7 @@ fn drain(rx: &mut mpsc::Receiver<ObjectRef<DtsJob>>) -> Vec<String> {
 
 #[tokio::test]
 async fn a_cycle_triggers_only_the_jobs_whose_view_changed() {
-    let jobs: Vec<Arc<DtsJob>> = ["a", "b", "c"].into_iter().map(plain).collect();
+    let jobs: Vec<Arc<CachedJob>> = ["a", "b", "c"].into_iter().map(plain).collect();
     let mut f = fixture(&jobs, Duration::from_millis(1));
     let (_stop_tx, stopping) = watch::channel(false);
 
@@ -543,7 +544,7 @@ async fn a_cycle_triggers_only_the_jobs_whose_view_changed() {
 
 #[tokio::test]
 async fn a_job_of_another_type_is_found_under_it_and_asked_for_under_it_next_time() {
-    let jobs: Vec<Arc<DtsJob>> = ["sync", "migration", "gone"].into_iter().map(plain).collect();
+    let jobs: Vec<Arc<CachedJob>> = ["sync", "migration", "gone"].into_iter().map(plain).collect();
     let mut f = fixture(&jobs, Duration::from_millis(1));
     f.dts
         .types
@@ -592,7 +593,7 @@ async fn a_job_of_another_type_is_found_under_it_and_asked_for_under_it_next_tim
 
 #[tokio::test]
 async fn a_cycle_sends_one_call_per_thirty_jobs_with_the_ids() {
-    let jobs: Vec<Arc<DtsJob>> = (0..65).map(|i| plain(&format!("j{i:02}"))).collect();
+    let jobs: Vec<Arc<CachedJob>> = (0..65).map(|i| plain(&format!("j{i:02}"))).collect();
     let mut f = fixture(&jobs, FIVE_MINUTES);
     let (_stop_tx, stopping) = watch::channel(false);
     let next = f.observer.cycle(&stopping).await;
@@ -619,7 +620,7 @@ async fn a_cycle_sends_one_call_per_thirty_jobs_with_the_ids() {
 
 #[tokio::test]
 async fn a_throttled_group_is_counted_and_read_again_next_cycle() {
-    let jobs: Vec<Arc<DtsJob>> = (0..40).map(|i| plain(&format!("j{i:02}"))).collect();
+    let jobs: Vec<Arc<CachedJob>> = (0..40).map(|i| plain(&format!("j{i:02}"))).collect();
     let mut f = fixture(&jobs, Duration::from_millis(1));
     let (_stop_tx, stopping) = watch::channel(false);
     *f.dts.throttle.lock().unwrap() = 1;
@@ -686,7 +687,7 @@ async fn run_polls_at_once_and_stops_on_request() {
 
 #[tokio::test]
 async fn one_group_stays_under_twenty_calls_a_second() {
-    let jobs: Vec<Arc<DtsJob>> = (0..95).map(|i| plain(&format!("j{i:02}"))).collect();
+    let jobs: Vec<Arc<CachedJob>> = (0..95).map(|i| plain(&format!("j{i:02}"))).collect();
     let mut f = fixture(&jobs, FIVE_MINUTES);
     let (_stop_tx, stopping) = watch::channel(false);
     let start = std::time::Instant::now();
