@@ -1,5 +1,6 @@
 //! `make bench` (with crates/dts-api/benches/dts.rs): prints the cost of the
-//! controller's pure steps, `decide` and `record`, per operation. Numbers, not
+//! controller's pure steps, `decide` and `record`, and of packing and
+//! unpacking a watch cache entry, per operation. Numbers, not
 //! assertions: this machine is shared and noisy, so read them as orders of
 //! magnitude and compare runs on one machine.
 
@@ -7,6 +8,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use dts_api::{ApiSuccess, Credentials};
+use dts_operator::cache::CachedJob;
 use dts_operator::controller::act::{Answer, CallResult};
 use dts_operator::controller::credentials::Resolved;
 use dts_operator::controller::decide::{decide, Decision};
@@ -73,5 +75,22 @@ fn main() {
     };
     bench("record (two successful stops)", budget, || {
         black_box(record(&obs, &decision, Acted::Calls(answers())));
+    });
+
+    // The watch cache's entry of the job just stopped: what every
+    // reconcile unpacks and every watch event packs.
+    let mut stopped = job.clone();
+    stopped.status = record(&obs, &decision, Acted::Calls(answers())).write.map(|w| w.status);
+    let cached = CachedJob::from(stopped.clone());
+    println!(
+        "cache entry of a stopped two-way job: status {} bytes of JSON, {} bytes packed",
+        serde_json::to_vec(&stopped.status).expect("serializes").len(),
+        cached.packed_len()
+    );
+    bench("cache: pack a stopped two-way job", budget, || {
+        black_box(CachedJob::from(black_box(stopped.clone())));
+    });
+    bench("cache: unpack it for a reconcile", budget, || {
+        black_box(black_box(&cached).job().expect("unpacks"));
     });
 }

@@ -202,12 +202,13 @@ pub fn select_due(
         let Some(namespace) = job.namespace() else {
             continue;
         };
-        let object = ObjectRef::from_obj(&**job);
+        // Made only for the few jobs that need one (four strings each).
+        let object = || ObjectRef::from_obj(&**job);
         let interval = match poll_interval(&**job, default) {
             PollInterval::Off => continue,
             PollInterval::Every(d) => d,
             PollInterval::Unparsable(value) => {
-                sel.unparsable.push((object.clone(), value));
+                sel.unparsable.push((object(), value));
                 default
             }
         };
@@ -244,7 +245,7 @@ pub fn select_due(
         });
         if due {
             sel.due.push(Due {
-                object,
+                object: object(),
                 credentials: spec
                     .credentials_secret_ref
                     .as_ref()
@@ -586,15 +587,13 @@ impl Observer {
             .max(MIN_CYCLE);
 
         // Credentials: each Secret resolved once per cycle (from the cache when unchanged).
-        let by_ref: HashMap<ObjectRef<CachedJob>, &Arc<CachedJob>> =
-            jobs.iter().map(|j| (ObjectRef::from_obj(&**j), j)).collect();
         let mut creds: HashMap<CredentialsKey, Credentials> = HashMap::new();
         let mut tried: HashSet<CredentialsKey> = HashSet::new();
         for d in &sel.due {
             if !tried.insert(d.credentials.clone()) {
                 continue;
             }
-            let Some(job) = by_ref.get(&d.object) else { continue };
+            let Some(job) = self.store.get(&d.object) else { continue };
             let namespace = job.namespace().unwrap_or_default();
             match self
                 .ctx
