@@ -83,8 +83,10 @@ fn main() {
     stopped.status = record(&obs, &decision, Acted::Calls(answers())).write.map(|w| w.status);
     let cached = CachedJob::from(stopped.clone());
     println!(
-        "cache entry of a stopped two-way job: status {} bytes of JSON, {} bytes packed",
-        serde_json::to_vec(&stopped.status).expect("serializes").len(),
+        "cache entry of a stopped two-way job: spec and status {} bytes of JSON, {} bytes packed",
+        serde_json::to_vec(&(&stopped.spec, &stopped.status))
+            .expect("serializes")
+            .len(),
         cached.packed_len()
     );
     bench("cache: pack a stopped two-way job", budget, || {

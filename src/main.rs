@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 /// less RSS than glibc after creation, 15 MiB less after stopping them all,
 /// and 14 MiB less when started with them (the bench's `memory` scenario,
 /// docs/benchmarks.md).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
@@ -20,6 +21,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// allocations), and two arenas suit an operator whose few threads
 /// allocate little at a time. (`_rjem_` is the symbol prefix of
 /// tikv-jemalloc-sys; `_RJEM_MALLOC_CONF` in the environment still applies on top.)
+#[cfg(not(feature = "system-allocator"))]
 #[export_name = "_rjem_malloc_conf"]
 pub static MALLOC_CONF: &[u8; 70] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,narenas:2\0";
 

@@ -217,9 +217,8 @@ pub fn select_due(
         // Stopped, and DTS showed it Finished: nothing left to see (DTS
         // cannot restart it), so a fleet of finished jobs costs no reads.
         let finished = spec
-            .directions
-            .iter()
-            .all(|d| recorded(*d).is_some_and(|r| r.state == DirectionState::Stopped && r.dts_finished));
+            .directions()
+            .all(|d| recorded(d).is_some_and(|r| r.state == DirectionState::Stopped && r.dts_finished));
         if finished {
             continue;
         }
@@ -228,12 +227,11 @@ pub fn select_due(
         // status's observedAt stands in, so a restart reads at once only
         // what was never read, and the rest at their slots.
         let last_read = spec
-            .directions
-            .iter()
+            .directions()
             .filter_map(|d| {
-                view.get(&spec.region_id, &spec.job_id, *d)
+                view.get(&spec.region_id, &spec.job_id, d)
                     .map(|seen| seen.read_at)
-                    .or_else(|| recorded(*d)?.observed_at())
+                    .or_else(|| recorded(d)?.observed_at())
             })
             .max_by_key(|t| t.0);
         let slots = Slots::of(&spec.region_id, &spec.job_id, interval);
@@ -247,11 +245,11 @@ pub fn select_due(
             sel.due.push(Due {
                 object: object(),
                 credentials: spec
-                    .credentials_secret_ref
+                    .credentials_secret
                     .as_ref()
-                    .map(|r| (namespace.clone(), r.name.clone())),
-                region_id: spec.region_id.clone(),
-                job_id: spec.job_id.clone(),
+                    .map(|name| (namespace.clone(), name.to_string())),
+                region_id: spec.region_id.to_string(),
+                job_id: spec.job_id.to_string(),
             });
         }
     }
@@ -595,6 +593,8 @@ impl Observer {
             }
             let Some(job) = self.store.get(&d.object) else { continue };
             let namespace = job.namespace().unwrap_or_default();
+            // The whole spec (the role to assume, the Secret's keys).
+            let Ok(job) = job.job() else { continue };
             match self
                 .ctx
                 .credentials

@@ -290,9 +290,7 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
             store
                 .state()
                 .into_iter()
-                .filter(|j| {
-                    j.namespace() == ns && j.spec.credentials_secret_ref.as_ref().is_some_and(|r| r.name == name)
-                })
+                .filter(|j| j.namespace() == ns && j.spec.credentials_secret.as_deref() == Some(name.as_str()))
                 .map(|j| ObjectRef::from_obj(&*j))
                 .collect::<Vec<_>>()
         })
@@ -360,7 +358,7 @@ fn defaults_changes(
             let jobs: Vec<_> = store
                 .state()
                 .iter()
-                .filter(|j| j.spec.credentials_secret_ref.is_none())
+                .filter(|j| j.spec.credentials_secret.is_none())
                 .map(|j| ObjectRef::from_obj(&**j))
                 .collect();
             info!(

@@ -487,7 +487,7 @@ fn fixture(jobs: &[Arc<CachedJob>], interval: Duration) -> Fixture {
         dts.statuses
             .lock()
             .unwrap()
-            .insert(j.spec.job_id.clone(), "Synchronizing".into());
+            .insert(j.spec.job_id.to_string(), "Synchronizing".into());
     }
     let (tx, rx) = mpsc::channel(1024);
     let (_synced_tx, synced) = watch::channel(true);
