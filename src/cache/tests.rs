@@ -234,7 +234,10 @@ fn entries_pack_and_unpack_on_many_threads_at_once() {
 fn an_entry_with_its_reference_counts_fits_a_512_byte_allocation() {
     // Arc's two counts are 16 bytes; jemalloc's classes step from 512 to 640.
     let size = std::mem::size_of::<CachedJob>() + 16;
-    assert!(size <= 512, "an Arc<CachedJob> takes {size} bytes: 640 a job in jemalloc");
+    assert!(
+        size <= 512,
+        "an Arc<CachedJob> takes {size} bytes: 640 a job in jemalloc"
+    );
 }
 
 /// Rewrites `src/cache/dictionary.json` from the DtsJobs in the file

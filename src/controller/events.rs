@@ -120,6 +120,10 @@ impl Recorder {
         let mut cache = self.lock();
         if now.duration_since(cache.swept) >= SWEEP_EVERY {
             cache.series.retain(|_, s| now.duration_since(s.last) < SERIES_WINDOW);
+            // A burst's keys are gone a window later: give their room back.
+            if cache.series.capacity() > 64 && cache.series.len() < cache.series.capacity() / 4 {
+                cache.series.shrink_to_fit();
+            }
             cache.swept = now;
         }
         let s = cache.series.get_mut(&key)?;
@@ -259,7 +263,9 @@ mod tests {
         }
         r.lock().swept = t0;
         let later = t0 + SERIES_WINDOW + SWEEP_EVERY;
+        assert!(r.lock().series.capacity() >= 100);
         assert_eq!(r.next_in_series(1000, later), None);
         assert_eq!(r.held(), 0, "every key outlived the window");
+        assert!(r.lock().series.capacity() < 100, "and their room is given back");
     }
 }
