@@ -28,6 +28,15 @@ fn condition(type_: &str, status: &str, reason: &str, message: &str) -> Value {
         "lastTransitionTime": "2026-12-01T00:05:00Z", "observedGeneration": 3})
 }
 
+/// The three kstatus conditions of a settled job: Ready with `message`.
+fn settled(reason: &str, message: &str) -> Value {
+    json!([
+        condition("Ready", "True", reason, message),
+        condition("Reconciling", "False", reason, ""),
+        condition("Stalled", "False", reason, ""),
+    ])
+}
+
 /// A stopped two-way job: both records, an observation, a full history.
 fn stopped_status() -> Value {
     let history: Vec<Value> = (0..10)
@@ -39,11 +48,7 @@ fn stopped_status() -> Value {
         .collect();
     json!({
         "observedGeneration": 3, "phase": "Stopped",
-        "conditions": [
-            condition("Ready", "True", "Stopped", "Forward and Reverse stopped"),
-            condition("Reconciling", "False", "Stopped", ""),
-            condition("Stalled", "False", "Stopped", ""),
-        ],
+        "conditions": settled("Stopped", "Forward and Reverse stopped"),
         "directions": [
             {"direction": "Forward", "state": "Stopped", "jobId": "dtsorders01",
              "requestId": "7D3F1E2A-0C4B-4A5D-9E6F-000000000008", "httpStatusCode": 200, "attempts": 1,
@@ -66,11 +71,7 @@ fn stopped_status() -> Value {
 fn running_status() -> Value {
     json!({
         "observedGeneration": 1, "phase": "Running",
-        "conditions": [
-            condition("Ready", "True", "Running", "Forward: DTS shows Synchronizing"),
-            condition("Reconciling", "False", "Running", ""),
-            condition("Stalled", "False", "Running", ""),
-        ],
+        "conditions": settled("Running", "Forward: DTS shows Synchronizing"),
         "directions": [{"direction": "Forward", "state": "Pending", "jobId": "dtsorders01", "attempts": 0,
             "observed": {"status": "Synchronizing", "delayMs": 0, "checkpoint": 1764547200,
                 "observedAt": "2026-12-01T00:09:30Z"}}],

@@ -56,6 +56,11 @@ struct Series {
     last: Instant,
 }
 
+/// A new Event's stamp: its time in nanoseconds.
+fn stamp_of(at: jiff::Timestamp) -> u64 {
+    at.as_nanosecond() as u64
+}
+
 /// An Event's name: `<object>.<stamp in hex>`, as client-go names them.
 fn event_name(regarding: &ObjectReference, controller: &str, stamp: u64) -> String {
     format!("{}.{stamp:x}", regarding.name.as_deref().unwrap_or(controller))
@@ -91,8 +96,9 @@ impl Recorder {
                 Err(e) => return Err(e),
             }
         }
-        let stamp = jiff::Timestamp::now().as_nanosecond() as u64;
-        let event = self.new_event(ev, regarding, stamp);
+        let now = jiff::Timestamp::now();
+        let stamp = stamp_of(now);
+        let event = self.new_event(ev, regarding, now);
         api.create(&PostParams::default(), &event).await?;
         self.lock().series.insert(
             key,
@@ -151,13 +157,12 @@ impl Recorder {
         h.finish()
     }
 
-    /// A new Event named for `stamp` (nanoseconds since the epoch, now).
-    fn new_event(&self, ev: &Event, regarding: &ObjectReference, stamp: u64) -> K8sEvent {
-        let now = jiff::Timestamp::now();
+    /// A new Event at `now`, named for [`stamp_of`] `now`.
+    fn new_event(&self, ev: &Event, regarding: &ObjectReference, now: jiff::Timestamp) -> K8sEvent {
         K8sEvent {
             metadata: ObjectMeta {
                 namespace: regarding.namespace.clone(),
-                name: Some(event_name(regarding, &self.controller, stamp)),
+                name: Some(event_name(regarding, &self.controller, stamp_of(now))),
                 ..Default::default()
             },
             action: Some(ev.action.clone()),
