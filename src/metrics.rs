@@ -65,6 +65,28 @@ impl WriteOutcome {
     }
 }
 
+/// How an Event ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventOutcome {
+    /// Created, or its series patched.
+    Recorded,
+    /// Not queued: the writer's queue was full.
+    Dropped,
+    Error,
+    Timeout,
+}
+
+impl EventOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventOutcome::Recorded => "recorded",
+            EventOutcome::Dropped => "dropped",
+            EventOutcome::Error => "error",
+            EventOutcome::Timeout => "timeout",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ActionLabels {
     pub action: &'static str,
@@ -101,6 +123,7 @@ pub struct Metrics {
     dts_latency: Family<ActionLabels, Histogram>,
     reconcile_duration: Histogram,
     status_writes: Family<OutcomeLabels, Counter>,
+    events: Family<OutcomeLabels, Counter>,
     observe_cycles: Counter,
     observe_duration: Histogram,
     observe_calls: Gauge,
@@ -121,6 +144,7 @@ impl Metrics {
             dts_latency: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.005, 2.0, 14))),
             reconcile_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             status_writes: Family::default(),
+            events: Family::default(),
             observe_cycles: Counter::default(),
             observe_duration: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
             observe_calls: Gauge::default(),
@@ -160,6 +184,11 @@ impl Metrics {
             "status_writes",
             "DtsJob status writes by outcome (ok, conflict, error, timeout)",
             m.status_writes.clone(),
+        );
+        r.register(
+            "events",
+            "Events by outcome (recorded, dropped: the queue was full, error, timeout)",
+            m.events.clone(),
         );
         r.register(
             "observe_cycles",
@@ -238,6 +267,16 @@ impl Metrics {
                 outcome: outcome.as_str(),
             })
             .inc();
+    }
+
+    /// An Event ended so; the count of that outcome so far.
+    pub fn event(&self, outcome: EventOutcome) -> u64 {
+        self.events
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.as_str(),
+            })
+            .inc()
+            + 1
     }
 
     /// One observe cycle ended: how long it took, its DTS calls, the jobs read.

@@ -301,7 +301,7 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
         .graceful_shutdown_on(stopped(stop_rx));
 
     controller
-        .run(controller::reconcile, controller::error_policy, ctx)
+        .run(controller::reconcile, controller::error_policy, ctx.clone())
         .for_each(|res| async move {
             if let Err(e) = res {
                 warn!(error = %e, "controller error");
@@ -314,6 +314,10 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
     }
     info!("controller drained; no DTS call in flight");
     let _ = controller_done_tx.send(true);
+    // The last reconciles' Events, while the Lease is released.
+    if !ctx.events.flush(EVENTS_FLUSH).await {
+        warn!("Events still queued at shutdown were not written");
+    }
     if let Some(task) = elector_task {
         let _ = task.await;
         info!("Lease released");
@@ -323,6 +327,9 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
     info!("stopped");
     Ok(())
 }
+
+/// How long shutdown waits for queued Events.
+const EVENTS_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How often the default source's version is looked at.
 const DEFAULTS_POLL: std::time::Duration = std::time::Duration::from_secs(2);

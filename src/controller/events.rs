@@ -16,7 +16,8 @@
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -26,6 +27,10 @@ use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType};
 use kube::{Api, Client};
 use serde_json::json;
+use tokio::sync::{mpsc, Notify};
+use tracing::warn;
+
+use crate::metrics::{EventOutcome, Metrics};
 
 /// How long an Event can gain a series: client-go's isomorphic-event window.
 pub const SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
@@ -185,6 +190,134 @@ impl Recorder {
     }
 }
 
+/// Event writers. Each object's Events go through one of them (by a hash of
+/// its namespace and name), so they are written in the order they were
+/// made; several writers keep one slow write from holding all the others.
+pub const EVENT_WRITERS: usize = 4;
+
+/// Events each writer holds before new ones are dropped (client-go's
+/// broadcaster holds 1,000 and drops too): Events are best-effort, and a
+/// queue without a bound would let an API server that stopped answering
+/// fill the operator's memory.
+pub const EVENT_QUEUE: usize = 1024;
+
+/// One Event waiting for its writer.
+struct Queued {
+    ev: Event,
+    regarding: ObjectReference,
+}
+
+/// Publishes Events in the background through a [`Recorder`]: [`Sink::send`]
+/// never waits, [`Sink::flush`] waits for what was queued.
+pub struct Sink {
+    writers: Vec<mpsc::Sender<Queued>>,
+    pending: Arc<Pending>,
+    metrics: Arc<Metrics>,
+}
+
+/// Events queued or being written, and a wake-up for when none are.
+#[derive(Default)]
+struct Pending {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+impl Pending {
+    fn done(&self) {
+        if self.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+}
+
+impl Sink {
+    /// Starts the writers (on the current Tokio runtime). Each write of an
+    /// Event (its POST, or its series PATCH) has `timeout`.
+    pub fn spawn(recorder: Recorder, timeout: Duration, metrics: Arc<Metrics>) -> Self {
+        let recorder = Arc::new(recorder);
+        let pending = Arc::new(Pending::default());
+        let writers = (0..EVENT_WRITERS)
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+                tokio::spawn(write_events(
+                    rx,
+                    recorder.clone(),
+                    timeout,
+                    pending.clone(),
+                    metrics.clone(),
+                ));
+                tx
+            })
+            .collect();
+        Sink {
+            writers,
+            pending,
+            metrics,
+        }
+    }
+
+    /// Queues `ev` about `regarding`; dropped (counted, and logged now and
+    /// then) when its writer's queue is full.
+    pub fn send(&self, ev: Event, regarding: ObjectReference) {
+        let mut h = DefaultHasher::new();
+        (&regarding.namespace, &regarding.name).hash(&mut h);
+        let writer = &self.writers[(h.finish() % self.writers.len() as u64) as usize];
+        self.pending.count.fetch_add(1, Ordering::AcqRel);
+        if let Err(e) = writer.try_send(Queued { ev, regarding }) {
+            self.pending.done();
+            let dropped = self.metrics.event(EventOutcome::Dropped);
+            if dropped.is_power_of_two() {
+                let q = match &e {
+                    mpsc::error::TrySendError::Full(q) | mpsc::error::TrySendError::Closed(q) => q,
+                };
+                warn!(reason = %q.ev.reason, dropped, "the Event queue is full: Event dropped");
+            }
+        }
+    }
+
+    /// Waits until every Event queued so far is written (or failed), at
+    /// most `within`; whether it came to that.
+    pub async fn flush(&self, within: Duration) -> bool {
+        let waited = tokio::time::timeout(within, async {
+            loop {
+                let idle = self.pending.idle.notified();
+                tokio::pin!(idle);
+                idle.as_mut().enable();
+                if self.pending.count.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        });
+        waited.await.is_ok()
+    }
+}
+
+/// One writer: its Events, in order, until the [`Sink`] is dropped.
+async fn write_events(
+    mut queue: mpsc::Receiver<Queued>,
+    recorder: Arc<Recorder>,
+    timeout: Duration,
+    pending: Arc<Pending>,
+    metrics: Arc<Metrics>,
+) {
+    while let Some(Queued { ev, regarding }) = queue.recv().await {
+        let outcome = match tokio::time::timeout(timeout, recorder.publish(&ev, &regarding)).await {
+            Ok(Ok(())) => EventOutcome::Recorded,
+            Ok(Err(e)) => {
+                warn!(error = %e, reason = %ev.reason, "could not record Event");
+                EventOutcome::Error
+            }
+            Err(_) => {
+                warn!(reason = %ev.reason, "recording an Event timed out");
+                EventOutcome::Timeout
+            }
+        };
+        metrics.event(outcome);
+        pending.done();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,5 +405,88 @@ mod tests {
         assert_eq!(r.next_in_series(1000, later), None);
         assert_eq!(r.held(), 0, "every key outlived the window");
         assert!(r.lock().series.capacity() < 100, "and their room is given back");
+    }
+
+    /// A kube Client whose API server is `answer`ed by the test: each
+    /// request's JSON body goes to `seen`; the first `hold` requests are
+    /// never answered.
+    fn api(seen: Arc<Mutex<Vec<serde_json::Value>>>, hold: usize) -> Client {
+        let (service, mut handle) =
+            tower_test::mock::pair::<http::Request<kube::client::Body>, http::Response<kube::client::Body>>();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Some((req, send)) = handle.next_request().await {
+                let body = req.into_body().collect_bytes().await.unwrap_or_default();
+                let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                seen.lock().unwrap().push(json.clone());
+                if held.len() < hold {
+                    held.push(send);
+                    continue;
+                }
+                let response = http::Response::builder()
+                    .status(201)
+                    .body(kube::client::Body::from(serde_json::to_vec(&json).unwrap()))
+                    .unwrap();
+                send.send_response(response);
+            }
+        });
+        Client::new(service, "default")
+    }
+
+    fn exported(registry: &prometheus_client::registry::Registry) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+        text
+    }
+
+    #[tokio::test]
+    async fn events_are_written_in_the_background_in_their_order_and_flush_waits_for_them() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = Arc::new(Metrics::new(&mut registry));
+        let recorder = Recorder::new(api(seen.clone(), 0), "dts-operator", None);
+        let sink = Sink::spawn(recorder, Duration::from_secs(10), metrics);
+        for i in 0..20 {
+            sink.send(event(&format!("note {i}")), job("a"));
+        }
+        // send() only queued them (the writers have not run yet).
+        assert!(seen.lock().unwrap().is_empty());
+        assert!(sink.flush(Duration::from_secs(10)).await, "flushed");
+        let notes: Vec<String> = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| e["note"].as_str().unwrap().to_owned())
+            .collect();
+        let made: Vec<String> = (0..20).map(|i| format!("note {i}")).collect();
+        assert_eq!(notes, made, "one object's Events keep their order");
+        assert!(
+            exported(&registry).contains("dts_operator_events_total{outcome=\"recorded\"} 20"),
+            "{}",
+            exported(&registry)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_and_flush_gives_up_at_its_bound() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = Arc::new(Metrics::new(&mut registry));
+        // The API server never answers.
+        let recorder = Recorder::new(api(seen.clone(), usize::MAX), "dts-operator", None);
+        let sink = Sink::spawn(recorder, Duration::from_secs(60), metrics);
+        // All for one object, so one writer; it has not taken any yet.
+        for i in 0..EVENT_QUEUE + 6 {
+            sink.send(event(&format!("note {i}")), job("a"));
+        }
+        let text = exported(&registry);
+        assert!(
+            text.contains("dts_operator_events_total{outcome=\"dropped\"} 6"),
+            "{text}"
+        );
+        let start = Instant::now();
+        assert!(!sink.flush(Duration::from_millis(200)).await, "nothing can be written");
+        assert!(start.elapsed() >= Duration::from_millis(200));
+        assert_eq!(seen.lock().unwrap().len(), 1, "the writer waits on its first Event");
     }
 }

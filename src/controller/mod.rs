@@ -107,7 +107,8 @@ pub struct Context {
     pub dts: DtsCaller,
     /// The credentials chain: Secrets, roles, the default source.
     pub credentials: credentials::Resolver,
-    pub recorder: events::Recorder,
+    /// Events, written in the background.
+    pub events: events::Sink,
     pub backoff: Backoff,
     pub metrics: Arc<Metrics>,
     /// Whether this replica may act (holds the leader lease). Checked before
@@ -159,12 +160,13 @@ impl Context {
         limits: Arc<Limits>,
     ) -> Self {
         let recorder = events::Recorder::new(client.clone(), FIELD_MANAGER, settings.identity.as_deref());
+        let events = events::Sink::spawn(recorder, settings.write_timeout, metrics.clone());
         Self {
             dts: DtsCaller::new(dts, limits, metrics.clone(), may_act.clone()),
             backoff: Backoff::new(settings.retry_base_delay, settings.retry_max_delay),
             client,
             credentials,
-            recorder,
+            events,
             metrics,
             may_act,
             settings,
@@ -263,7 +265,7 @@ async fn decide_and_act(job: &DtsJob, ctx: &Context, obs: &mut observe::Observed
             failpoint!("status-after");
         }
     }
-    write::events(ctx, job, &outcome.events).await;
+    write::events(ctx, job, &outcome.events);
     Ok(schedule(ctx, obs, outcome.next))
 }
 

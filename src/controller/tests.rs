@@ -342,13 +342,16 @@ impl Harness {
     }
     async fn reconcile(&self) -> kube::runtime::controller::Action {
         // A bounded wait: a reconcile stuck on the mock fails instead of hanging.
-        tokio::time::timeout(
+        let action = tokio::time::timeout(
             Duration::from_secs(30),
             reconcile(Arc::new(self.job().into()), self.ctx.clone()),
         )
         .await
         .expect("reconcile finishes")
-        .expect("reconcile succeeds")
+        .expect("reconcile succeeds");
+        // Its Events are written in the background: wait for them.
+        assert!(self.ctx.events.flush(Duration::from_secs(30)).await, "Events written");
+        action
     }
     fn set_spec(&self, f: impl FnOnce(&mut Value)) {
         let mut s = self.api.lock().unwrap();

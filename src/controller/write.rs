@@ -124,10 +124,11 @@ pub async fn finalizer(ctx: &Context, obs: &Observed, add: bool) -> Result<Writt
     }
 }
 
-/// Publishes `notes` as Events of `job`, each also logged. An Event that
+/// Publishes `notes` as Events of `job`, each also logged now; the Events
+/// are written in the background ([`super::events::Sink`]). An Event that
 /// cannot be recorded is logged and otherwise ignored: Events are
 /// best-effort, the status is the record.
-pub async fn events(ctx: &Context, job: &DtsJob, notes: &[Note]) {
+pub fn events(ctx: &Context, job: &DtsJob, notes: &[Note]) {
     if !notes.is_empty() {
         failpoint!("events-before");
     }
@@ -143,16 +144,7 @@ pub async fn events(ctx: &Context, job: &DtsJob, notes: &[Note]) {
             action: n.action.clone(),
             secondary: None,
         };
-        let published = tokio::time::timeout(
-            ctx.settings.write_timeout,
-            ctx.recorder.publish(&ev, &job.object_ref(&())),
-        )
-        .await;
-        match published {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => warn!(error = %e, reason = %n.reason, "could not record Event"),
-            Err(_) => warn!(reason = %n.reason, "recording an Event timed out"),
-        }
+        ctx.events.send(ev, job.object_ref(&()));
     }
 }
 
