@@ -116,8 +116,31 @@ pub struct Seen {
 #[derive(Debug, Clone)]
 struct Entry {
     seen: Seen,
-    passed_on: DirectionView,
+    /// The view last passed on when it differs from `seen.view`; `None`
+    /// when it is the same, as it is for every job standing still (a
+    /// stopped or suspended one), so most entries hold one view, not two.
+    passed_on: Option<Box<DirectionView>>,
     passed_on_at: Time,
+}
+
+impl Entry {
+    fn passed_on(&self) -> &DirectionView {
+        self.passed_on.as_deref().unwrap_or(&self.seen.view)
+    }
+
+    /// Takes a read that is not passed on: `seen` becomes `view`, and the
+    /// view passed on is kept apart only while it differs.
+    fn update(&mut self, view: DirectionView, read_at: Time) {
+        if self.passed_on.as_deref() == Some(&view) {
+            self.passed_on = None;
+            self.seen.view = view;
+        } else if self.passed_on.is_none() && self.seen.view != view {
+            self.passed_on = Some(Box::new(std::mem::replace(&mut self.seen.view, view)));
+        } else {
+            self.seen.view = view;
+        }
+        self.seen.read_at = read_at;
+    }
 }
 
 /// What is known of one DTS job: the type it was listed under, and each
@@ -212,17 +235,17 @@ impl DtsView {
         self.with_job_mut(region_id, job_id, |job| {
             let slot = job.direction_mut(direction);
             match slot {
-                Some(e) if !e.passed_on.worth_passing_on(&e.passed_on_at, &view, &read_at) => {
-                    e.seen = Seen { view, read_at };
+                Some(e) if !e.passed_on().worth_passing_on(&e.passed_on_at, &view, &read_at) => {
+                    e.update(view, read_at);
                     false
                 }
                 _ => {
                     *slot = Some(Box::new(Entry {
                         seen: Seen {
-                            view: view.clone(),
+                            view,
                             read_at: read_at.clone(),
                         },
-                        passed_on: view,
+                        passed_on: None,
                         passed_on_at: read_at,
                     }));
                     true
@@ -333,5 +356,35 @@ mod tests {
             None,
             "regions are apart"
         );
+    }
+
+    fn progress(delay: i64) -> DirectionView {
+        DirectionView {
+            status: Some("Synchronizing".into()),
+            delay_ms: Some(delay),
+            ..DirectionView::default()
+        }
+    }
+
+    #[test]
+    fn progress_is_passed_on_against_the_view_last_passed_on_once_the_heartbeat_passed() {
+        let v = DtsView::default();
+        let put = |delay, at| v.put("cn-hangzhou", "j1", Direction::Forward, progress(delay), t(at));
+        assert!(put(3, "2026-12-01T00:00:00Z"), "a first read");
+        assert!(!put(5, "2026-12-01T00:01:00Z"), "progress within the heartbeat");
+        assert_eq!(
+            v.get("cn-hangzhou", "j1", Direction::Forward).unwrap().view,
+            progress(5),
+            "the latest read is seen"
+        );
+        assert!(!put(3, "2026-12-01T00:02:00Z"), "back to what was passed on");
+        assert!(!put(5, "2026-12-01T00:03:00Z"));
+        assert!(
+            put(5, "2026-12-01T00:10:00Z"),
+            "the heartbeat passed and 5 ms differs from the 3 ms passed on, though it is what was seen last"
+        );
+        assert!(!put(5, "2026-12-01T00:20:00Z"), "the same as the view now passed on");
+        assert!(!put(8, "2026-12-01T00:15:00Z"), "progress within the heartbeat");
+        assert!(put(9, "2026-12-01T00:21:00Z"), "differs from the 5 ms passed on");
     }
 }
