@@ -349,7 +349,12 @@ fn start(
         // The `kubernetes` Service endpoints would point at 127.0.0.1, which
         // Endpoints reject; nothing here needs them.
         "--endpoint-reconciler-type=none".into(),
-        "--profiling=false".into(),
+        // TESTCLUSTER_PROFILING=1 serves /debug/pprof (for a CPU profile
+        // of kube-apiserver during a benchmark, docs/benchmarks.md).
+        format!(
+            "--profiling={}",
+            std::env::var("TESTCLUSTER_PROFILING").is_ok_and(|v| v == "1")
+        ),
         "--v=1".into(),
     ];
     children.push(process::spawn_detached(

@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
@@ -27,13 +28,15 @@ impl ControlPlane {
     /// Runs `testcluster up --dir DIR` (its output goes to `log`) and
     /// connects. `testcluster` finds the control-plane binaries itself
     /// (`DTS_TEST_BIN_DIR` or `hack/build-tools.sh --print-dir`).
-    pub async fn up(testcluster: &Path, dir: &Path, log: &Path) -> Result<ControlPlane> {
+    /// With `profiling`, kube-apiserver serves /debug/pprof.
+    pub async fn up(testcluster: &Path, dir: &Path, log: &Path, profiling: bool) -> Result<ControlPlane> {
         std::fs::create_dir_all(dir)?;
         let dir = dir.canonicalize()?;
         let out = std::fs::File::create(log)?;
         let status = tokio::process::Command::new(testcluster)
             .args(["up", "--dir"])
             .arg(&dir)
+            .env("TESTCLUSTER_PROFILING", if profiling { "1" } else { "0" })
             .stdout(out.try_clone()?)
             .stderr(out)
             .status()
@@ -80,6 +83,18 @@ impl ControlPlane {
     pub fn dir(&self) -> &Path {
         &self.down.dir
     }
+}
+
+/// A CPU profile of kube-apiserver over the next `length` (pprof's
+/// protobuf), written to `file`.
+pub async fn cpu_profile(client: &Client, length: Duration, file: &Path) -> Result<()> {
+    let req =
+        http::Request::get(format!("/debug/pprof/profile?seconds={}", length.as_secs().max(1))).body(Vec::new())?;
+    let mut body = std::pin::pin!(client.request_stream(req).await?);
+    let mut bytes = Vec::new();
+    futures::AsyncReadExt::read_to_end(&mut body, &mut bytes).await?;
+    std::fs::write(file, bytes)?;
+    Ok(())
 }
 
 /// Runs `testcluster down --dir DIR` when dropped.

@@ -169,6 +169,13 @@ struct RunArgs {
     #[arg(long, default_value_t = 1500)]
     quiet_ms: u64,
 
+    /// Take a CPU profile of kube-apiserver for this many seconds from the
+    /// burst's first flip (its /debug/pprof, served only then), written to
+    /// OUT/apiserver-burst.pprof: `go tool pprof -top FILE` shows where the
+    /// API server's CPU went. 0: none.
+    #[arg(long, default_value_t = 0)]
+    apiserver_profile_seconds: u64,
+
     /// The dts-emulator binary (default: next to this binary).
     #[arg(long, env = "DTS_EMULATOR_BIN")]
     emulator_bin: Option<PathBuf>,
@@ -289,7 +296,14 @@ async fn run(args: RunArgs) -> Result<bool> {
     );
 
     println!("== starting etcd + kube-apiserver (testcluster up)");
-    let cp = cluster::ControlPlane::up(&testcluster, &out.join("cluster"), &logs.join("testcluster.log")).await?;
+    let profiling = args.apiserver_profile_seconds > 0;
+    let cp = cluster::ControlPlane::up(
+        &testcluster,
+        &out.join("cluster"),
+        &logs.join("testcluster.log"),
+        profiling,
+    )
+    .await?;
     let env = Env {
         cp,
         opts: Opts {
@@ -300,6 +314,12 @@ async fn run(args: RunArgs) -> Result<bool> {
             quiet: Duration::from_millis(args.quiet_ms),
             create_concurrency: args.create_concurrency,
             flip_concurrency: args.flip_concurrency,
+            apiserver_profile: profiling.then(|| {
+                (
+                    Duration::from_secs(args.apiserver_profile_seconds),
+                    out.join("apiserver-burst.pprof"),
+                )
+            }),
         },
         checks: Mutex::new(Vec::new()),
     };

@@ -86,6 +86,10 @@ pub async fn run(env: &Env, p: Params) -> Result<Burst> {
         ],
         Duration::from_millis(250),
     );
+    let profile = env.opts.apiserver_profile.clone().map(|(length, file)| {
+        let client = env.cp.client.clone();
+        tokio::spawn(async move { crate::cluster::cpu_profile(&client, length, &file).await.map(|()| file) })
+    });
     let t0 = now_ms();
     let flips = load::flip_all(&case.api, &defs, env.opts.flip_concurrency).await?;
     let flips_done = now_ms();
@@ -98,6 +102,13 @@ pub async fn run(env: &Env, p: Params) -> Result<Burst> {
         )
         .await?;
     let (cpu, machine_busy_percent) = sampler.finish();
+    if let Some(task) = profile {
+        match task.await {
+            Ok(Ok(file)) => println!("  kube-apiserver CPU profile: go tool pprof -top {}", file.display()),
+            Ok(Err(e)) => println!("  no kube-apiserver CPU profile: {e}"),
+            Err(e) => println!("  no kube-apiserver CPU profile: {e}"),
+        }
+    }
     tokio::time::sleep(env.opts.quiet).await;
     op.process.check_alive()?;
     let (requests, _) = env.requests_since(&before, flips.len()).await?;
