@@ -4,6 +4,9 @@
 //! Architecture, one module per concern:
 //! * [`crd`]: the `DtsJob` resource types (the schema is generated from them);
 //! * [`cache`]: what the watch cache keeps of a DtsJob (status packed);
+//! * [`store`]: the watch cache itself, keyed by namespace and name;
+//! * [`runner`]: runs the reconciles: triggers, the queue, requeues, the
+//!   concurrency bound and graceful shutdown;
 //! * [`controller`]: the reconcile pipeline (observe → decide → act → record → write);
 //! * [`reason`]: the one vocabulary of condition reasons, Event reasons and metric labels;
 //! * [`run`]: wiring of watches, client, limits, leader election and controller
@@ -36,7 +39,9 @@ pub mod metrics;
 pub mod observer;
 pub mod reason;
 pub mod run;
+pub mod runner;
 pub mod scope;
+pub mod store;
 pub mod telemetry;
 pub mod triggers;
 pub mod view;

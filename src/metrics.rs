@@ -9,7 +9,6 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::runtime::reflector::Store;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 
@@ -20,7 +19,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::cache::CachedJob;
 use crate::crd::Phase;
 use crate::limits::Limits;
 use crate::reason::Reason;
@@ -334,12 +332,12 @@ pub fn call_labels(action: &'static str, error: Option<&DtsError>) -> CallLabels
 /// bookkeeping in the reconcile path. Objects without a phase yet count as
 /// `Unknown`.
 pub struct PhaseCollector {
-    store: Store<CachedJob>,
+    store: crate::store::JobStore,
 }
 
 impl PhaseCollector {
     /// Registers the collector under the `dts_operator` prefix.
-    pub fn register(registry: &mut Registry, store: Store<CachedJob>) {
+    pub fn register(registry: &mut Registry, store: crate::store::JobStore) {
         registry
             .sub_registry_with_prefix("dts_operator")
             .register_collector(Box::new(PhaseCollector { store }));
@@ -437,10 +435,10 @@ impl Collector for LimitsCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kube::runtime::watcher;
+    use crate::store::{JobKey, JobStore};
     use prometheus_client::encoding::text::encode;
 
-    fn job(name: &str, phase: Option<Phase>) -> CachedJob {
+    fn job(name: &str, phase: Option<Phase>) -> crate::crd::DtsJob {
         let mut j: crate::crd::DtsJob = serde_json::from_value(serde_json::json!({
             "apiVersion": "kubedts.io/v1alpha1", "kind": "DtsJob",
             "metadata": {"name": name, "namespace": "ns"},
@@ -451,22 +449,22 @@ mod tests {
             phase: Some(p),
             ..Default::default()
         });
-        j.into()
+        j
     }
 
     #[test]
     fn jobs_are_counted_by_phase_from_the_cache() {
-        let (reader, mut writer) = kube::runtime::reflector::store::<CachedJob>();
+        let store = JobStore::default();
         for (n, p) in [
             ("a", Some(Phase::Stopped)),
             ("b", Some(Phase::Stopped)),
             ("c", Some(Phase::Failed)),
             ("d", None),
         ] {
-            writer.apply_watcher_event(&watcher::Event::Apply(job(n, p)));
+            store.apply(job(n, p));
         }
         let mut registry = Registry::default();
-        PhaseCollector::register(&mut registry, reader);
+        PhaseCollector::register(&mut registry, store.clone());
         let mut text = String::new();
         encode(&mut text, &registry).unwrap();
         assert!(text.contains("dts_operator_dtsjobs{phase=\"Stopped\"} 2"), "{text}");
@@ -474,7 +472,7 @@ mod tests {
         assert!(text.contains("dts_operator_dtsjobs{phase=\"Running\"} 0"), "{text}");
         assert!(text.contains("dts_operator_dtsjobs{phase=\"Unknown\"} 1"), "{text}");
 
-        writer.apply_watcher_event(&watcher::Event::Delete(job("c", Some(Phase::Failed))));
+        store.remove(&JobKey::new("ns", "c"));
         let mut text = String::new();
         encode(&mut text, &registry).unwrap();
         assert!(

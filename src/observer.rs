@@ -22,7 +22,7 @@
 //!    jobs found under their known type, and at most three times the chunks
 //!    when none is known or DTS does not list a job at all ([`call_bound`]);
 //! 5. every entry is stored with [`DtsView::put_job`]; each DtsJob whose view
-//!    changed is sent to the controller (`Controller::reconcile_on`).
+//!    changed is sent to the runner as a [`Trigger`](crate::runner::Trigger).
 //!
 //! Only the Lease holder polls. The first cycle runs once the DtsJob watch
 //! has synced, and again at once on gaining the Lease: it reads only the
@@ -47,18 +47,17 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::runtime::reflector::{self, ObjectRef};
-use kube::ResourceExt;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::cache::CachedJob;
 use crate::controller::act::NotSent;
 use crate::controller::Context;
-use crate::crd::{DirectionState, PAUSED, POLL_INTERVAL, STOP_ON_DELETE_FINALIZER};
+use crate::crd::{DirectionState, PAUSED, POLL_INTERVAL};
 use crate::leader::LeaderState;
 use crate::limits::CircuitInfo;
 use crate::reason::Reason;
+use crate::store::{JobKey, JobStore};
 use crate::view::DtsView;
 use dts_api::sign::Credentials;
 use dts_api::{DtsError, ErrorReason, JobsQuery, MAX_PAGE_SIZE};
@@ -138,8 +137,8 @@ pub enum PollInterval {
 
 /// The poll interval of `job`: its annotation (`30s`, `5m`, `1h`, `500ms`,
 /// a bare number of seconds; `0` is off), else `default`.
-pub fn poll_interval(job: &impl kube::Resource, default: Duration) -> PollInterval {
-    match job.annotations().get(POLL_INTERVAL) {
+pub fn poll_interval(annotations: &BTreeMap<String, String>, default: Duration) -> PollInterval {
+    match annotations.get(POLL_INTERVAL) {
         None => PollInterval::Every(default),
         Some(value) => match crate::cli::parse_duration(value) {
             Ok(d) if d.is_zero() => PollInterval::Off,
@@ -156,7 +155,7 @@ pub type CredentialsKey = Option<(String, String)>;
 /// One DtsJob to read this cycle.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Due {
-    pub object: ObjectRef<CachedJob>,
+    pub object: JobKey,
     pub credentials: CredentialsKey,
     pub region_id: String,
     pub job_id: String,
@@ -167,7 +166,7 @@ pub struct Due {
 pub struct Selection {
     pub due: Vec<Due>,
     /// DtsJobs whose poll-interval annotation does not parse, with the value.
-    pub unparsable: Vec<(ObjectRef<CachedJob>, String)>,
+    pub unparsable: Vec<(JobKey, String)>,
     /// The earliest slot after `now` of the jobs that are polled at all
     /// (due now or not): when the next cycle is wanted.
     pub next: Option<Time>,
@@ -191,20 +190,12 @@ pub fn select_due(
         if job.annotations().get(PAUSED).is_some_and(|v| v.trim() == "true") {
             continue;
         }
-        let finalized = job
-            .metadata
-            .finalizers
-            .as_ref()
-            .is_some_and(|f| f.iter().any(|f| f == STOP_ON_DELETE_FINALIZER));
-        if job.metadata.deletion_timestamp.is_some() && !finalized {
+        if job.deleting() && !job.stop_on_delete() {
             continue;
         }
-        let Some(namespace) = job.namespace() else {
-            continue;
-        };
-        // Made only for the few jobs that need one (four strings each).
-        let object = || ObjectRef::from_obj(&**job);
-        let interval = match poll_interval(&**job, default) {
+        let namespace = job.namespace();
+        let object = || job.key().clone();
+        let interval = match poll_interval(job.annotations(), default) {
             PollInterval::Off => continue,
             PollInterval::Every(d) => d,
             PollInterval::Unparsable(value) => {
@@ -247,7 +238,7 @@ pub fn select_due(
                 credentials: spec
                     .credentials_secret
                     .as_ref()
-                    .map(|name| (namespace.clone(), name.to_string())),
+                    .map(|name| (namespace.to_owned(), name.to_string())),
                 region_id: spec.region_id.to_string(),
                 job_id: spec.job_id.to_string(),
             });
@@ -331,7 +322,7 @@ pub struct GroupRead {
     /// Entries DTS returned.
     pub jobs_read: u64,
     /// DtsJobs whose view changed.
-    pub changed: Vec<ObjectRef<CachedJob>>,
+    pub changed: Vec<JobKey>,
     /// The call that ended the group early.
     pub error: Option<DtsError>,
     /// The Lease was lost (or shutdown began) before every call was sent.
@@ -462,13 +453,13 @@ pub async fn read_group(ctx: &Context, group: &Group, now: &Time, stopping: &wat
 /// The observer task (see the module docs).
 pub struct Observer {
     ctx: Arc<Context>,
-    store: reflector::Store<CachedJob>,
+    store: JobStore,
     interval: Duration,
-    trigger: mpsc::Sender<ObjectRef<CachedJob>>,
+    trigger: mpsc::Sender<JobKey>,
     leader: LeaderState,
     synced: watch::Receiver<bool>,
     /// (object, value) pairs already warned about.
-    warned: HashSet<(ObjectRef<CachedJob>, String)>,
+    warned: HashSet<(JobKey, String)>,
     /// Its epoch is reset whenever this process begins to lead.
     schedule: Schedule,
 }
@@ -478,9 +469,9 @@ impl Observer {
     /// the DtsJob watch has listed everything into `store`.
     pub fn new(
         ctx: Arc<Context>,
-        store: reflector::Store<CachedJob>,
+        store: JobStore,
         interval: Duration,
-        trigger: mpsc::Sender<ObjectRef<CachedJob>>,
+        trigger: mpsc::Sender<JobKey>,
         leader: LeaderState,
         synced: watch::Receiver<bool>,
     ) -> Self {
@@ -572,7 +563,7 @@ impl Observer {
         let sel = select_due(&jobs, &self.ctx.view, &now, &self.schedule, self.interval);
         for (object, value) in sel.unparsable {
             if self.warned.insert((object.clone(), value.clone())) {
-                warn!(namespace = object.namespace.as_deref().unwrap_or_default(), name = %object.name, value = %value,
+                warn!(namespace = %object.namespace(), name = %object.name(), value = %value,
                       default = ?self.interval, "unparsable kubedts.io/poll-interval; using the default");
             }
         }
@@ -592,7 +583,7 @@ impl Observer {
                 continue;
             }
             let Some(job) = self.store.get(&d.object) else { continue };
-            let namespace = job.namespace().unwrap_or_default();
+            let namespace = job.namespace().to_owned();
             // The whole spec (the role to assume, the Secret's keys).
             let Ok(job) = job.job() else { continue };
             match self

@@ -9,18 +9,17 @@
 
 use std::sync::Arc;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::stream::BoxStream;
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
-use kube::runtime::controller::Controller;
-use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, ResourceExt};
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
-use crate::cache::CachedJob;
+use crate::cache::WatchedJob;
 use crate::cli::RunArgs;
 use crate::controller::backoff::Backoff;
 use crate::controller::{self, credentials, Context, Gate, Settings};
@@ -29,7 +28,9 @@ use crate::leader::{LeaderElector, LeaderState, LeaseConfig};
 use crate::limits::{Limits, Member};
 use crate::metrics::{LimitsCollector, Metrics, PhaseCollector};
 use crate::observer::Observer;
-use crate::scope::{self, ScopedWriter};
+use crate::runner::{self, Trigger};
+use crate::scope::{self, Change, ScopedWriter};
+use crate::store::{JobKey, JobStore};
 use crate::triggers::Triggers;
 use dts_api::{ClientConfig, DtsClient, StsClient};
 
@@ -53,10 +54,10 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
     let client = Client::try_default().await?;
     let mut registry = Registry::default();
     let metrics = Arc::new(Metrics::new(&mut registry));
-    // The DtsJob watch cache: the controller's store, and the source of the
+    // The DtsJob watch cache: the runner's store, and the source of the
     // by-phase gauge.
-    let (reader, writer) = reflector::store();
-    PhaseCollector::register(&mut registry, reader.clone());
+    let store = JobStore::default();
+    PhaseCollector::register(&mut registry, store.clone());
     let ready = ReadySignal::new();
     let identity = identity(&args);
     let settings = Settings {
@@ -167,7 +168,8 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
         limits,
     ));
     let circuit_changed = futures::stream::poll_fn(move |cx| wakeups.poll_recv(cx))
-        .map(|m: Member| ObjectRef::<CachedJob>::new(&m.name).within(&m.namespace));
+        .map(|m: Member| Trigger::Job(JobKey::new(&m.namespace, &m.name)))
+        .boxed();
 
     // One watch per namespace of the scope, applied to one store (a
     // namespace's relist replaces only its own objects; see scope.rs).
@@ -185,29 +187,19 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
     let ready_flag = ready.clone();
     let (synced_tx, synced_rx) = watch::channel(false);
     let watch_ctx = ctx.clone();
-    let watch_store = reader.clone();
-    let triggers = Arc::new(Triggers::default());
-    let watch_triggers = triggers.clone();
-    // Each object is decoded straight into its compact cache entry.
-    let tagged = scope::watch::<CachedJob>(&client, &scope, jobs_config);
-    let jobs = scope::reflect(tagged, ScopedWriter::new(writer, scope.watches().len()))
-        .inspect(move |event| {
-            if let Ok(event) = event {
-                forget_deleted(&watch_ctx.backoff, event, &watch_store);
-                match event {
-                    watcher::Event::Delete(job) => watch_triggers.forget(job),
-                    watcher::Event::InitDone => watch_triggers.retain(watch_store.state().iter().map(|j| &**j)),
-                    _ => {}
-                }
-            }
-            if matches!(event, Ok(watcher::Event::InitDone)) && !ready_flag.is_ready() {
+    let triggers = Triggers::default();
+    // Each object is decoded slim, then packed into its cache entry.
+    let tagged = scope::watch::<WatchedJob>(&client, &scope, jobs_config);
+    let jobs = scope::reflect(tagged, ScopedWriter::new(store.clone(), scope.watches().len()))
+        .filter_map(move |change| {
+            if matches!(change, Ok(Change::Synced)) && !ready_flag.is_ready() {
                 ready_flag.set_ready();
                 let _ = synced_tx.send(true);
                 info!("DtsJob watch synced; ready");
             }
+            std::future::ready(take(change, &triggers, &watch_ctx.backoff))
         })
-        .applied_objects()
-        .try_filter(move |job| std::future::ready(triggers.changed(job)));
+        .boxed();
     // Secrets by metadata only: no value crosses the wire or sits in the
     // watch; the events keep the credentials cache (ctx.secrets) current.
     let secrets_ctx = ctx.clone();
@@ -229,6 +221,7 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
             futures::stream::pending().boxed()
         }
     };
+    let secret_jobs = store.clone();
     let secrets = secret_watch
         .map(move |(ns, event)| {
             if let Ok(event) = &event {
@@ -236,9 +229,26 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
             }
             event
         })
-        .touched_objects();
-    let store = reader.clone();
-    let defaults_changed = defaults_changes(ctx.clone(), reader.clone());
+        .touched_objects()
+        .filter_map(|secret| {
+            if let Err(e) = &secret {
+                warn!(error = %e, "Secret watch error; retrying");
+            }
+            std::future::ready(secret.ok())
+        })
+        // The DtsJobs that use the Secret.
+        .flat_map(move |secret| {
+            let ns = secret.namespace().unwrap_or_default();
+            let name = secret.name_any();
+            let jobs = secret_jobs
+                .keys_where(|j| j.namespace() == ns && j.spec.credentials_secret.as_deref() == Some(name.as_str()));
+            if !jobs.is_empty() {
+                debug!(namespace = %ns, name = %name, jobs = jobs.len(), "Secret changed: reconciling the DtsJobs that use it");
+            }
+            futures::stream::iter(jobs.into_iter().map(Trigger::Job))
+        })
+        .boxed();
+    let defaults_changed = defaults_changes(ctx.clone(), store.clone());
 
     // Gaining the Lease re-reconciles everything: work skipped while standby
     // (or left pending by a leader that died) is picked up at once.
@@ -257,7 +267,9 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
             }
             warn!("lost the Lease: no more DTS calls or status writes until it is regained");
         }
-    });
+    })
+    .map(|()| Trigger::All)
+    .boxed();
 
     // The observer reads DTS in batches into ctx.view and asks for a
     // reconcile of each DtsJob whose view changed. It stops with the
@@ -271,7 +283,7 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
         info!(interval = ?args.poll_interval, "observing DTS (batched DescribeDtsJobs)");
         let observer = Observer::new(
             ctx.clone(),
-            reader.clone(),
+            store.clone(),
             args.poll_interval,
             observed_tx,
             leader.clone(),
@@ -279,35 +291,26 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
         );
         Some(tokio::spawn(observer.run(stopped(stop_rx.clone()))))
     };
-    let observed = futures::stream::poll_fn(move |cx| observed_rx.poll_recv(cx));
+    let observed = futures::stream::poll_fn(move |cx| observed_rx.poll_recv(cx))
+        .map(Trigger::Job)
+        .boxed();
 
-    let config = kube::runtime::controller::Config::default().concurrency(args.max_concurrent_reconciles);
-    let controller = Controller::for_stream(jobs, reader)
-        .with_config(config)
-        .watches_stream(secrets, move |secret| {
-            let ns = secret.namespace();
-            let name = secret.name_any();
-            store
-                .state()
-                .into_iter()
-                .filter(|j| j.namespace() == ns && j.spec.credentials_secret.as_deref() == Some(name.as_str()))
-                .map(|j| ObjectRef::from_obj(&*j))
-                .collect::<Vec<_>>()
-        })
-        .reconcile_all_on(became_leader)
-        .reconcile_on(observed)
-        .reconcile_on(circuit_changed)
-        .reconcile_on(defaults_changed)
-        .graceful_shutdown_on(stopped(stop_rx));
-
-    controller
-        .run(controller::reconcile, controller::error_policy, ctx.clone())
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                warn!(error = %e, "controller error");
-            }
-        })
-        .await;
+    let reconcile_ctx = ctx.clone();
+    runner::run(
+        store,
+        vec![
+            jobs,
+            secrets,
+            became_leader,
+            observed,
+            circuit_changed,
+            defaults_changed,
+        ],
+        usize::from(args.max_concurrent_reconciles),
+        stopped(stop_rx),
+        move |job| controller::run(job, reconcile_ctx.clone()),
+    )
+    .await;
     if let Some(task) = observer_task {
         let _ = task.await;
         info!("observer stopped");
@@ -339,10 +342,7 @@ const DEFAULTS_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 /// token or new RRSA credentials): a job that failed terminally on the old
 /// credentials is then tried again (the version is in its fingerprint).
 /// Reads a few small files every [`DEFAULTS_POLL`]; never calls STS.
-fn defaults_changes(
-    ctx: Arc<Context>,
-    store: reflector::Store<CachedJob>,
-) -> futures::stream::BoxStream<'static, ObjectRef<CachedJob>> {
+fn defaults_changes(ctx: Arc<Context>, store: JobStore) -> BoxStream<'static, Trigger> {
     use credentials::defaults::DefaultSource;
     if !matches!(
         ctx.credentials.defaults(),
@@ -350,7 +350,7 @@ fn defaults_changes(
     ) {
         return futures::stream::pending().boxed();
     }
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<ObjectRef<CachedJob>>(1024);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<JobKey>(1024);
     tokio::spawn(async move {
         let mut last = ctx.credentials.defaults_version();
         let mut tick = tokio::time::interval(DEFAULTS_POLL);
@@ -362,12 +362,7 @@ fn defaults_changes(
                 continue;
             }
             last = now;
-            let jobs: Vec<_> = store
-                .state()
-                .iter()
-                .filter(|j| j.spec.credentials_secret.is_none())
-                .map(|j| ObjectRef::from_obj(&**j))
-                .collect();
+            let jobs = store.keys_where(|j| j.spec.credentials_secret.is_none());
             info!(
                 jobs = jobs.len(),
                 "the default credentials changed; reconciling the DtsJobs that use them"
@@ -379,23 +374,32 @@ fn defaults_changes(
             }
         }
     });
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+        .map(Trigger::Job)
+        .boxed()
 }
 
-/// Drops the backoff entry of a deleted DtsJob, and after a relist (which
-/// reports no deletions) every entry whose object is gone from the cache.
-fn forget_deleted(backoff: &Backoff, event: &watcher::Event<CachedJob>, store: &reflector::Store<CachedJob>) {
-    match event {
-        watcher::Event::Delete(job) => {
-            if let Some(uid) = job.uid() {
+/// What a change of the DtsJob watch asks of the runner: a reconcile of
+/// a job added or changed in what a reconcile acts on (not the operator's
+/// own status writes); for a job gone, its trigger hash and backoff are
+/// forgotten. Watch errors are logged (the watch retries with its backoff).
+fn take(change: Result<Change, watcher::Error>, triggers: &Triggers, backoff: &Backoff) -> Option<Trigger> {
+    match change {
+        Ok(Change::Applied { key, identity, trigger }) => {
+            triggers.changed(identity, trigger).then_some(Trigger::Job(key))
+        }
+        Ok(Change::Deleted { identity, uid, .. }) => {
+            triggers.forget(identity);
+            if let Some(uid) = uid {
                 backoff.forget(&uid);
             }
+            None
         }
-        watcher::Event::InitDone => {
-            let live = store.state().iter().filter_map(|j| j.uid()).collect();
-            backoff.retain(&live);
+        Ok(Change::Synced) => None,
+        Err(e) => {
+            warn!(error = %e, "DtsJob watch error; retrying");
+            None
         }
-        _ => {}
     }
 }
 
@@ -433,42 +437,68 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn job(name: &str, uid: &str) -> CachedJob {
+    fn job(name: &str, uid: &str, generation: i64, phase: &str) -> WatchedJob {
         serde_json::from_value(serde_json::json!({
             "apiVersion": "kubedts.io/v1alpha1", "kind": "DtsJob",
-            "metadata": {"name": name, "namespace": "ns", "uid": uid},
-            "spec": {"jobId": "j", "regionId": "cn-hangzhou"}
+            "metadata": {"name": name, "namespace": "ns", "uid": uid, "generation": generation},
+            "spec": {"jobId": "j", "regionId": "cn-hangzhou"},
+            "status": {"phase": phase}
         }))
         .unwrap()
     }
 
     #[test]
-    fn the_watch_drops_the_backoff_of_deleted_jobs() {
+    fn the_watch_triggers_on_changes_and_forgets_the_backoff_of_jobs_gone() {
         let backoff = Backoff::new(Duration::from_secs(60), Duration::from_secs(300));
-        let (reader, mut writer) = reflector::store::<CachedJob>();
-        for (name, uid) in [("a", "uid-a"), ("b", "uid-b"), ("c", "uid-c")] {
-            let ev = watcher::Event::Apply(job(name, uid));
-            writer.apply_watcher_event(&ev);
+        let triggers = Triggers::default();
+        let mut writer = ScopedWriter::new(JobStore::default(), 1);
+        let ns = Some("ns".to_owned());
+        let mut feed = |event| {
+            writer
+                .apply(&ns, event)
+                .into_iter()
+                .filter_map(|c| take(Ok(c), &triggers, &backoff))
+                .collect::<Vec<_>>()
+        };
+        let a = Trigger::Job(JobKey::new("ns", "a"));
+        assert_eq!(
+            feed(watcher::Event::Apply(job("a", "uid-a", 1, "Running"))),
+            vec![a.clone()]
+        );
+        assert_eq!(
+            feed(watcher::Event::Apply(job("a", "uid-a", 1, "Stopped"))),
+            [],
+            "the operator's own status write"
+        );
+        assert_eq!(
+            feed(watcher::Event::Apply(job("a", "uid-a", 2, "Stopped"))),
+            vec![a.clone()]
+        );
+        for (name, uid) in [("b", "uid-b"), ("c", "uid-c")] {
+            feed(watcher::Event::Apply(job(name, uid, 1, "Running")));
+        }
+        for uid in ["uid-a", "uid-b", "uid-c"] {
             backoff.failed(uid, None, None);
         }
         // A delete seen by the watch.
-        let gone = watcher::Event::Delete(job("a", "uid-a"));
-        writer.apply_watcher_event(&gone);
-        forget_deleted(&backoff, &gone, &reader);
+        assert_eq!(feed(watcher::Event::Delete(job("a", "uid-a", 2, "Stopped"))), []);
         assert_eq!(backoff.remaining("uid-a", None), None);
         assert!(backoff.remaining("uid-b", None).is_some());
-
         // A delete missed during a watch gap: the relist no longer has "b".
         for ev in [
             watcher::Event::Init,
-            watcher::Event::InitApply(job("c", "uid-c")),
+            watcher::Event::InitApply(job("c", "uid-c", 1, "Running")),
             watcher::Event::InitDone,
         ] {
-            writer.apply_watcher_event(&ev);
-            forget_deleted(&backoff, &ev, &reader);
+            assert_eq!(feed(ev), [], "nothing changed for c");
         }
         assert_eq!(backoff.remaining("uid-b", None), None, "relisted away");
         assert!(backoff.remaining("uid-c", None).is_some(), "still there, still waiting");
         assert_eq!(backoff.len(), 1);
+        assert_eq!(
+            feed(watcher::Event::Apply(job("a", "uid-a2", 1, "Running"))),
+            [a],
+            "created anew under the old name"
+        );
     }
 }

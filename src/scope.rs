@@ -7,18 +7,22 @@
 //! With several namespaces there is one watch per namespace, all feeding one
 //! store. kube-runtime's reflector treats every relist as the whole store
 //! (it swaps in the listed objects), so one namespace's relist would drop
-//! every other namespace's objects. [`ScopedWriter`] applies the events
-//! itself instead: a relist of one watch replaces only what that watch
-//! covers, and the objects it no longer lists are deleted from the store
-//! (with a `Delete` passed on, so the backoff of such a job is forgotten).
+//! every other namespace's objects. [`ScopedWriter`] applies the events to
+//! the operator's store ([`JobStore`]) itself: a relist of one watch
+//! replaces only what that watch covers, and the objects it no longer lists
+//! are deleted from the store (with a [`Change::Deleted`] passed on, so the
+//! backoff of such a job is forgotten).
 
 use std::collections::{HashMap, HashSet};
 
 use futures::{Stream, StreamExt};
 use kube::api::Api;
-use kube::runtime::reflector::{store::Writer, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, Resource};
+
+use crate::cache::{CachedJob, WatchedJob};
+use crate::store::{JobKey, JobStore};
+use crate::triggers;
 
 /// The scope of one replica set.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -91,27 +95,62 @@ where
     futures::stream::select_all(streams)
 }
 
+/// What the store's watch reports, after the store took it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A DtsJob was added or changed.
+    Applied {
+        key: JobKey,
+        /// [`triggers::identity`] of the object.
+        identity: u64,
+        /// [`triggers::trigger_hash`] of the object.
+        trigger: u64,
+    },
+    /// A DtsJob is gone: deleted, missing from a relist, or replaced by
+    /// another object of the same name (a new uid).
+    Deleted {
+        key: JobKey,
+        identity: u64,
+        uid: Option<String>,
+    },
+    /// Every watch has listed once.
+    Synced,
+}
+
+impl Change {
+    fn applied(job: &WatchedJob, key: JobKey) -> Self {
+        Change::Applied {
+            key,
+            identity: triggers::identity(job),
+            trigger: triggers::trigger_hash(job),
+        }
+    }
+
+    fn gone(entry: &CachedJob) -> Self {
+        Change::Deleted {
+            key: entry.key().clone(),
+            identity: entry.identity(),
+            // Rare: unpacked only for a job gone by a relist or replaced.
+            uid: entry.job().ok().and_then(|j| j.metadata.uid),
+        }
+    }
+}
+
 /// Applies tagged events to one store so that each watch's relist replaces
-/// only that watch's objects. The store is marked ready at once (empty):
-/// the controller then runs each object as its event arrives, and
-/// [`ScopedWriter::apply`] reports when every watch has listed.
-pub struct ScopedWriter<K: Resource<DynamicType = ()> + Clone + 'static> {
-    writer: Writer<K>,
-    reader: Store<K>,
+/// only that watch's objects.
+pub struct ScopedWriter {
+    store: JobStore,
     watches: usize,
     /// The objects listed so far by each watch that is relisting.
-    relisting: HashMap<Option<String>, HashSet<ObjectRef<K>>>,
+    relisting: HashMap<Option<String>, HashSet<JobKey>>,
     listed: HashSet<Option<String>>,
     synced: bool,
 }
 
-impl<K: Resource<DynamicType = ()> + Clone + 'static> ScopedWriter<K> {
-    pub fn new(mut writer: Writer<K>, watches: usize) -> Self {
-        writer.apply_watcher_event(&watcher::Event::Init);
-        writer.apply_watcher_event(&watcher::Event::InitDone);
+impl ScopedWriter {
+    pub fn new(store: JobStore, watches: usize) -> Self {
         Self {
-            reader: writer.as_reader(),
-            writer,
+            store,
             watches,
             relisting: HashMap::new(),
             listed: HashSet::new(),
@@ -119,65 +158,78 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> ScopedWriter<K> {
         }
     }
 
+    /// Stores `job`; a different object of the same name stored before
+    /// is reported gone first.
+    fn store(&mut self, job: WatchedJob, out: &mut Vec<Change>) -> JobKey {
+        let key = JobKey::new(
+            job.0.metadata.namespace.as_deref().unwrap_or_default(),
+            job.0.metadata.name.as_deref().unwrap_or_default(),
+        );
+        let identity = triggers::identity(&job);
+        if let Some(old) = self.store.get(&key).filter(|old| old.identity() != identity) {
+            out.push(Change::gone(&old));
+        }
+        out.push(Change::applied(&job, key.clone()));
+        self.store.apply(job.0)
+    }
+
     /// Applies one event of watch `ns` and returns what to pass on: each
-    /// object applied (`Apply`) or removed (`Delete`), and once, when every
-    /// watch has listed for the first time, `InitDone`.
-    pub fn apply(&mut self, ns: &Option<String>, event: watcher::Event<K>) -> Vec<watcher::Event<K>> {
+    /// object applied or removed, and once, when every watch has listed
+    /// for the first time, `Synced`.
+    pub fn apply(&mut self, ns: &Option<String>, event: watcher::Event<WatchedJob>) -> Vec<Change> {
+        let mut out = Vec::new();
         match event {
-            watcher::Event::Apply(obj) => {
-                self.writer.apply_watcher_event(&watcher::Event::Apply(obj.clone()));
-                vec![watcher::Event::Apply(obj)]
+            watcher::Event::Apply(job) => {
+                self.store(job, &mut out);
             }
-            watcher::Event::Delete(obj) => {
-                self.writer.apply_watcher_event(&watcher::Event::Delete(obj.clone()));
-                vec![watcher::Event::Delete(obj)]
+            watcher::Event::Delete(job) => {
+                let meta = &job.0.metadata;
+                let key = JobKey::new(
+                    meta.namespace.as_deref().unwrap_or_default(),
+                    meta.name.as_deref().unwrap_or_default(),
+                );
+                self.store.remove(&key);
+                out.push(Change::Deleted {
+                    key,
+                    identity: triggers::identity(&job),
+                    uid: meta.uid.clone(),
+                });
             }
             watcher::Event::Init => {
                 self.relisting.insert(ns.clone(), HashSet::new());
-                Vec::new()
             }
-            watcher::Event::InitApply(obj) => {
+            watcher::Event::InitApply(job) => {
+                let key = self.store(job, &mut out);
                 if let Some(listed) = self.relisting.get_mut(ns) {
-                    listed.insert(ObjectRef::from_obj(&obj));
+                    listed.insert(key);
                 }
-                self.writer.apply_watcher_event(&watcher::Event::Apply(obj.clone()));
-                vec![watcher::Event::Apply(obj)]
             }
             watcher::Event::InitDone => {
                 let listed = self.relisting.remove(ns).unwrap_or_default();
-                let gone: Vec<K> = self
-                    .reader
-                    .state()
-                    .iter()
-                    .filter(|o| ns.is_none() || o.namespace() == *ns)
-                    .filter(|o| !listed.contains(&ObjectRef::from_obj(&***o)))
-                    .map(|o| (**o).clone())
-                    .collect();
-                let mut out = Vec::with_capacity(gone.len() + 1);
-                for obj in gone {
-                    self.writer.apply_watcher_event(&watcher::Event::Delete(obj.clone()));
-                    out.push(watcher::Event::Delete(obj));
+                let gone = self
+                    .store
+                    .keys_where(|j| ns.as_deref().is_none_or(|ns| j.namespace() == ns) && !listed.contains(j.key()));
+                for key in gone {
+                    if let Some(entry) = self.store.remove(&key) {
+                        out.push(Change::gone(&entry));
+                    }
                 }
                 self.listed.insert(ns.clone());
                 if !self.synced && self.listed.len() >= self.watches {
                     self.synced = true;
-                    out.push(watcher::Event::InitDone);
+                    out.push(Change::Synced);
                 }
-                out
             }
         }
+        out
     }
 }
 
 /// The tagged events applied through `writer`, with watch errors passed on
 /// (the watches retry with their backoff).
-pub fn reflect<K, S>(
-    events: S,
-    mut writer: ScopedWriter<K>,
-) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send
+pub fn reflect<S>(events: S, mut writer: ScopedWriter) -> impl Stream<Item = Result<Change, watcher::Error>> + Send
 where
-    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
-    S: Stream<Item = Tagged<K>> + Send,
+    S: Stream<Item = Tagged<WatchedJob>> + Send,
 {
     events
         .map(move |(ns, event)| match event {
@@ -190,29 +242,27 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::DtsJob;
-    use kube::runtime::reflector;
 
-    fn job(ns: &str, name: &str, generation: i64) -> DtsJob {
+    fn job(ns: &str, name: &str, generation: i64) -> WatchedJob {
+        job_uid(ns, name, generation, &format!("uid-{name}"))
+    }
+
+    fn job_uid(ns: &str, name: &str, generation: i64, uid: &str) -> WatchedJob {
         serde_json::from_value(serde_json::json!({
             "apiVersion": "kubedts.io/v1alpha1", "kind": "DtsJob",
-            "metadata": {"name": name, "namespace": ns, "generation": generation},
+            "metadata": {"name": name, "namespace": ns, "generation": generation, "uid": uid},
             "spec": {"jobId": "j", "regionId": "cn-hangzhou"}
         }))
         .unwrap()
     }
 
-    fn names(store: &Store<DtsJob>) -> Vec<String> {
-        let mut v: Vec<String> = store
-            .state()
-            .iter()
-            .map(|j| format!("{}/{}", j.namespace().unwrap(), j.name_any()))
-            .collect();
+    fn names(store: &JobStore) -> Vec<String> {
+        let mut v: Vec<String> = store.state().iter().map(|j| j.key().to_string()).collect();
         v.sort();
         v
     }
 
-    fn list(w: &mut ScopedWriter<DtsJob>, ns: &str, jobs: &[DtsJob]) -> Vec<watcher::Event<DtsJob>> {
+    fn list(w: &mut ScopedWriter, ns: &str, jobs: &[WatchedJob]) -> Vec<Change> {
         let ns = Some(ns.to_owned());
         let mut out = w.apply(&ns, watcher::Event::Init);
         for j in jobs {
@@ -222,61 +272,69 @@ mod tests {
         out
     }
 
+    fn deleted(changes: &[Change]) -> Vec<(String, Option<String>)> {
+        changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Deleted { key, uid, .. } => Some((key.to_string(), uid.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
     #[test]
     fn one_namespace_relisting_keeps_the_others_objects() {
-        let (reader, writer) = reflector::store::<DtsJob>();
-        let mut w = ScopedWriter::new(writer, 2);
+        let store = JobStore::default();
+        let mut w = ScopedWriter::new(store.clone(), 2);
         let first = list(&mut w, "a", &[job("a", "one", 1), job("a", "two", 1)]);
-        assert!(
-            !first.iter().any(|e| matches!(e, watcher::Event::InitDone)),
-            "not synced until every watch listed"
-        );
+        assert!(!first.contains(&Change::Synced), "not synced until every watch listed");
         let second = list(&mut w, "b", &[job("b", "three", 1)]);
-        assert!(matches!(second.last(), Some(watcher::Event::InitDone)), "synced once");
-        assert_eq!(names(&reader), ["a/one", "a/two", "b/three"]);
+        assert_eq!(second.last(), Some(&Change::Synced), "synced once");
+        assert_eq!(names(&store), ["a/one", "a/two", "b/three"]);
 
         // Namespace a relists after a watch gap in which "two" was deleted.
         let relist = list(&mut w, "a", &[job("a", "one", 2)]);
-        assert_eq!(names(&reader), ["a/one", "b/three"], "b is untouched");
-        assert!(relist
-            .iter()
-            .any(|e| matches!(e, watcher::Event::Delete(j) if j.name_any() == "two")));
-        assert!(
-            !relist.iter().any(|e| matches!(e, watcher::Event::InitDone)),
-            "InitDone only once"
+        assert_eq!(names(&store), ["a/one", "b/three"], "b is untouched");
+        assert_eq!(deleted(&relist), [("a/two".to_owned(), Some("uid-two".to_owned()))]);
+        assert!(!relist.contains(&Change::Synced), "Synced only once");
+        let one = store.get(&JobKey::new("a", "one")).unwrap();
+        assert_eq!(
+            one.job().unwrap().metadata.generation,
+            Some(2),
+            "the relisted version is stored"
         );
-        let one = reader.get(&ObjectRef::new("one").within("a")).unwrap();
-        assert_eq!(one.metadata.generation, Some(2), "the relisted version is stored");
     }
 
-    #[tokio::test]
-    async fn the_store_is_ready_and_events_pass_through() {
-        let (reader, writer) = reflector::store::<DtsJob>();
-        let mut w = ScopedWriter::new(writer, 1);
-        tokio::time::timeout(std::time::Duration::from_secs(1), reader.wait_until_ready())
-            .await
-            .expect("ready at once")
-            .expect("ready");
+    #[test]
+    fn events_pass_through_and_a_recreated_object_reports_the_old_one_gone() {
+        let store = JobStore::default();
+        let mut w = ScopedWriter::new(store.clone(), 1);
         let ns = Some("a".to_owned());
         let out = w.apply(&ns, watcher::Event::Apply(job("a", "x", 1)));
-        assert!(matches!(out.as_slice(), [watcher::Event::Apply(_)]));
-        assert_eq!(names(&reader), ["a/x"]);
-        w.apply(&ns, watcher::Event::Delete(job("a", "x", 1)));
-        assert!(names(&reader).is_empty());
+        assert!(matches!(out.as_slice(), [Change::Applied { key, .. }] if key.to_string() == "a/x"));
+        assert_eq!(names(&store), ["a/x"]);
+        let again = w.apply(&ns, watcher::Event::Apply(job("a", "x", 2)));
+        assert!(deleted(&again).is_empty(), "a new version of the same object");
+        let recreated = w.apply(&ns, watcher::Event::Apply(job_uid("a", "x", 1, "uid-new")));
+        assert_eq!(deleted(&recreated), [("a/x".to_owned(), Some("uid-x".to_owned()))]);
+        let gone = w.apply(&ns, watcher::Event::Delete(job_uid("a", "x", 1, "uid-new")));
+        assert_eq!(deleted(&gone), [("a/x".to_owned(), Some("uid-new".to_owned()))]);
+        assert!(names(&store).is_empty());
     }
 
     #[test]
     fn an_all_namespaces_relist_replaces_everything() {
-        let (reader, writer) = reflector::store::<DtsJob>();
-        let mut w = ScopedWriter::new(writer, 1);
+        let store = JobStore::default();
+        let mut w = ScopedWriter::new(store.clone(), 1);
         let all = None;
         for j in [job("a", "x", 1), job("b", "y", 1)] {
             w.apply(&all, watcher::Event::Apply(j));
         }
         w.apply(&all, watcher::Event::Init);
         w.apply(&all, watcher::Event::InitApply(job("b", "y", 1)));
-        w.apply(&all, watcher::Event::InitDone);
-        assert_eq!(names(&reader), ["b/y"]);
+        let done = w.apply(&all, watcher::Event::InitDone);
+        assert_eq!(names(&store), ["b/y"]);
+        assert_eq!(deleted(&done), [("a/x".to_owned(), Some("uid-x".to_owned()))]);
     }
 
     #[test]

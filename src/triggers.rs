@@ -8,7 +8,7 @@
 //! bytes a DtsJob (a 64-bit hash of namespace, name and uid, and the
 //! trigger hash) and forgets deleted objects.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
 
@@ -33,10 +33,15 @@ pub fn trigger_hash(job: &impl Resource) -> u64 {
 /// The object's identity as one number: a DtsJob recreated under the same
 /// name (a new uid) is another object. SipHash with fixed keys; two of
 /// 10,000 objects colliding has odds of about 3 in 10^12.
-fn identity(job: &impl Resource) -> u64 {
-    let mut h = DefaultHasher::new();
+pub fn identity(job: &impl Resource) -> u64 {
     let meta = job.meta();
-    (meta.namespace.as_deref(), meta.name.as_deref(), meta.uid.as_deref()).hash(&mut h);
+    identity_of(meta.namespace.as_deref(), meta.name.as_deref(), meta.uid.as_deref())
+}
+
+/// [`identity`] of the object with this namespace, name and uid.
+pub fn identity_of(namespace: Option<&str>, name: Option<&str>, uid: Option<&str>) -> u64 {
+    let mut h = DefaultHasher::new();
+    (namespace, name, uid).hash(&mut h);
     h.finish()
 }
 
@@ -47,28 +52,22 @@ pub struct Triggers {
 }
 
 impl Triggers {
-    /// Whether `job` is worth a reconcile: first seen, or its trigger hash
+    /// Whether the object of `identity`, whose trigger hash is now
+    /// `trigger`, is worth a reconcile: first seen, or its trigger hash
     /// changed since the last one passed on.
-    pub fn changed(&self, job: &impl Resource) -> bool {
+    pub fn changed(&self, identity: u64, trigger: u64) -> bool {
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        let hash = trigger_hash(job);
-        last.insert(identity(job), hash) != Some(hash)
+        last.insert(identity, trigger) != Some(trigger)
     }
 
     /// Forgets a deleted object (a new one of the same name and uid would
-    /// trigger again).
-    pub fn forget(&self, job: &impl Resource) {
+    /// trigger again). A map left mostly empty gives its room back.
+    pub fn forget(&self, identity: u64) {
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        last.remove(&identity(job));
-    }
-
-    /// Keeps only the objects of `live` (after a relist, which reports no
-    /// deletions).
-    pub fn retain<'a, K: Resource + 'a>(&self, live: impl IntoIterator<Item = &'a K>) {
-        let keep: HashSet<u64> = live.into_iter().map(|k| identity(k)).collect();
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        last.retain(|k, _| keep.contains(k));
-        last.shrink_to_fit();
+        last.remove(&identity);
+        if last.capacity() > 1024 && last.len() < last.capacity() / 4 {
+            last.shrink_to_fit();
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -96,34 +95,37 @@ mod tests {
         .unwrap()
     }
 
+    /// Passes `job` through `t` as the watch does.
+    fn seen(t: &Triggers, job: &DtsJob) -> bool {
+        t.changed(identity(job), trigger_hash(job))
+    }
+
     #[test]
     fn a_status_write_does_not_trigger_and_a_spec_change_does() {
         let t = Triggers::default();
-        assert!(t.changed(&job("u1", 1, "Running")), "first seen");
-        assert!(!t.changed(&job("u1", 1, "Stopping")), "the operator's own status write");
-        assert!(t.changed(&job("u1", 2, "Stopping")), "a new generation");
-        assert!(!t.changed(&job("u1", 2, "Stopped")));
+        assert!(seen(&t, &job("u1", 1, "Running")), "first seen");
+        assert!(!seen(&t, &job("u1", 1, "Stopping")), "the operator's own status write");
+        assert!(seen(&t, &job("u1", 2, "Stopping")), "a new generation");
+        assert!(!seen(&t, &job("u1", 2, "Stopped")));
         let mut paused = job("u1", 2, "Stopped");
         paused.annotations_mut().insert(PAUSED.into(), "true".into());
-        assert!(t.changed(&paused), "the paused annotation");
+        assert!(seen(&t, &paused), "the paused annotation");
         assert!(
-            t.changed(&job("u2", 2, "Stopped")),
+            seen(&t, &job("u2", 2, "Stopped")),
             "recreated under the same name: a new uid"
         );
         assert_eq!(t.len(), 2);
     }
 
     #[test]
-    fn deleted_and_relisted_away_objects_are_forgotten() {
+    fn deleted_objects_are_forgotten() {
         let t = Triggers::default();
         let (a, b) = (job("u1", 1, "Running"), job("u2", 1, "Running"));
-        t.changed(&a);
-        t.changed(&b);
-        t.forget(&a);
+        seen(&t, &a);
+        seen(&t, &b);
+        t.forget(identity(&a));
         assert_eq!(t.len(), 1);
-        assert!(t.changed(&a), "seen anew after its deletion");
-        t.retain([&a]);
-        assert_eq!(t.len(), 1, "b is gone from the relist");
-        assert!(!t.changed(&a));
+        assert!(seen(&t, &a), "seen anew after its deletion");
+        assert!(!seen(&t, &b));
     }
 }

@@ -32,7 +32,6 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kube::runtime::controller::Action;
 use kube::{Client, ResourceExt};
 use tracing::{debug, warn, Instrument};
 
@@ -42,6 +41,7 @@ use crate::failpoint::failpoint;
 use crate::limits::{Limits, LimitsConfig};
 use crate::metrics::Metrics;
 use crate::reason::Reason;
+pub use crate::runner::Action;
 use act::DtsCaller;
 use backoff::Backoff;
 use decide::Decision;
@@ -176,6 +176,15 @@ impl Context {
     }
 }
 
+/// What the runner runs for a job: its reconcile, and on an error the
+/// requeue of [`error_policy`].
+pub async fn run(cached: Arc<CachedJob>, ctx: Arc<Context>) -> Action {
+    match reconcile(cached.clone(), ctx.clone()).await {
+        Ok(action) => action,
+        Err(e) => error_policy(&cached, &e, &ctx),
+    }
+}
+
 /// One reconcile of one DtsJob, inside the `reconcile` span: the cache
 /// entry unpacked, then the five steps.
 pub async fn reconcile(cached: Arc<CachedJob>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -198,10 +207,13 @@ async fn unpack(cached: &CachedJob, ctx: &Context) -> Result<DtsJob, Error> {
     match cached.job() {
         Ok(job) => Ok(job),
         Err(e) => {
-            let namespace = cached.namespace().ok_or(Error::NoNamespace)?;
-            warn!(namespace = %namespace, name = %cached.name_any(), error = %e, "reading the DtsJob from the API server");
-            let api: kube::Api<DtsJob> = kube::Api::namespaced(ctx.client.clone(), &namespace);
-            Ok(api.get(&cached.name_any()).await?)
+            let namespace = cached.namespace();
+            if namespace.is_empty() {
+                return Err(Error::NoNamespace);
+            }
+            warn!(namespace = %namespace, name = %cached.name(), error = %e, "reading the DtsJob from the API server");
+            let api: kube::Api<DtsJob> = kube::Api::namespaced(ctx.client.clone(), namespace);
+            Ok(api.get(cached.name()).await?)
         }
     }
 }
@@ -299,13 +311,13 @@ fn schedule(ctx: &Context, obs: &observe::Observed, next: Next) -> Action {
 }
 
 /// Requeue policy for reconcile errors: per-object backoff, never a hot loop.
-pub fn error_policy(job: Arc<CachedJob>, err: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(job: &CachedJob, err: &Error, ctx: &Context) -> Action {
     ctx.metrics.reconcile_failed(err.reason());
     let requested_at = job.annotations().get(crate::crd::RECONCILE_REQUESTED_AT);
-    let wait = ctx
-        .backoff
-        .failed(&job.uid().unwrap_or_default(), None, requested_at.map(String::as_str));
-    warn!(namespace = %job.namespace().unwrap_or_default(), name = %job.name_any(), reason = %err.reason(), error = %err, ?wait, "reconcile failed");
+    // The uid is packed: unpacked here, on the rare failure.
+    let uid = job.job().ok().and_then(|j| j.metadata.uid).unwrap_or_default();
+    let wait = ctx.backoff.failed(&uid, None, requested_at.map(String::as_str));
+    warn!(namespace = %job.namespace(), name = %job.name(), reason = %err.reason(), error = %err, ?wait, "reconcile failed");
     Action::requeue(wait)
 }
 

@@ -340,7 +340,7 @@ impl Harness {
     fn status(&self) -> DtsJobStatus {
         self.job().status.unwrap_or_default()
     }
-    async fn reconcile(&self) -> kube::runtime::controller::Action {
+    async fn reconcile(&self) -> crate::runner::Action {
         // A bounded wait: a reconcile stuck on the mock fails instead of hanging.
         let action = tokio::time::timeout(
             Duration::from_secs(30),
@@ -477,11 +477,7 @@ async fn retry_then_success() {
     let h = harness(json!({"jobId": "j1", "regionId": "cn-hangzhou", "desiredState": "Stopped"}));
     h.dts.script("StopDtsJob", vec![throttled(), throttled()]);
     let first = h.reconcile().await;
-    assert_ne!(
-        first,
-        kube::runtime::controller::Action::await_change(),
-        "a retry is scheduled"
-    );
+    assert_ne!(first, crate::runner::Action::await_change(), "a retry is scheduled");
     let r = h.direction("Forward");
     assert_eq!(r.state, DirectionState::Pending);
     assert_eq!(r.error_code.as_deref(), Some("Throttling.User"));
@@ -523,7 +519,7 @@ async fn terminal_error_is_not_retried_until_the_spec_changes() {
     );
     h.dts.script("DescribeDtsJobDetail", vec![Reply::Status("NotStarted")]);
     let action = h.reconcile().await;
-    assert_eq!(action, kube::runtime::controller::Action::await_change());
+    assert_eq!(action, crate::runner::Action::await_change());
     let r = h.direction("Forward");
     assert_eq!(r.state, DirectionState::Failed);
     assert_eq!(r.error_message.as_deref(), Some("The instance j1 is not found."));

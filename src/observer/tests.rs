@@ -10,17 +10,16 @@ use futures::future::BoxFuture;
 use http::{Request, Response};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::client::Body;
-use kube::runtime::reflector::{self, ObjectRef};
-use kube::runtime::watcher;
 use kube::Client;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 
 use super::*;
 use crate::controller::{Context, Settings};
-use crate::crd::{Direction, DtsJob};
+use crate::crd::{Direction, DtsJob, STOP_ON_DELETE_FINALIZER};
 use crate::leader::LeaderState;
 use crate::metrics::Metrics;
+use crate::store::{JobKey, JobStore};
 use crate::view::{DirectionView, DtsView};
 use dts_api::sign::Credentials;
 use dts_api::{ClientConfig, DtsClient, HttpRequest, HttpResponse, SignatureVersion, Transport, TransportError};
@@ -79,14 +78,14 @@ fn read_at(view: &DtsView, job_id: &str, at: &str) {
 }
 
 fn names(sel: &Selection) -> Vec<String> {
-    sel.due.iter().map(|d| d.object.name.clone()).collect()
+    sel.due.iter().map(|d| d.object.name().to_owned()).collect()
 }
 
 #[test]
 fn poll_intervals_parse_with_units_and_zero_is_off() {
     let with = |v: &str| {
         poll_interval(
-            &*job("a", "j", "cn-hangzhou", None, json!({POLL_INTERVAL: v})),
+            job("a", "j", "cn-hangzhou", None, json!({POLL_INTERVAL: v})).annotations(),
             FIVE_MINUTES,
         )
     };
@@ -99,7 +98,7 @@ fn poll_intervals_parse_with_units_and_zero_is_off() {
     assert_eq!(with("soon"), PollInterval::Unparsable("soon".into()));
     assert_eq!(with(""), PollInterval::Unparsable("".into()));
     assert_eq!(
-        poll_interval(&*plain("a"), FIVE_MINUTES),
+        poll_interval(plain("a").annotations(), FIVE_MINUTES),
         PollInterval::Every(FIVE_MINUTES),
         "no annotation: the flag"
     );
@@ -243,11 +242,12 @@ fn a_job_stopped_and_shown_finished_is_not_read_again() {
 #[test]
 fn paused_off_and_deleted_jobs_are_left_out() {
     let view = DtsView::default();
-    let mut deleting: CachedJob = (*plain("deleting")).clone();
+    let mut deleting: DtsJob = plain("deleting").job().unwrap();
     deleting.metadata.deletion_timestamp = Some(t("2026-12-01T00:00:00Z"));
     let mut finalized = deleting.clone();
     finalized.metadata.name = Some("finalized".into());
     finalized.metadata.finalizers = Some(vec![STOP_ON_DELETE_FINALIZER.into()]);
+    let (deleting, finalized): (CachedJob, CachedJob) = (deleting.into(), finalized.into());
     let jobs = vec![
         plain("plain"),
         job("paused", "dtsp", "cn-hangzhou", None, json!({PAUSED: "true"})),
@@ -316,7 +316,7 @@ fn the_newest_read_of_any_direction_counts() {
 
 fn due(name: &str, secret: Option<&str>, region: &str) -> Due {
     Due {
-        object: ObjectRef::new(name).within("ns"),
+        object: JobKey::new("ns", name),
         credentials: secret.map(|s| ("ns".to_owned(), s.to_owned())),
         region_id: region.into(),
         job_id: format!("dts{name}"),
@@ -378,7 +378,7 @@ fn jobs_are_grouped_by_access_key_and_region() {
 fn two_dtsjobs_of_one_dts_job_are_one_id() {
     let creds = HashMap::from([(None, Credentials::new("LTAIa", "secret-a"))]);
     let mut twin = due("x", None, "cn-hangzhou");
-    twin.object = ObjectRef::new("twin").within("ns");
+    twin.object = JobKey::new("ns", "twin");
     let groups = group(vec![due("x", None, "cn-hangzhou"), twin], &creds);
     assert_eq!(groups[0].chunks(), [vec!["dtsx".to_owned()]]);
 }
@@ -450,7 +450,7 @@ struct Fixture {
     ctx: Arc<Context>,
     dts: Arc<FakeDts>,
     observer: Observer,
-    triggered: mpsc::Receiver<ObjectRef<CachedJob>>,
+    triggered: mpsc::Receiver<JobKey>,
     _api: tower_test::mock::Handle<Request<Body>, Response<Body>>,
 }
 
@@ -481,9 +481,9 @@ fn fixture(jobs: &[Arc<CachedJob>], interval: Duration) -> Fixture {
         Arc::new(Metrics::unregistered()),
         Arc::new(|| true),
     ));
-    let (reader, mut writer) = reflector::store::<CachedJob>();
+    let store = JobStore::default();
     for j in jobs {
-        writer.apply_watcher_event(&watcher::Event::Apply((**j).clone()));
+        store.apply(j.job().unwrap());
         dts.statuses
             .lock()
             .unwrap()
@@ -491,7 +491,7 @@ fn fixture(jobs: &[Arc<CachedJob>], interval: Duration) -> Fixture {
     }
     let (tx, rx) = mpsc::channel(1024);
     let (_synced_tx, synced) = watch::channel(true);
-    let observer = Observer::new(ctx.clone(), reader, interval, tx, LeaderState::always_leader(), synced);
+    let observer = Observer::new(ctx.clone(), store, interval, tx, LeaderState::always_leader(), synced);
     Fixture {
         ctx,
         dts,
@@ -501,10 +501,10 @@ fn fixture(jobs: &[Arc<CachedJob>], interval: Duration) -> Fixture {
     }
 }
 
-fn drain(rx: &mut mpsc::Receiver<ObjectRef<CachedJob>>) -> Vec<String> {
+fn drain(rx: &mut mpsc::Receiver<JobKey>) -> Vec<String> {
     let mut out = Vec::new();
     while let Ok(o) = rx.try_recv() {
-        out.push(o.name);
+        out.push(o.name().to_owned());
     }
     out.sort();
     out
@@ -676,7 +676,7 @@ async fn run_polls_at_once_and_stops_on_request() {
         let _ = rx.wait_for(|s| *s).await;
     }));
     let first = tokio::time::timeout(Duration::from_secs(5), triggered.recv()).await;
-    assert_eq!(first.unwrap().unwrap().name, "a", "the first cycle runs at start");
+    assert_eq!(first.unwrap().unwrap().name(), "a", "the first cycle runs at start");
     stop_tx.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(5), task)
         .await
