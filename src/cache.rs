@@ -90,7 +90,16 @@ pub struct CachedJob {
     deleting: bool,
     /// The stop-on-delete finalizer is on the object.
     stop_on_delete: bool,
+    /// `metadata.resourceVersion` as a number (0 if it is not one): the
+    /// runner compares it with what a reconcile wrote.
+    resource_version: u64,
     body: Packed,
+}
+
+/// A resourceVersion as a number: kube-apiserver's are etcd revisions.
+/// 0 for none or one that is not a number (then nothing waits for it).
+pub fn parse_resource_version(rv: Option<&str>) -> u64 {
+    rv.and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
 /// What is packed: the spec, the status and the rest of the metadata
@@ -282,6 +291,7 @@ impl CachedJob {
         metadata.namespace = None;
         let annotations = metadata.annotations.take().map(Box::new);
         let deleting = metadata.deletion_timestamp.is_some();
+        let resource_version = parse_resource_version(metadata.resource_version.as_deref());
         let stop_on_delete = metadata
             .finalizers
             .as_ref()
@@ -294,6 +304,7 @@ impl CachedJob {
             annotations,
             deleting,
             stop_on_delete,
+            resource_version,
             body: Packed::pack(&Body { spec, status, metadata }),
         }
     }
@@ -345,6 +356,11 @@ impl CachedJob {
     /// The stop-on-delete finalizer is on it.
     pub fn stop_on_delete(&self) -> bool {
         self.stop_on_delete
+    }
+
+    /// Its resourceVersion as a number (0 if it is not one).
+    pub fn resource_version(&self) -> u64 {
+        self.resource_version
     }
 
     pub fn glance(&self) -> &Glance {

@@ -11,6 +11,10 @@
 //!   flips is worked off at that width);
 //! * each reconcile runs the job's latest version from the store when its
 //!   turn comes; a job deleted meanwhile is not reconciled;
+//! * a job run again soon after a reconcile that wrote it waits (up to
+//!   [`CATCH_UP`]) until the store shows that write, so it never decides
+//!   on the version before its own last write (kube-runtime does not
+//!   wait: such a run then makes a needless DTS read and ends in a 409);
 //! * on shutdown no new reconcile starts and the ones running finish.
 //!
 //! Each reconcile is its own task, so both cores work on a burst and a
@@ -35,6 +39,8 @@ use crate::store::{JobKey, JobStore};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Action {
     requeue_after: Option<Duration>,
+    /// The resourceVersion the reconcile's last write made (0: none).
+    wrote: u64,
 }
 
 impl Action {
@@ -42,16 +48,35 @@ impl Action {
     pub const fn requeue(duration: Duration) -> Self {
         Self {
             requeue_after: Some(duration),
+            wrote: 0,
         }
     }
 
     /// Reconcile again only on a trigger.
     pub const fn await_change() -> Self {
-        Self { requeue_after: None }
+        Self {
+            requeue_after: None,
+            wrote: 0,
+        }
+    }
+
+    /// The reconcile wrote the object, making `resource_version` (0: it
+    /// wrote nothing, or the version is not a number): a run of the job
+    /// soon after waits until the store has that version (see [`CATCH_UP`]).
+    pub const fn after_write(self, resource_version: u64) -> Self {
+        Self {
+            wrote: resource_version,
+            ..self
+        }
     }
 
     pub fn requeue_after(&self) -> Option<Duration> {
         self.requeue_after
+    }
+
+    /// What [`Action::after_write`] set.
+    pub fn wrote(&self) -> Option<u64> {
+        (self.wrote != 0).then_some(self.wrote)
     }
 }
 
@@ -63,6 +88,16 @@ pub enum Trigger {
     /// Every job in the store, now (leadership gained).
     All,
 }
+
+/// How long a job whose reconcile just wrote it waits, at most, for the
+/// store to show that write before it runs again. The watch delivers a
+/// write within milliseconds; a run on the version before would decide on
+/// a status without its own last write (a DescribeDtsJobDetail for a
+/// direction it sees still `Stopping`, then a 409).
+pub const CATCH_UP: Duration = Duration::from_secs(2);
+
+/// How often a job waiting for its write to reach the store looks again.
+const CATCH_UP_TICK: Duration = Duration::from_millis(10);
 
 /// After a reconcile panicked: when to try the job again.
 const PANIC_RETRY: Duration = Duration::from_secs(300);
@@ -123,6 +158,10 @@ struct Work {
     running: HashSet<JobKey>,
     /// Jobs triggered while in reconcile, and when they are wanted again.
     again: HashMap<JobKey, Instant>,
+    /// Jobs to run again soon after a reconcile that wrote them: the
+    /// resourceVersion it wrote, and until when to wait for the store to
+    /// show it.
+    catch_up: HashMap<JobKey, (u64, Instant)>,
 }
 
 impl Work {
@@ -140,7 +179,12 @@ impl Work {
     fn finished(&mut self, key: JobKey, action: Action) {
         self.running.remove(&key);
         let now = Instant::now();
-        if let Some(at) = self.again.remove(&key) {
+        let again = self.again.remove(&key);
+        let soon = again.is_some() || action.requeue_after().is_some_and(|after| after < CATCH_UP);
+        if let Some(rv) = action.wrote().filter(|_| soon) {
+            self.catch_up.insert(key.clone(), (rv, now + CATCH_UP));
+        }
+        if let Some(at) = again {
             debug!(namespace = %key.namespace(), name = %key.name(), "triggered during its reconcile: queued again");
             self.queue.schedule(key.clone(), at);
         }
@@ -151,6 +195,23 @@ impl Work {
             self.running.shrink_to(64);
             self.again.shrink_to(64);
         }
+    }
+
+    /// Whether `job`, due now, still waits for its last write to reach the
+    /// store (then it is queued to look again shortly).
+    fn behind(&mut self, job: &CachedJob, now: Instant) -> bool {
+        let Some(&(rv, until)) = self.catch_up.get(job.key()) else {
+            return false;
+        };
+        if job.resource_version() < rv && now < until {
+            self.queue.schedule(job.key().clone(), now + CATCH_UP_TICK);
+            return true;
+        }
+        self.catch_up.remove(job.key());
+        if self.catch_up.is_empty() {
+            self.catch_up.shrink_to(64);
+        }
+        false
     }
 }
 
@@ -191,8 +252,12 @@ pub async fn run<F, Fut>(
                     continue;
                 }
                 let Some(job) = store.get(&key) else {
+                    work.catch_up.remove(&key);
                     continue; // deleted since it was queued
                 };
+                if work.behind(&job, now) {
+                    continue;
+                }
                 work.running.insert(key.clone());
                 let reconciling = reconcile(job);
                 let task_key = key.clone();

@@ -247,11 +247,15 @@ async fn decide_and_act(job: &DtsJob, ctx: &Context, obs: &mut observe::Observed
     }
     let obs = &*obs;
     debug!(?decision, "decided");
+    // The newest resourceVersion this reconcile wrote: the runner runs
+    // the job again only once its store has caught up with it.
+    let mut wrote = 0;
     let acted = match &decision {
         Decision::Call(call) if call.marked => {
             failpoint!("mark-before");
             match write::status(ctx, obs, &call.base, obs.resource_version.as_deref()).await? {
-                Written::Ok => {
+                Written::Ok(rv) => {
+                    wrote = rv;
                     failpoint!("mark-after");
                     Acted::Calls(act::run(&ctx.dts, &ctx.view, obs, call).await)
                 }
@@ -260,7 +264,10 @@ async fn decide_and_act(job: &DtsJob, ctx: &Context, obs: &mut observe::Observed
         }
         Decision::Call(call) => Acted::Calls(act::run(&ctx.dts, &ctx.view, obs, call).await),
         Decision::Finalizer(add) => match write::finalizer(ctx, obs, *add).await? {
-            Written::Ok => Acted::NoCall,
+            Written::Ok(rv) => {
+                wrote = rv;
+                Acted::NoCall
+            }
             Written::Conflict | Written::NotLeader => Acted::Refused,
         },
         _ => Acted::NoCall,
@@ -269,16 +276,20 @@ async fn decide_and_act(job: &DtsJob, ctx: &Context, obs: &mut observe::Observed
     observe::note_answers(ctx, obs, &acted);
     let outcome = record::record(obs, &decision, acted);
     if let Some(w) = &outcome.write {
-        if write::status(ctx, obs, &w.status, w.precondition.as_deref()).await? == Written::Conflict {
-            debug!("status changed since it was observed; deciding again");
-            return Ok(Action::requeue(CONFLICT_RETRY));
+        match write::status(ctx, obs, &w.status, w.precondition.as_deref()).await? {
+            Written::Conflict => {
+                debug!("status changed since it was observed; deciding again");
+                return Ok(Action::requeue(CONFLICT_RETRY).after_write(wrote));
+            }
+            Written::Ok(rv) => wrote = rv,
+            Written::NotLeader => {}
         }
         if called {
             failpoint!("status-after");
         }
     }
     write::events(ctx, job, &outcome.events);
-    Ok(schedule(ctx, obs, outcome.next))
+    Ok(schedule(ctx, obs, outcome.next).after_write(wrote))
 }
 
 /// Turns [`Next`] into the controller's Action, keeping the backoff.

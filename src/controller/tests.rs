@@ -519,7 +519,8 @@ async fn terminal_error_is_not_retried_until_the_spec_changes() {
     );
     h.dts.script("DescribeDtsJobDetail", vec![Reply::Status("NotStarted")]);
     let action = h.reconcile().await;
-    assert_eq!(action, crate::runner::Action::await_change());
+    assert_eq!(action.requeue_after(), None, "settled: waits for a change");
+    assert!(action.wrote().is_some(), "the failure was written");
     let r = h.direction("Forward");
     assert_eq!(r.state, DirectionState::Failed);
     assert_eq!(r.error_message.as_deref(), Some("The instance j1 is not found."));

@@ -30,8 +30,10 @@ use crate::metrics::WriteOutcome;
 /// What a status write came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Written {
-    /// Applied.
-    Ok,
+    /// Applied; the object's new resourceVersion (0 when it is not a
+    /// number, or the object is gone), which the runner waits for in its
+    /// store before it runs the job again.
+    Ok(u64),
     /// The precondition failed (409): the view was stale; decide again.
     Conflict,
     /// This replica does not hold the Lease: nothing was sent.
@@ -60,7 +62,7 @@ pub async fn status(
     )
     .await;
     let (outcome, result) = match sent {
-        Ok(Ok(_)) => (WriteOutcome::Ok, Ok(Written::Ok)),
+        Ok(Ok(job)) => (WriteOutcome::Ok, Ok(Written::Ok(resource_version(&job)))),
         Ok(Err(kube::Error::Api(s))) if s.code == 409 => (WriteOutcome::Conflict, Ok(Written::Conflict)),
         Ok(Err(e)) => (WriteOutcome::Error, Err(Error::Kube(e))),
         Err(_) => (
@@ -70,6 +72,12 @@ pub async fn status(
     };
     ctx.metrics.status_write(outcome);
     result
+}
+
+/// The resourceVersion of a written object as a number (kube-apiserver's
+/// are etcd revisions), 0 if it is not one.
+fn resource_version(job: &DtsJob) -> u64 {
+    crate::cache::parse_resource_version(job.metadata.resource_version.as_deref())
 }
 
 /// The JSON patch that replaces `/status` with `status`; with a
@@ -112,13 +120,13 @@ pub async fn finalizer(ctx: &Context, obs: &Observed, add: bool) -> Result<Writt
     )
     .await;
     match sent {
-        Ok(Ok(_)) => {
+        Ok(Ok(job)) => {
             info!(finalizer = STOP_ON_DELETE_FINALIZER, add, "finalizer updated");
-            Ok(Written::Ok)
+            Ok(Written::Ok(resource_version(&job)))
         }
         Ok(Err(kube::Error::Api(s))) if s.code == 409 => Ok(Written::Conflict),
         // Already gone: nothing is left to hold.
-        Ok(Err(kube::Error::Api(s))) if s.code == 404 && !add => Ok(Written::Ok),
+        Ok(Err(kube::Error::Api(s))) if s.code == 404 && !add => Ok(Written::Ok(0)),
         Ok(Err(e)) => Err(Error::Kube(e)),
         Err(_) => Err(Error::WriteTimeout(ctx.settings.write_timeout)),
     }

@@ -7,9 +7,14 @@ use super::*;
 use crate::crd::DtsJob;
 
 fn job(ns: &str, name: &str) -> DtsJob {
+    job_at(ns, name, "1")
+}
+
+/// A job at resourceVersion `rv`.
+fn job_at(ns: &str, name: &str, rv: &str) -> DtsJob {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "kubedts.io/v1alpha1", "kind": "DtsJob",
-        "metadata": {"name": name, "namespace": ns, "uid": format!("uid-{name}")},
+        "metadata": {"name": name, "namespace": ns, "uid": format!("uid-{name}"), "resourceVersion": rv},
         "spec": {"jobId": "j", "regionId": "cn-hangzhou"}
     }))
     .unwrap()
@@ -33,6 +38,8 @@ fn key(name: &str) -> JobKey {
 #[derive(Default)]
 struct Log {
     started: Mutex<Vec<String>>,
+    /// Each start's time and the resourceVersion it ran on.
+    runs: Mutex<Vec<(Instant, u64)>>,
     running: AtomicUsize,
     most: AtomicUsize,
     per_job: Mutex<HashMap<String, usize>>,
@@ -52,6 +59,7 @@ impl Log {
     async fn reconcile(self: Arc<Self>, job: Arc<CachedJob>, hold: Duration, action: Action) -> Action {
         let name = job.name().to_owned();
         self.started.lock().unwrap().push(name.clone());
+        self.runs.lock().unwrap().push((Instant::now(), job.resource_version()));
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.most.fetch_max(now, Ordering::SeqCst);
         let mine = {
@@ -152,6 +160,56 @@ async fn triggers_that_arrive_together_run_the_job_once_even_with_room() {
     let mut started = log.started();
     started.sort();
     assert_eq!(started, ["a", "b"], "each job once");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_run_again_after_its_own_write_waits_for_the_store_to_show_it() {
+    let store = JobStore::default();
+    store.apply(job_at("ns", "a", "1"));
+    let t0 = Instant::now();
+    // Each reconcile takes 1 s and writes resourceVersion 5.
+    let r = start(
+        store.clone(),
+        8,
+        Duration::from_secs(1),
+        Action::await_change().after_write(5),
+    );
+    r.trigger("a");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    r.trigger("a"); // mid-reconcile: runs again once the first is done
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(r.log.count("a"), 1, "the first is done, the store still shows rv 1");
+    store.apply(job_at("ns", "a", "5")); // the write's watch event, at 1.5 s
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(r.log.count("a"), 2, "run again as soon as the store shows the write");
+    let runs = r.log.runs.lock().unwrap().clone();
+    assert!(runs[1].0 - t0 >= Duration::from_millis(1500), "{runs:?}");
+    assert_eq!(runs[1].1, 5, "on the version it wrote");
+    drop(r.stop().await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_whose_event_never_comes_holds_the_next_run_only_for_the_catch_up() {
+    let t0 = Instant::now();
+    let r = start(
+        store(&["a"]),
+        8,
+        Duration::from_secs(1),
+        Action::await_change().after_write(9),
+    );
+    r.trigger("a");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    r.trigger("a");
+    tokio::time::sleep(CATCH_UP + Duration::from_secs(2)).await;
+    let log = r.stop().await;
+    let runs = log.runs.lock().unwrap().clone();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(runs[1].1, 1, "on the version the store has");
+    assert!(
+        runs[1].0 - t0 >= Duration::from_secs(1) + CATCH_UP,
+        "ran at {:?}",
+        runs[1].0 - t0
+    );
 }
 
 #[tokio::test(start_paused = true)]
