@@ -246,11 +246,9 @@ pub async fn run<F, Fut>(
         } else {
             let now = Instant::now();
             while tasks.len() < concurrency {
+                // A queued job is never running: a trigger for a running
+                // job waits in `again` until its reconcile is done.
                 let Some(key) = work.queue.pop_due(now) else { break };
-                if work.running.contains(&key) {
-                    work.want(key, now);
-                    continue;
-                }
                 let Some(job) = store.get(&key) else {
                     work.catch_up.remove(&key);
                     continue; // deleted since it was queued

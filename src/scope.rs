@@ -118,14 +118,6 @@ pub enum Change {
 }
 
 impl Change {
-    fn applied(job: &WatchedJob, key: JobKey) -> Self {
-        Change::Applied {
-            key,
-            identity: triggers::identity(job),
-            trigger: triggers::trigger_hash(job),
-        }
-    }
-
     fn gone(entry: &CachedJob) -> Self {
         Change::Deleted {
             key: entry.key().clone(),
@@ -161,16 +153,17 @@ impl ScopedWriter {
     /// Stores `job`; a different object of the same name stored before
     /// is reported gone first.
     fn store(&mut self, job: WatchedJob, out: &mut Vec<Change>) -> JobKey {
-        let key = JobKey::new(
-            job.0.metadata.namespace.as_deref().unwrap_or_default(),
-            job.0.metadata.name.as_deref().unwrap_or_default(),
-        );
-        let identity = triggers::identity(&job);
-        if let Some(old) = self.store.get(&key).filter(|old| old.identity() != identity) {
+        let trigger = triggers::trigger_hash(&job);
+        let (entry, replaced) = self.store.apply(job.0);
+        if let Some(old) = replaced.filter(|old| old.identity() != entry.identity()) {
             out.push(Change::gone(&old));
         }
-        out.push(Change::applied(&job, key.clone()));
-        self.store.apply(job.0)
+        out.push(Change::Applied {
+            key: entry.key().clone(),
+            identity: entry.identity(),
+            trigger,
+        });
+        entry.key().clone()
     }
 
     /// Applies one event of watch `ns` and returns what to pass on: each

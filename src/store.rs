@@ -131,9 +131,9 @@ impl JobStore {
         self.len() == 0
     }
 
-    /// Stores `job` (a new version replaces the old) and returns its key.
-    /// Its namespace is interned.
-    pub fn apply(&self, job: DtsJob) -> JobKey {
+    /// Stores `job` (a new version replaces the old); returns its entry
+    /// and the entry it replaced. Its namespace is interned.
+    pub fn apply(&self, job: DtsJob) -> (Arc<CachedJob>, Option<Arc<CachedJob>>) {
         let mut inner = self.write();
         let namespace = job.metadata.namespace.as_deref().unwrap_or_default();
         let namespace = match inner.namespaces.get(namespace) {
@@ -145,20 +145,21 @@ impl JobStore {
             }
         };
         let entry = Arc::new(CachedJob::new(namespace, job));
-        let key = entry.key().clone();
+        let key = entry.key();
         let hash = inner.hash(key.namespace(), key.name());
         let Inner { table, hasher, .. } = &mut *inner;
-        match table.entry(
+        let replaced = match table.entry(
             hash,
-            |e| e.is(&key),
+            |e| e.is(key),
             |e| JobKey::hash_with(hasher, e.key().namespace(), e.key().name()),
         ) {
-            hashbrown::hash_table::Entry::Occupied(mut o) => *o.get_mut() = entry,
+            hashbrown::hash_table::Entry::Occupied(mut o) => Some(std::mem::replace(o.get_mut(), entry.clone())),
             hashbrown::hash_table::Entry::Vacant(v) => {
-                v.insert(entry);
+                v.insert(entry.clone());
+                None
             }
-        }
-        key
+        };
+        (entry, replaced)
     }
 
     /// Removes the entry of `key` and returns it. A table left mostly empty
@@ -196,7 +197,9 @@ mod tests {
         let store = JobStore::default();
         store.apply(job("a", "x", 1));
         store.apply(job("b", "x", 1));
-        let key = store.apply(job("a", "x", 2));
+        let (entry, replaced) = store.apply(job("a", "x", 2));
+        assert_eq!(replaced.map(|r| r.key().clone()), Some(entry.key().clone()));
+        let key = entry.key().clone();
         assert_eq!(store.len(), 2, "the same name in two namespaces is two jobs");
         let entry = store.get(&key).expect("stored");
         assert_eq!(
