@@ -128,10 +128,6 @@ reasons! {
     DelayDeadlineExceeded,
     /// `stopPolicy.deadline` cannot be read.
     InvalidStopPolicy,
-    /// Nothing is pending.
-    Settled,
-    /// No terminal error.
-    NotStalled,
     /// A Kubernetes API request of the reconcile failed.
     KubeApiError,
     /// The DtsJob has no namespace.

@@ -226,7 +226,7 @@ fn condition(job: &DtsJob, type_: &str) -> Option<(String, String)> {
 fn is_stopped(job: &DtsJob) -> bool {
     job.status.as_ref().and_then(|s| s.phase) == Some(Phase::Stopped)
         && condition(job, "Ready").is_some_and(|(s, _)| s == "True")
-        && condition(job, "Stalled").is_some_and(|(s, _)| s == "False")
+        && condition(job, "Stalled").is_none()
 }
 
 async fn job(ns: &TestNamespace) -> Option<DtsJob> {

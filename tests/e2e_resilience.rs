@@ -181,7 +181,7 @@ fn direction_state(job: &DtsJob, d: &str) -> Option<DirectionState> {
 
 /// Phase Stopped and Ready True, as kstatus readers see it.
 fn is_stopped(job: &DtsJob) -> bool {
-    phase(job) == Some(Phase::Stopped) && condition_is(job, "Ready", "True") && condition_is(job, "Stalled", "False")
+    phase(job) == Some(Phase::Stopped) && condition_is(job, "Ready", "True") && condition(job, "Stalled").is_none()
 }
 
 fn resource_version(job: &DtsJob) -> String {

@@ -437,8 +437,8 @@ fn why_transition(obs: &Observed, before: &[DirectionStatus], d: Direction, targ
 /// Finished. Published once, with the write that shows it.
 fn hold_warning(status: &DtsJobStatus) -> Option<(EventType, Reason, String)> {
     let ready = status.conditions.iter().find(|c| c.type_ == status::READY)?;
-    let stalled = status.conditions.iter().find(|c| c.type_ == status::STALLED)?;
-    if stalled.status == "True" {
+    // Stalled is there only while True.
+    if let Some(stalled) = status.conditions.iter().find(|c| c.type_ == status::STALLED) {
         let reason = Reason::ALL.iter().find(|r| r.as_str() == stalled.reason)?;
         return Some((EventType::Warning, *reason, stalled.message.clone()));
     }

@@ -164,21 +164,27 @@ pub fn gated(obs: &Observed, intent: &Intent, directions: Vec<DirectionStatus>, 
     status
 }
 
-/// Ready, Reconciling and Stalled for `summary`, keeping the transition
-/// times `base` holds where a status is unchanged.
+/// Ready always; Reconciling and Stalled only while they are True, keeping
+/// the transition times `base` holds where a status is unchanged.
+///
+/// Reconciling and Stalled are kstatus's abnormal-true conditions: kstatus
+/// (and so `kubectl wait`, Flux, Helm and the Argo CD health check) reads an
+/// absent one as False, and Flux's own controllers remove them once they no
+/// longer apply. Leaving them out while False keeps every status write
+/// smaller: the two False conditions and their managedFields entries were
+/// about a sixth of a stopped two-way DtsJob, and the API server decodes,
+/// patches, validates and encodes the whole object on every write.
 fn conditions(obs: &Observed, summary: &Summary, base: &DtsJobStatus) -> Vec<Condition> {
     let condition = |type_: &str, status: &str, reason: Reason, message: &str| {
         condition(type_, status, reason, message, obs.generation, base, &obs.now)
     };
     let mut conditions = vec![condition(READY, summary.ready.0, summary.ready.1, &summary.ready.2)];
-    conditions.push(match &summary.reconciling {
-        Some((reason, msg)) => condition(RECONCILING, "True", *reason, msg),
-        None => condition(RECONCILING, "False", Reason::Settled, "no DTS call is pending"),
-    });
-    conditions.push(match &summary.stalled {
-        Some((reason, msg)) => condition(STALLED, "True", *reason, msg),
-        None => condition(STALLED, "False", Reason::NotStalled, "no terminal error"),
-    });
+    if let Some((reason, msg)) = &summary.reconciling {
+        conditions.push(condition(RECONCILING, "True", *reason, msg));
+    }
+    if let Some((reason, msg)) = &summary.stalled {
+        conditions.push(condition(STALLED, "True", *reason, msg));
+    }
     conditions
 }
 
@@ -616,8 +622,8 @@ mod tests {
         assert_eq!(s.phase, Some(Phase::Stopped));
         assert_eq!(cond(&s, READY).status, "True");
         assert_eq!(cond(&s, READY).reason, "Stopped");
-        assert_eq!(cond(&s, RECONCILING).status, "False");
-        assert_eq!(cond(&s, STALLED).status, "False");
+        // Abnormal-true conditions are left out while False.
+        assert_eq!(s.conditions.len(), 1, "{:?}", s.conditions);
     }
 
     #[test]

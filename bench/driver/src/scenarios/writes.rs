@@ -204,27 +204,26 @@ fn body(method: &str, rv: &str, g: i64) -> Value {
     }
 }
 
-/// The status of a two-way job the operator stopped (the shape it writes:
-/// see the DtsJob CRD), with `g` making every write a change.
+/// The status of a two-way job the operator stopped, as it writes it (see
+/// the DtsJob CRD; Reconciling and Stalled are left out while False), with
+/// `g` making every write a change.
 fn status(g: i64) -> Value {
     let t = "2026-12-02T10:00:00Z";
     // A finished stop: no transition in flight.
     let direction = |d: &str, rid: &str| {
         json!({
             "direction": d, "state": "Stopped", "jobId": "wr000001",
-            "requestId": rid, "attempts": 1, "lastAttemptTime": t,
-            "observed": {"status": "Finished", "delayMs": 0, "checkpoint": 1764669600, "observedAt": t}
+            "requestId": rid, "httpStatusCode": 200, "attempts": 1, "lastAttemptTime": t,
+            "observed": {"status": "Synchronizing", "delayMs": 0, "checkpoint": 1764669600, "observedAt": t}
         })
     };
-    let call = |d: &str, rid: &str| json!({"time": t, "action": "StopDtsJob", "direction": d, "requestId": rid, "outcome": "Accepted"});
+    let call = |d: &str, rid: &str| json!({"time": t, "action": "StopDtsJob", "direction": d, "requestId": rid, "outcome": "success"});
     json!({
         "observedGeneration": g,
         "phase": "Stopped",
         "conditions": [
             {"type": "Ready", "status": "True", "reason": "Stopped", "observedGeneration": g,
-             "message": "every direction is stopped", "lastTransitionTime": t},
-            {"type": "Synced", "status": "True", "reason": "Stopped", "observedGeneration": g,
-             "message": "DTS reports the job Finished", "lastTransitionTime": t},
+             "message": "Forward and Reverse stopped", "lastTransitionTime": t},
         ],
         "directions": [
             direction("Forward", "4C467B38-3910-447D-87BC-AC049166F216"),
