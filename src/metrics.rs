@@ -5,6 +5,10 @@
 //! DTS error codes from a known set ([`dts_api::error::metric_code`];
 //! anything else is `Other`). The raw code goes to status and Events.
 
+mod process;
+
+pub use process::{HeapStats, ProcStats, ProcessCollector};
+
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;

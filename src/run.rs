@@ -26,7 +26,7 @@ use crate::controller::{self, credentials, Context, Gate, Settings};
 use crate::http::{HttpServer, ReadySignal};
 use crate::leader::{LeaderElector, LeaderState, LeaseConfig};
 use crate::limits::{Limits, Member};
-use crate::metrics::{LimitsCollector, Metrics, PhaseCollector};
+use crate::metrics::{LimitsCollector, Metrics, PhaseCollector, ProcessCollector};
 use crate::observer::Observer;
 use crate::runner::{self, Trigger};
 use crate::scope::{self, Change, ScopedWriter};
@@ -58,6 +58,7 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
     // by-phase gauge.
     let store = JobStore::default();
     PhaseCollector::register(&mut registry, store.clone());
+    ProcessCollector::register(&mut registry);
     let ready = ReadySignal::new();
     let identity = identity(&args);
     let settings = Settings {

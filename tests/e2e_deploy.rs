@@ -954,12 +954,12 @@ fn assert_served_metrics_match_the_docs_table(text: &str) {
         "docs/metrics.md documents {} metrics",
         documented.len()
     );
-    // `# TYPE family type` of the operator's families.
+    // `# TYPE family type` of the operator's families and the process's.
     let served: BTreeMap<&str, &str> = text
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
         .filter_map(|l| l.split_once(' '))
-        .filter(|(family, _)| family.starts_with("dts_operator_"))
+        .filter(|(family, _)| family.starts_with("dts_operator_") || family.starts_with("process_"))
         .collect();
     let family = |m: &DocumentedMetric| match m.kind.as_str() {
         "counter" => m.name.trim_end_matches("_total").to_string(),

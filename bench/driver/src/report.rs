@@ -322,6 +322,12 @@ pub fn markdown(r: &Results) -> String {
             m.bytes_per_object_created,
             m.bytes_per_object_restart
         );
+        if let Some([e, c, b, st]) = m.heap_mib {
+            let _ = writeln!(
+                s,
+                "Live heap (jemalloc's allocated bytes, MiB): {e} empty, {c} created, {b} after stopping all, {st} started with them.\n"
+            );
+        }
     }
     if let Some(sh) = &r.shards {
         shards_section(&mut s, sh);

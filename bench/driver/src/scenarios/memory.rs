@@ -2,7 +2,9 @@
 //! jobs, after `jobs` DtsJobs were created while it ran, after all of them
 //! were flipped at once, and in a fresh operator started with them
 //! existing (its start-up peak is what a memory limit must allow). Bytes
-//! per object = (RSS(N) − RSS(0)) / N.
+//! per object = (RSS(N) − RSS(0)) / N. Beside each RSS, the heap its live
+//! allocations hold (`dts_operator_heap_allocated_bytes`, when the
+//! operator exports it): the gap between them is the allocator's.
 
 use std::time::Duration;
 
@@ -24,16 +26,27 @@ pub struct Memory {
     pub after_burst_hwm_mib: f64,
     pub restart_rss_mib: f64,
     pub restart_hwm_mib: f64,
+    /// Live heap at each point (empty, created, after the burst, restart),
+    /// when the operator exports it.
+    pub heap_mib: Option<[f64; 4]>,
     pub bytes_per_object_created: f64,
     pub bytes_per_object_restart: f64,
     pub burst_seconds: f64,
 }
 
-/// A sample after the allocator had a moment to return what it freed.
-async fn settled_sample(op: &mut Operator) -> Result<ProcSample> {
+const HEAP: &str = "dts_operator_heap_allocated_bytes";
+
+/// A sample after the allocator had a moment to return what it freed, and
+/// the live heap then.
+async fn settled_sample(op: &mut Operator) -> Result<(ProcSample, Option<f64>)> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     op.process.check_alive()?;
-    procs::sample(op.pid()).ok_or_else(|| "the operator vanished".into())
+    let sample = procs::sample(op.pid()).ok_or("the operator vanished")?;
+    Ok((sample, op.metric(HEAP).await.map(mib_f)))
+}
+
+fn mib_f(bytes: f64) -> f64 {
+    round2(bytes / (1024.0 * 1024.0))
 }
 
 pub async fn run(env: &Env, jobs: usize) -> Result<Memory> {
@@ -43,11 +56,11 @@ pub async fn run(env: &Env, jobs: usize) -> Result<Memory> {
     let mut op = case.operator(&env.opts.fast_args)?;
     op.wait_ready(Duration::from_secs(60)).await?;
     case.settle(&mut op, 0, Duration::from_secs(30)).await?;
-    let s0 = settled_sample(&mut op).await?;
+    let (s0, h0) = settled_sample(&mut op).await?;
 
     case.create(&defs).await?;
     case.settle(&mut op, jobs, scaled_timeout(60, jobs, 30)).await?;
-    let created = settled_sample(&mut op).await?;
+    let (created, h1) = settled_sample(&mut op).await?;
 
     let t = std::time::Instant::now();
     load::flip_all(&case.api, &defs, env.opts.flip_concurrency).await?;
@@ -59,13 +72,13 @@ pub async fn run(env: &Env, jobs: usize) -> Result<Memory> {
         .await?;
     let burst_seconds = t.elapsed().as_secs_f64();
     case.settle(&mut op, jobs, scaled_timeout(60, jobs, 20)).await?;
-    let burst = settled_sample(&mut op).await?;
+    let (burst, h2) = settled_sample(&mut op).await?;
     drop(op);
 
     let mut op = case.operator(&env.opts.fast_args)?;
     op.wait_ready(scaled_timeout(60, jobs, 10)).await?;
     case.settle(&mut op, jobs, scaled_timeout(60, jobs, 30)).await?;
-    let restart = settled_sample(&mut op).await?;
+    let (restart, h3) = settled_sample(&mut op).await?;
     drop(op);
 
     let per = |s: &ProcSample| round2((s.rss as f64 - s0.rss as f64) / jobs.max(1) as f64);
@@ -77,6 +90,7 @@ pub async fn run(env: &Env, jobs: usize) -> Result<Memory> {
         after_burst_hwm_mib: mib(burst.hwm),
         restart_rss_mib: mib(restart.rss),
         restart_hwm_mib: mib(restart.hwm),
+        heap_mib: (|| Some([h0?, h1?, h2?, h3?]))(),
         bytes_per_object_created: per(&created),
         bytes_per_object_restart: per(&restart),
         burst_seconds: round2(burst_seconds),
@@ -93,6 +107,9 @@ pub async fn run(env: &Env, jobs: usize) -> Result<Memory> {
         r.bytes_per_object_created,
         r.bytes_per_object_restart
     );
+    if let Some([e, c, b, r]) = r.heap_mib {
+        println!("  live heap: {e} / {c} / {b} / {r} MiB (empty / created / after the burst / started with them)");
+    }
     case.finish().await;
     Ok(r)
 }
