@@ -131,19 +131,20 @@ pub struct WatchedJob(pub DtsJob);
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpecGlance {
     pub job_id: Box<str>,
-    pub region_id: Box<str>,
-    /// `credentialsSecretRef.name`.
-    pub credentials_secret: Option<Box<str>>,
+    /// Shared with every entry in the same region (see [`CachedJob::new`]).
+    pub region_id: Arc<str>,
+    /// `credentialsSecretRef.name`, shared likewise.
+    pub credentials_secret: Option<Arc<str>>,
     /// Forward (bit 0) and Reverse (bit 1).
     directions: u8,
 }
 
 impl SpecGlance {
-    fn of(spec: &DtsJobSpec) -> Self {
+    fn of(spec: &DtsJobSpec, share: &mut impl FnMut(&str) -> Arc<str>) -> Self {
         Self {
             job_id: spec.job_id.as_str().into(),
-            region_id: spec.region_id.as_str().into(),
-            credentials_secret: spec.credentials_secret_ref.as_ref().map(|r| r.name.as_str().into()),
+            region_id: share(&spec.region_id),
+            credentials_secret: spec.credentials_secret_ref.as_ref().map(|r| share(&r.name)),
             directions: spec.directions.iter().fold(0, |bits, d| bits | 1 << *d as u8),
         }
     }
@@ -274,9 +275,9 @@ pub fn slim(meta: &mut ObjectMeta) {
 static NO_ANNOTATIONS: BTreeMap<String, String> = BTreeMap::new();
 
 impl CachedJob {
-    /// The entry of `job`, whose namespace is `namespace` (interned by the
-    /// store).
-    pub fn new(namespace: Arc<str>, job: DtsJob) -> Self {
+    /// The entry of `job`. Its namespace, region and Secret name come
+    /// from `share`, which gives the store's one copy of each string.
+    pub fn new(job: DtsJob, share: &mut impl FnMut(&str) -> Arc<str>) -> Self {
         let DtsJob {
             mut metadata,
             spec,
@@ -284,7 +285,8 @@ impl CachedJob {
         } = job;
         slim(&mut metadata);
         let glance = Glance::of(&spec, status.as_ref());
-        let spec_glance = SpecGlance::of(&spec);
+        let spec_glance = SpecGlance::of(&spec, share);
+        let namespace = share(metadata.namespace.as_deref().unwrap_or_default());
         let identity =
             crate::triggers::identity_of(Some(&namespace), metadata.name.as_deref(), metadata.uid.as_deref());
         let name = metadata.name.take().unwrap_or_default();
@@ -374,10 +376,9 @@ impl CachedJob {
 }
 
 impl From<DtsJob> for CachedJob {
-    /// An entry outside the store (its namespace not interned).
+    /// An entry outside the store (its strings its own).
     fn from(job: DtsJob) -> Self {
-        let namespace = job.metadata.namespace.as_deref().unwrap_or_default().into();
-        Self::new(namespace, job)
+        Self::new(job, &mut |s| s.into())
     }
 }
 

@@ -77,7 +77,36 @@ pub struct JobStore {
 struct Inner {
     table: HashTable<Arc<CachedJob>>,
     hasher: RandomState,
-    namespaces: HashSet<Arc<str>>,
+    shared: Shared,
+}
+
+/// The strings a fleet repeats (namespaces, regions, Secret names), each
+/// stored once and shared by every entry that holds it: 50,000 jobs in a
+/// few namespaces and regions hold a few strings, not 150,000. A string no
+/// entry holds any more is dropped once the set has doubled since it was
+/// last swept, so values that come and go cannot grow it without bound.
+#[derive(Default)]
+struct Shared {
+    strings: HashSet<Arc<str>>,
+    /// How many were held after the last sweep.
+    swept_at: usize,
+}
+
+impl Shared {
+    fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(shared) = self.strings.get(s) {
+            return shared.clone();
+        }
+        if self.strings.len() >= (2 * self.swept_at).max(64) {
+            // Held here only: no entry uses it.
+            self.strings.retain(|s| Arc::strong_count(s) > 1);
+            self.strings.shrink_to_fit();
+            self.swept_at = self.strings.len();
+        }
+        let shared: Arc<str> = s.into();
+        self.strings.insert(shared.clone());
+        shared
+    }
 }
 
 impl Inner {
@@ -132,19 +161,11 @@ impl JobStore {
     }
 
     /// Stores `job` (a new version replaces the old); returns its entry
-    /// and the entry it replaced. Its namespace is interned.
+    /// and the entry it replaced. Its namespace, region and Secret name
+    /// are shared with the other entries (see [`Shared`]).
     pub fn apply(&self, job: DtsJob) -> (Arc<CachedJob>, Option<Arc<CachedJob>>) {
         let mut inner = self.write();
-        let namespace = job.metadata.namespace.as_deref().unwrap_or_default();
-        let namespace = match inner.namespaces.get(namespace) {
-            Some(ns) => ns.clone(),
-            None => {
-                let ns: Arc<str> = namespace.into();
-                inner.namespaces.insert(ns.clone());
-                ns
-            }
-        };
-        let entry = Arc::new(CachedJob::new(namespace, job));
+        let entry = Arc::new(CachedJob::new(job, &mut |s| inner.shared.get(s)));
         let key = entry.key();
         let hash = inner.hash(key.namespace(), key.name());
         let Inner { table, hasher, .. } = &mut *inner;
@@ -222,6 +243,25 @@ mod tests {
     }
 
     #[test]
+    fn strings_no_entry_holds_are_dropped_as_the_set_grows() {
+        let store = JobStore::default();
+        // 1,000 namespaces, each job replaced by one in the next: at most
+        // a few are in use at any time.
+        for i in 0..1000 {
+            let ns = format!("ns{i}");
+            store.apply(job(&ns, "x", 1));
+            if i > 0 {
+                store.remove(&JobKey::new(&format!("ns{}", i - 1), "x"));
+            }
+        }
+        let held = store.read().shared.strings.len();
+        assert!(held <= 64, "{held} strings held for one job");
+        let job = store.get(&JobKey::new("ns999", "x")).unwrap();
+        assert_eq!(job.namespace(), "ns999");
+        assert_eq!(&*job.spec.region_id, "cn-hangzhou");
+    }
+
+    #[test]
     fn namespaces_are_shared_and_removal_gives_room_back() {
         let store = JobStore::default();
         for i in 0..1000 {
@@ -234,6 +274,10 @@ mod tests {
         assert!(
             std::ptr::eq(a.namespace().as_ptr(), b.namespace().as_ptr()),
             "one string for the namespace"
+        );
+        assert!(
+            std::ptr::eq(a.spec.region_id.as_ptr(), b.spec.region_id.as_ptr()),
+            "one for the region"
         );
         let grown = store.read().table.capacity();
         for i in 0..990 {

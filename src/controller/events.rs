@@ -50,15 +50,31 @@ pub struct Recorder {
 struct Cache {
     series: HashMap<u64, Series>,
     swept: Instant,
+    /// What [`Series::last`] counts seconds from.
+    epoch: Instant,
+}
+
+const _: () = assert!(std::mem::size_of::<Series>() == 16);
+
+/// `now` in whole seconds since `epoch` (the window is minutes long).
+fn secs(epoch: Instant, now: Instant) -> u32 {
+    u32::try_from(now.saturating_duration_since(epoch).as_secs()).unwrap_or(u32::MAX)
+}
+
+/// Whether a series last seen at `last` (in [`secs`]) is still open at `now`.
+fn open(epoch: Instant, last: u32, now: Instant) -> bool {
+    u64::from(secs(epoch, now).saturating_sub(last)) < SERIES_WINDOW.as_secs()
 }
 
 /// What is remembered of an Event sent in the window: its name is the
 /// regarding object's name and this stamp (see [`Recorder::new_event`]), so
-/// only the stamp is kept (no allocation a key).
+/// only the stamp is kept (no allocation a key). 16 bytes: after a burst
+/// of 50,000 stops the table holds one per job for six minutes.
 struct Series {
     stamp: u64,
     count: i32,
-    last: Instant,
+    /// When it last occurred, in [`secs`] since [`Cache::epoch`].
+    last: u32,
 }
 
 /// A new Event's stamp: its time in nanoseconds.
@@ -81,6 +97,7 @@ impl Recorder {
             cache: Mutex::new(Cache {
                 series: HashMap::new(),
                 swept: Instant::now(),
+                epoch: Instant::now(),
             }),
         }
     }
@@ -105,15 +122,15 @@ impl Recorder {
         let stamp = stamp_of(now);
         let event = self.new_event(ev, regarding, now);
         api.create(&PostParams::default(), &event).await?;
-        self.lock().series.insert(
-            key,
-            Series {
-                stamp,
-                count: 1,
-                last: Instant::now(),
-            },
-        );
+        self.remember(key, stamp, Instant::now());
         Ok(())
+    }
+
+    /// Opens the series of `key`, whose first Event has `stamp`, at `now`.
+    fn remember(&self, key: u64, stamp: u64, now: Instant) {
+        let mut cache = self.lock();
+        let last = secs(cache.epoch, now);
+        cache.series.insert(key, Series { stamp, count: 1, last });
     }
 
     /// Keys remembered (for the memory figures and tests).
@@ -130,19 +147,21 @@ impl Recorder {
     fn next_in_series(&self, key: u64, now: Instant) -> Option<(u64, i32)> {
         let mut cache = self.lock();
         if now.duration_since(cache.swept) >= SWEEP_EVERY {
-            cache.series.retain(|_, s| now.duration_since(s.last) < SERIES_WINDOW);
+            let epoch = cache.epoch;
+            cache.series.retain(|_, s| open(epoch, s.last, now));
             // A burst's keys are gone a window later: give their room back.
             if cache.series.capacity() > 64 && cache.series.len() < cache.series.capacity() / 4 {
                 cache.series.shrink_to_fit();
             }
             cache.swept = now;
         }
+        let epoch = cache.epoch;
         let s = cache.series.get_mut(&key)?;
-        if now.duration_since(s.last) >= SERIES_WINDOW {
+        if !open(epoch, s.last, now) {
             return None;
         }
         s.count = s.count.saturating_add(1);
-        s.last = now;
+        s.last = secs(epoch, now);
         Some((s.stamp, s.count.max(2)))
     }
 
@@ -201,8 +220,13 @@ pub const EVENT_WRITERS: usize = 4;
 /// fill the operator's memory.
 pub const EVENT_QUEUE: usize = 1024;
 
-/// One Event waiting for its writer.
-struct Queued {
+/// One Event waiting for its writer, boxed in the queue: a Tokio channel
+/// keeps the blocks its longest backlog needed for as long as it lives, so
+/// a slot holds a pointer (8 bytes) rather than the Event itself (about 420
+/// bytes): after a burst the four queues keep a few KiB, not 1.7 MiB.
+type Queued = Box<QueuedEvent>;
+
+struct QueuedEvent {
     ev: Event,
     regarding: ObjectReference,
 }
@@ -263,7 +287,7 @@ impl Sink {
         (&regarding.namespace, &regarding.name).hash(&mut h);
         let writer = &self.writers[(h.finish() % self.writers.len() as u64) as usize];
         self.pending.count.fetch_add(1, Ordering::AcqRel);
-        if let Err(e) = writer.try_send(Queued { ev, regarding }) {
+        if let Err(e) = writer.try_send(Box::new(QueuedEvent { ev, regarding })) {
             self.pending.done();
             let dropped = self.metrics.event(EventOutcome::Dropped);
             if dropped.is_power_of_two() {
@@ -301,7 +325,8 @@ async fn write_events(
     pending: Arc<Pending>,
     metrics: Arc<Metrics>,
 ) {
-    while let Some(Queued { ev, regarding }) = queue.recv().await {
+    while let Some(queued) = queue.recv().await {
+        let QueuedEvent { ev, regarding } = *queued;
         let outcome = match tokio::time::timeout(timeout, recorder.publish(&ev, &regarding)).await {
             Ok(Ok(())) => EventOutcome::Recorded,
             Ok(Err(e)) => {
@@ -355,14 +380,7 @@ mod tests {
         let key = r.key(&event("Forward: throttled"), &job("a"));
         let t0 = Instant::now();
         assert_eq!(r.next_in_series(key, t0), None, "never sent: create");
-        r.lock().series.insert(
-            key,
-            Series {
-                stamp: 0x1f,
-                count: 1,
-                last: t0,
-            },
-        );
+        r.remember(key, 0x1f, t0);
         assert_eq!(r.next_in_series(key, t0 + Duration::from_secs(1)), Some((0x1f, 2)));
         assert_eq!(r.next_in_series(key, t0 + Duration::from_secs(2)), Some((0x1f, 3)));
         assert_eq!(
@@ -390,14 +408,7 @@ mod tests {
         let r = recorder();
         let t0 = Instant::now();
         for i in 0..100u64 {
-            r.lock().series.insert(
-                i,
-                Series {
-                    stamp: i,
-                    count: 1,
-                    last: t0,
-                },
-            );
+            r.remember(i, i, t0);
         }
         r.lock().swept = t0;
         let later = t0 + SERIES_WINDOW + SWEEP_EVERY;
