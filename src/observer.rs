@@ -412,7 +412,7 @@ pub async fn read_group(ctx: &Context, group: &Group, now: &Time, stopping: &wat
                     received += page.jobs.len() as u64;
                     out.jobs_read += page.jobs.len() as u64;
                     for entry in &page.jobs {
-                        ctx.view.learn_type(&group.region_id, &entry.job_id, JOB_TYPES[t]);
+                        ctx.view.learn_type(&group.region_id, &entry.job_id, &JOB_TYPES[t]);
                         found.insert(entry.job_id.clone());
                         if ctx.view.put_job(&group.region_id, entry, now) {
                             changed_ids.insert(entry.job_id.clone());

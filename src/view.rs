@@ -231,6 +231,7 @@ struct Entry {
 
 // The layout the memory figures rely on (docs/benchmarks.md).
 const _: () = assert!(std::mem::size_of::<Entry>() == 80);
+const _: () = assert!(std::mem::size_of::<JobEntry>() == 24);
 
 fn nanos(t: &Time) -> i64 {
     i64::try_from(t.0.as_nanosecond()).unwrap_or(i64::MAX)
@@ -274,7 +275,10 @@ impl Entry {
 /// slot is then one pointer, not a whole entry).
 #[derive(Debug, Default)]
 struct JobEntry {
-    job_type: Option<&'static str>,
+    /// A reference to the `&'static str` (an element of a static list of
+    /// job types), so the slot is one pointer rather than a string's two
+    /// words: the table holds one of these per job.
+    job_type: Option<&'static &'static str>,
     forward: Option<Box<Entry>>,
     reverse: Option<Box<Entry>>,
 }
@@ -348,11 +352,11 @@ impl DtsView {
 
     /// The `JobType` DescribeDtsJobs last listed `job_id` under.
     pub fn job_type(&self, region_id: &str, job_id: &str) -> Option<&'static str> {
-        self.with_job(region_id, job_id, |j| j.job_type)
+        self.with_job(region_id, job_id, |j| j.job_type.copied())
     }
 
     /// Remembers the `JobType` `job_id` was listed under.
-    pub fn learn_type(&self, region_id: &str, job_id: &str, job_type: &'static str) {
+    pub fn learn_type(&self, region_id: &str, job_id: &str, job_type: &'static &'static str) {
         self.with_job_mut(region_id, job_id, |j, _| j.job_type = Some(job_type));
     }
 
