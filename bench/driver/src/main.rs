@@ -142,6 +142,10 @@ struct RunArgs {
     #[arg(long, value_delimiter = ',', default_value = "0,10000,50000")]
     startup_jobs: Vec<usize>,
 
+    /// Seconds after the memory scenario's burst for a second sample (past
+    /// the HTTP pools' 90 s idle timeout); 0 for none.
+    #[arg(long, default_value_t = memory::IDLE_AFTER_BURST_SECS)]
+    memory_idle_seconds: u64,
     /// Jobs of the memory scenario.
     #[arg(long, default_value_t = 10000)]
     memory_jobs: usize,
@@ -200,6 +204,7 @@ impl RunArgs {
         self.steady_seconds = 3;
         self.startup_jobs = vec![30];
         self.memory_jobs = 30;
+        self.memory_idle_seconds = 0;
         self.writes_seconds = 1;
         self.shards_jobs = 40;
         self.quiet_ms = 700;
@@ -422,7 +427,7 @@ async fn scenarios(env: &Env, a: &RunArgs, r: &mut Results) -> Result<()> {
         }
     }
     if a.wants(Scenario::Memory) {
-        let m = memory::run(env, a.memory_jobs).await;
+        let m = memory::run(env, a.memory_jobs, a.memory_idle_seconds).await;
         r.memory = keep(env, r, "memory", m).await;
     }
     // Asked for by name (or by --smoke): it measures the API server, not

@@ -306,12 +306,16 @@ pub fn markdown(r: &Results) -> String {
         let _ = writeln!(s, "## Memory (operator VmRSS / VmHWM, MiB)\n");
         let _ = writeln!(
             s,
-            "| jobs | empty | created while running | after stopping all | peak | started with them | start-up peak | bytes/object (created, started) |"
+            "| jobs | empty | created while running | after stopping all | peak | a while later | started with them | start-up peak | bytes/object (created, started) |"
         );
-        let _ = writeln!(s, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        let _ = writeln!(s, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        let idle = m
+            .after_burst_idle
+            .as_ref()
+            .map_or("–".to_string(), |i| format!("{} ({} s)", i.rss_mib, i.seconds));
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {:.0}, {:.0} |\n",
+            "| {} | {} | {} | {} | {} | {idle} | {} | {} | {:.0}, {:.0} |\n",
             m.jobs,
             m.rss0_mib,
             m.created_rss_mib,
@@ -323,9 +327,14 @@ pub fn markdown(r: &Results) -> String {
             m.bytes_per_object_restart
         );
         if let Some([e, c, b, st]) = m.heap_mib {
+            let later = m
+                .after_burst_idle
+                .as_ref()
+                .and_then(|i| Some(format!(", {} a while later", i.heap_mib?)))
+                .unwrap_or_default();
             let _ = writeln!(
                 s,
-                "Live heap (jemalloc's allocated bytes, MiB): {e} empty, {c} created, {b} after stopping all, {st} started with them.\n"
+                "Live heap (jemalloc's allocated bytes, MiB): {e} empty, {c} created, {b} after stopping all{later}, {st} started with them.\n"
             );
         }
     }

@@ -2,7 +2,11 @@
 //! jobs, after `jobs` DtsJobs were created while it ran, after all of them
 //! were flipped at once, and in a fresh operator started with them
 //! existing (its start-up peak is what a memory limit must allow). Bytes
-//! per object = (RSS(N) − RSS(0)) / N. Beside each RSS, the heap its live
+//! per object = (RSS(N) − RSS(0)) / N. After the burst a second sample
+//! comes once the HTTP connection pools have closed what the burst opened
+//! (kube-client's and reqwest's pools close a connection idle for 90 s):
+//! the first shows what the burst leaves at once, the second what stays.
+//! Beside each RSS, the heap its live
 //! allocations hold (`dts_operator_heap_allocated_bytes`, when the
 //! operator exports it): the gap between them is the allocator's.
 
@@ -24,6 +28,9 @@ pub struct Memory {
     pub created_rss_mib: f64,
     pub after_burst_rss_mib: f64,
     pub after_burst_hwm_mib: f64,
+    /// `idle_after_burst` seconds after that (none when 0), and the live
+    /// heap then.
+    pub after_burst_idle: Option<Idle>,
     pub restart_rss_mib: f64,
     pub restart_hwm_mib: f64,
     /// Live heap at each point (empty, created, after the burst, restart),
@@ -35,6 +42,18 @@ pub struct Memory {
 }
 
 const HEAP: &str = "dts_operator_heap_allocated_bytes";
+
+/// The sample a while after the burst.
+#[derive(Debug, Clone, Serialize)]
+pub struct Idle {
+    pub seconds: u64,
+    pub rss_mib: f64,
+    pub heap_mib: Option<f64>,
+}
+
+/// The default wait for that sample: past the 90 s after which both HTTP
+/// clients' pools close an idle connection.
+pub const IDLE_AFTER_BURST_SECS: u64 = 95;
 
 /// A sample after the allocator had a moment to return what it freed, and
 /// the live heap then.
@@ -49,7 +68,7 @@ fn mib_f(bytes: f64) -> f64 {
     round2(bytes / (1024.0 * 1024.0))
 }
 
-pub async fn run(env: &Env, jobs: usize) -> Result<Memory> {
+pub async fn run(env: &Env, jobs: usize, idle_secs: u64) -> Result<Memory> {
     println!("\n== memory: operator RSS at 0 and {jobs} jobs");
     let defs = load::jobs("mem", jobs, false);
     let mut case = env.case("memory", &defs).await?;
@@ -73,6 +92,16 @@ pub async fn run(env: &Env, jobs: usize) -> Result<Memory> {
     let burst_seconds = t.elapsed().as_secs_f64();
     case.settle(&mut op, jobs, scaled_timeout(60, jobs, 20)).await?;
     let (burst, h2) = settled_sample(&mut op).await?;
+    let mut after_burst_idle = None;
+    if idle_secs > 0 {
+        tokio::time::sleep(Duration::from_secs(idle_secs)).await;
+        let (idle, heap_mib) = settled_sample(&mut op).await?;
+        after_burst_idle = Some(Idle {
+            seconds: idle_secs,
+            rss_mib: mib(idle.rss),
+            heap_mib,
+        });
+    }
     drop(op);
 
     let mut op = case.operator(&env.opts.fast_args)?;
@@ -88,6 +117,7 @@ pub async fn run(env: &Env, jobs: usize) -> Result<Memory> {
         created_rss_mib: mib(created.rss),
         after_burst_rss_mib: mib(burst.rss),
         after_burst_hwm_mib: mib(burst.hwm),
+        after_burst_idle,
         restart_rss_mib: mib(restart.rss),
         restart_hwm_mib: mib(restart.hwm),
         heap_mib: (|| Some([h0?, h1?, h2?, h3?]))(),
@@ -109,6 +139,10 @@ pub async fn run(env: &Env, jobs: usize) -> Result<Memory> {
     );
     if let Some([e, c, b, r]) = r.heap_mib {
         println!("  live heap: {e} / {c} / {b} / {r} MiB (empty / created / after the burst / started with them)");
+    }
+    if let Some(i) = &r.after_burst_idle {
+        let heap = i.heap_mib.map(|h| format!(", live heap {h} MiB")).unwrap_or_default();
+        println!("  {} s after the burst: RSS {} MiB{heap}", i.seconds, i.rss_mib);
     }
     case.finish().await;
     Ok(r)
