@@ -930,7 +930,7 @@ struct DocumentedMetric {
 fn documented_metrics() -> Vec<DocumentedMetric> {
     let doc = include_str!("../docs/metrics.md");
     doc.lines()
-        .filter(|l| l.starts_with("| `dts_operator_"))
+        .filter(|l| l.starts_with("| `dts_operator_") || l.starts_with("| `process_"))
         .map(|l| {
             let cells: Vec<&str> = l.split('|').map(str::trim).collect();
             DocumentedMetric {
