@@ -28,7 +28,7 @@ pub struct Memory {
     pub created_rss_mib: f64,
     pub after_burst_rss_mib: f64,
     pub after_burst_hwm_mib: f64,
-    /// `idle_after_burst` seconds after that (none when 0), and the live
+    /// `--memory-idle-seconds` after that (none when 0), and the live
     /// heap then.
     pub after_burst_idle: Option<Idle>,
     pub restart_rss_mib: f64,
@@ -61,11 +61,7 @@ async fn settled_sample(op: &mut Operator) -> Result<(ProcSample, Option<f64>)> 
     tokio::time::sleep(Duration::from_secs(1)).await;
     op.process.check_alive()?;
     let sample = procs::sample(op.pid()).ok_or("the operator vanished")?;
-    Ok((sample, op.metric(HEAP).await.map(mib_f)))
-}
-
-fn mib_f(bytes: f64) -> f64 {
-    round2(bytes / (1024.0 * 1024.0))
+    Ok((sample, op.metric(HEAP).await.map(|bytes| mib(bytes as u64))))
 }
 
 pub async fn run(env: &Env, jobs: usize, idle_secs: u64) -> Result<Memory> {
