@@ -369,6 +369,18 @@ impl CachedJob {
         &self.glance
     }
 
+    /// Stopped in every listed direction, and DTS last showed each one
+    /// `Finished`: nothing is left to read or do (DTS cannot restart a
+    /// finished job), so the observer skips it and DTS's view of it need
+    /// not be kept beside what the status records.
+    pub fn finished(&self) -> bool {
+        self.spec.directions().all(|d| {
+            self.glance
+                .direction(d)
+                .is_some_and(|r| r.state == DirectionState::Stopped && r.dts_finished)
+        })
+    }
+
     /// The packed spec and status's size in bytes.
     pub fn packed_len(&self) -> usize {
         self.body.0.len()

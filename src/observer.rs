@@ -53,7 +53,7 @@ use tracing::{debug, info, warn};
 use crate::cache::CachedJob;
 use crate::controller::act::NotSent;
 use crate::controller::Context;
-use crate::crd::{DirectionState, PAUSED, POLL_INTERVAL};
+use crate::crd::{PAUSED, POLL_INTERVAL};
 use crate::leader::LeaderState;
 use crate::limits::CircuitInfo;
 use crate::reason::Reason;
@@ -203,16 +203,12 @@ pub fn select_due(
                 default
             }
         };
-        let spec = &job.spec;
-        let recorded = |d| job.glance().direction(d);
-        // Stopped, and DTS showed it Finished: nothing left to see (DTS
-        // cannot restart it), so a fleet of finished jobs costs no reads.
-        let finished = spec
-            .directions()
-            .all(|d| recorded(d).is_some_and(|r| r.state == DirectionState::Stopped && r.dts_finished));
-        if finished {
+        // Nothing left to see, so a fleet of finished jobs costs no reads.
+        if job.finished() {
             continue;
         }
+        let spec = &job.spec;
+        let recorded = |d| job.glance().direction(d);
         // The newest read of any listed direction (one DescribeDtsJobs entry
         // carries both directions); before this process read a job, the
         // status's observedAt stands in, so a restart reads at once only

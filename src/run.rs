@@ -32,6 +32,7 @@ use crate::runner::{self, Trigger};
 use crate::scope::{self, Change, ScopedWriter};
 use crate::store::{JobKey, JobStore};
 use crate::triggers::Triggers;
+use crate::view::DtsView;
 use dts_api::{ClientConfig, DtsClient, StsClient};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -198,7 +199,7 @@ pub async fn run(args: RunArgs) -> Result<(), BoxError> {
                 let _ = synced_tx.send(true);
                 info!("DtsJob watch synced; ready");
             }
-            std::future::ready(take(change, &triggers, &watch_ctx.backoff))
+            std::future::ready(take(change, &triggers, &watch_ctx.backoff, &watch_ctx.view))
         })
         .boxed();
     // Secrets by metadata only: no value crosses the wire or sits in the
@@ -383,16 +384,36 @@ fn defaults_changes(ctx: Arc<Context>, store: JobStore) -> BoxStream<'static, Tr
 /// What a change of the DtsJob watch asks of the runner: a reconcile of
 /// a job added or changed in what a reconcile acts on (not the operator's
 /// own status writes); for a job gone, its trigger hash and backoff are
-/// forgotten. Watch errors are logged (the watch retries with its backoff).
-fn take(change: Result<Change, watcher::Error>, triggers: &Triggers, backoff: &Backoff) -> Option<Trigger> {
+/// forgotten. DTS's view of a job gone or finished is dropped (its status
+/// then stands in). Watch errors are logged (the watch retries with its
+/// backoff).
+fn take(
+    change: Result<Change, watcher::Error>,
+    triggers: &Triggers,
+    backoff: &Backoff,
+    view: &DtsView,
+) -> Option<Trigger> {
     match change {
-        Ok(Change::Applied { key, identity, trigger }) => {
+        Ok(Change::Applied {
+            key,
+            identity,
+            trigger,
+            entry,
+        }) => {
+            if entry.finished() {
+                view.forget(&entry.spec.region_id, &entry.spec.job_id);
+            }
             triggers.changed(identity, trigger).then_some(Trigger::Job(key))
         }
-        Ok(Change::Deleted { identity, uid, .. }) => {
+        Ok(Change::Deleted {
+            identity, uid, entry, ..
+        }) => {
             triggers.forget(identity);
             if let Some(uid) = uid {
                 backoff.forget(&uid);
+            }
+            if let Some(entry) = entry {
+                view.forget(&entry.spec.region_id, &entry.spec.job_id);
             }
             None
         }
@@ -436,6 +457,9 @@ pub async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crd::Direction;
+    use crate::view::DirectionView;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use std::time::Duration;
 
     fn job(name: &str, uid: &str, generation: i64, phase: &str) -> WatchedJob {
@@ -452,13 +476,14 @@ mod tests {
     fn the_watch_triggers_on_changes_and_forgets_the_backoff_of_jobs_gone() {
         let backoff = Backoff::new(Duration::from_secs(60), Duration::from_secs(300));
         let triggers = Triggers::default();
+        let view = DtsView::default();
         let mut writer = ScopedWriter::new(JobStore::default(), 1);
         let ns = Some("ns".to_owned());
         let mut feed = |event| {
             writer
                 .apply(&ns, event)
                 .into_iter()
-                .filter_map(|c| take(Ok(c), &triggers, &backoff))
+                .filter_map(|c| take(Ok(c), &triggers, &backoff, &view))
                 .collect::<Vec<_>>()
         };
         let a = Trigger::Job(JobKey::new("ns", "a"));
@@ -501,5 +526,72 @@ mod tests {
             [a],
             "created anew under the old name"
         );
+    }
+
+    /// `name` on DTS job `job_id`, with the Forward direction recorded in
+    /// `state` as DTS last showed `dts_status`.
+    fn recorded(name: &str, job_id: &str, state: &str, dts_status: &str) -> WatchedJob {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "kubedts.io/v1alpha1", "kind": "DtsJob",
+            "metadata": {"name": name, "namespace": "ns", "uid": format!("uid-{name}"), "generation": 1},
+            "spec": {"jobId": job_id, "regionId": "cn-hangzhou"},
+            "status": {"phase": if state == "Stopped" { "Stopped" } else { "Running" }, "directions": [{
+                "direction": "Forward", "jobId": job_id, "state": state,
+                "observed": {"status": dts_status, "observedAt": "2026-12-01T00:00:00Z"}
+            }]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_dts_view_of_a_job_finished_or_gone_is_dropped() {
+        let backoff = Backoff::new(Duration::from_secs(60), Duration::from_secs(300));
+        let triggers = Triggers::default();
+        let view = DtsView::default();
+        let mut writer = ScopedWriter::new(JobStore::default(), 1);
+        let ns = Some("ns".to_owned());
+        let at = Time(jiff::Timestamp::from_second(1_796_083_200).unwrap());
+        let read = |job_id: &str, status: &str| {
+            let v = DirectionView {
+                status: Some(status.into()),
+                ..DirectionView::default()
+            };
+            view.put("cn-hangzhou", job_id, Direction::Forward, v, at.clone());
+        };
+        let mut feed = |event| {
+            for c in writer.apply(&ns, event) {
+                take(Ok(c), &triggers, &backoff, &view);
+            }
+        };
+        let held = |job_id: &str| view.get("cn-hangzhou", job_id, Direction::Forward).is_some();
+        for (name, job_id) in [("a", "ja"), ("b", "jb"), ("c", "jc")] {
+            read(job_id, "Synchronizing");
+            feed(watcher::Event::Apply(recorded(
+                name,
+                job_id,
+                "Pending",
+                "Synchronizing",
+            )));
+        }
+        assert!(held("ja") && held("jb") && held("jc"), "running jobs keep their view");
+
+        // Stopping, DTS not yet Finished: the view is still what is newest.
+        read("ja", "Finished");
+        feed(watcher::Event::Apply(recorded("a", "ja", "Stopped", "Suspending")));
+        assert!(held("ja"), "stopped but not seen Finished");
+        feed(watcher::Event::Apply(recorded("a", "ja", "Stopped", "Finished")));
+        assert!(!held("ja"), "finished: the status holds all DTS will show");
+        // Finished in DTS while the spec wants it running: not finished here.
+        feed(watcher::Event::Apply(recorded("b", "jb", "Pending", "Finished")));
+        assert!(held("jb"));
+
+        feed(watcher::Event::Delete(recorded("b", "jb", "Pending", "Finished")));
+        assert!(!held("jb"), "deleted");
+        // Gone in a relist.
+        for ev in [watcher::Event::Init, watcher::Event::InitDone] {
+            feed(ev);
+        }
+        assert!(!held("jc"), "relisted away");
+        assert!(view.is_empty());
     }
 }

@@ -14,6 +14,7 @@
 //! backoff of such a job is forgotten).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use kube::api::Api;
@@ -96,7 +97,7 @@ where
 }
 
 /// What the store's watch reports, after the store took it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Change {
     /// A DtsJob was added or changed.
     Applied {
@@ -105,6 +106,8 @@ pub enum Change {
         identity: u64,
         /// [`triggers::trigger_hash`] of the object.
         trigger: u64,
+        /// Its entry as stored.
+        entry: Arc<CachedJob>,
     },
     /// A DtsJob is gone: deleted, missing from a relist, or replaced by
     /// another object of the same name (a new uid).
@@ -112,18 +115,21 @@ pub enum Change {
         key: JobKey,
         identity: u64,
         uid: Option<String>,
+        /// Its last entry, if it was stored.
+        entry: Option<Arc<CachedJob>>,
     },
     /// Every watch has listed once.
     Synced,
 }
 
 impl Change {
-    fn gone(entry: &CachedJob) -> Self {
+    fn gone(entry: Arc<CachedJob>) -> Self {
         Change::Deleted {
             key: entry.key().clone(),
             identity: entry.identity(),
             // Rare: unpacked only for a job gone by a relist or replaced.
             uid: entry.job().ok().and_then(|j| j.metadata.uid),
+            entry: Some(entry),
         }
     }
 }
@@ -156,14 +162,16 @@ impl ScopedWriter {
         let trigger = triggers::trigger_hash(&job);
         let (entry, replaced) = self.store.apply(job.0);
         if let Some(old) = replaced.filter(|old| old.identity() != entry.identity()) {
-            out.push(Change::gone(&old));
+            out.push(Change::gone(old));
         }
+        let key = entry.key().clone();
         out.push(Change::Applied {
-            key: entry.key().clone(),
+            key: key.clone(),
             identity: entry.identity(),
             trigger,
+            entry,
         });
-        entry.key().clone()
+        key
     }
 
     /// Applies one event of watch `ns` and returns what to pass on: each
@@ -181,11 +189,12 @@ impl ScopedWriter {
                     meta.namespace.as_deref().unwrap_or_default(),
                     meta.name.as_deref().unwrap_or_default(),
                 );
-                self.store.remove(&key);
+                let entry = self.store.remove(&key);
                 out.push(Change::Deleted {
                     key,
                     identity: triggers::identity(&job),
                     uid: meta.uid.clone(),
+                    entry,
                 });
             }
             watcher::Event::Init => {
@@ -204,7 +213,7 @@ impl ScopedWriter {
                     .keys_where(|j| ns.as_deref().is_none_or(|ns| j.namespace() == ns) && !listed.contains(j.key()));
                 for key in gone {
                     if let Some(entry) = self.store.remove(&key) {
-                        out.push(Change::gone(&entry));
+                        out.push(Change::gone(entry));
                     }
                 }
                 self.listed.insert(ns.clone());
@@ -265,6 +274,10 @@ mod tests {
         out
     }
 
+    fn synced(c: &Change) -> bool {
+        matches!(c, Change::Synced)
+    }
+
     fn deleted(changes: &[Change]) -> Vec<(String, Option<String>)> {
         changes
             .iter()
@@ -280,16 +293,16 @@ mod tests {
         let store = JobStore::default();
         let mut w = ScopedWriter::new(store.clone(), 2);
         let first = list(&mut w, "a", &[job("a", "one", 1), job("a", "two", 1)]);
-        assert!(!first.contains(&Change::Synced), "not synced until every watch listed");
+        assert!(!first.iter().any(synced), "not synced until every watch listed");
         let second = list(&mut w, "b", &[job("b", "three", 1)]);
-        assert_eq!(second.last(), Some(&Change::Synced), "synced once");
+        assert!(second.last().is_some_and(synced), "synced once");
         assert_eq!(names(&store), ["a/one", "a/two", "b/three"]);
 
         // Namespace a relists after a watch gap in which "two" was deleted.
         let relist = list(&mut w, "a", &[job("a", "one", 2)]);
         assert_eq!(names(&store), ["a/one", "b/three"], "b is untouched");
         assert_eq!(deleted(&relist), [("a/two".to_owned(), Some("uid-two".to_owned()))]);
-        assert!(!relist.contains(&Change::Synced), "Synced only once");
+        assert!(!relist.iter().any(synced), "Synced only once");
         let one = store.get(&JobKey::new("a", "one")).unwrap();
         assert_eq!(
             one.job().unwrap().metadata.generation,

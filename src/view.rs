@@ -418,6 +418,27 @@ impl DtsView {
         changed
     }
 
+    /// Drops what was read of `job_id` in `region_id`: the DtsJob is gone,
+    /// or finished, when its status holds all that DTS will ever show (a
+    /// reconcile then reads the status's `observed`, as after a restart).
+    /// Without this a fleet that stops its jobs, or replaces them, would
+    /// keep a view of every job it ever had. A region's table is given
+    /// back once it is mostly empty.
+    pub fn forget(&self, region_id: &str, job_id: &str) {
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        let Some(jobs) = map.jobs.get_mut(region_id) else {
+            return;
+        };
+        if jobs.remove(job_id).is_none() {
+            return;
+        }
+        if jobs.is_empty() {
+            map.jobs.remove(region_id);
+        } else if jobs.len() * 4 < jobs.capacity() && jobs.capacity() > 64 {
+            jobs.shrink_to_fit();
+        }
+    }
+
     /// How many direction views are held.
     pub fn len(&self) -> usize {
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
@@ -573,5 +594,49 @@ mod tests {
         assert_eq!(v.map.read().unwrap().statuses.0.len(), STATUSES_SHARED);
         let last = v.get("cn-hangzhou", &format!("j{}", STATUSES_SHARED + 9), Direction::Forward);
         assert!(last.unwrap().view.status_is(&format!("odd{}", STATUSES_SHARED + 9)));
+    }
+
+    #[test]
+    fn a_forgotten_job_is_read_afresh_and_its_table_given_back() {
+        let v = DtsView::default();
+        let at = t("2026-12-01T00:00:00Z");
+        for i in 0..1000 {
+            v.put_job(
+                "cn-hangzhou",
+                &JobView {
+                    job_id: format!("j{i}"),
+                    ..job("Finished", None)
+                },
+                &at,
+            );
+        }
+        v.put_job("cn-beijing", &job("Synchronizing", Some("Synchronizing")), &at);
+        let capacity = || v.map.read().unwrap().jobs["cn-hangzhou"].capacity();
+        let full = capacity();
+        for i in 1..1000 {
+            v.forget("cn-hangzhou", &format!("j{i}"));
+        }
+        v.forget("cn-hangzhou", "never-read");
+        v.forget("nowhere", "j0");
+        assert_eq!(v.len(), 3, "j0 in cn-hangzhou, both directions of j1 in cn-beijing");
+        assert!(
+            capacity() * 4 < full,
+            "the table shrank: {} of {full} slots",
+            capacity()
+        );
+        assert!(v.get("cn-hangzhou", "j5", Direction::Forward).is_none());
+        assert!(
+            v.get("cn-beijing", "j1", Direction::Reverse).is_some(),
+            "other regions untouched"
+        );
+        v.forget("cn-hangzhou", "j0");
+        assert!(
+            !v.map.read().unwrap().jobs.contains_key("cn-hangzhou"),
+            "an empty region is dropped"
+        );
+        assert!(
+            v.put_job("cn-hangzhou", &job("Finished", None), &at),
+            "a read after forgetting is a first read"
+        );
     }
 }
