@@ -27,12 +27,14 @@
 //! API for tests, demos and offline rehearsals is the `dts-emulator` crate
 //! (`crates/dts-emulator`), a dev-dependency only.
 
+pub mod alloc;
 pub mod cache;
 pub mod cli;
 pub mod controller;
 pub mod crd;
 pub mod failpoint;
 pub mod http;
+pub mod kube_client;
 pub mod leader;
 pub mod limits;
 pub mod metrics;

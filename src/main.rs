@@ -11,10 +11,11 @@ use clap::{Parser, Subcommand};
 /// thread). With 10,000 DtsJobs jemalloc as configured below held 13 MiB
 /// less RSS than glibc after creation, 15 MiB less after stopping them all,
 /// and 14 MiB less when started with them (the bench's `memory` scenario,
-/// docs/benchmarks.md).
+/// docs/benchmarks.md). The cache's entries get an arena of their own
+/// (`dts_operator::alloc`).
 #[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+static ALLOCATOR: dts_operator::alloc::Allocator = dts_operator::alloc::Allocator;
 
 /// jemalloc's options, read at its start: a background thread returns
 /// freed pages to the system within about a second (instead of on later
@@ -52,6 +53,10 @@ fn main() -> ExitCode {
         }
         Command::Run(args) => {
             dts_operator::telemetry::init(&args.log_level, args.log_format);
+            if let Err(e) = dts_operator::alloc::init() {
+                // Only the memory a burst leaves behind is at stake.
+                tracing::warn!(error = %e, "no arena of its own for the watch cache");
+            }
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {

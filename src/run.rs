@@ -14,7 +14,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Client, ResourceExt};
+use kube::ResourceExt;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
@@ -52,7 +52,7 @@ fn identity(args: &RunArgs) -> String {
 
 /// Runs the operator until SIGTERM or SIGINT.
 pub async fn run(args: RunArgs) -> Result<(), BoxError> {
-    let client = Client::try_default().await?;
+    let client = crate::kube_client::infer().await?;
     let mut registry = Registry::default();
     let metrics = Arc::new(Metrics::new(&mut registry));
     // The DtsJob watch cache: the runner's store, and the source of the

@@ -165,7 +165,7 @@ impl JobStore {
     /// are shared with the other entries (see [`Shared`]).
     pub fn apply(&self, job: DtsJob) -> (Arc<CachedJob>, Option<Arc<CachedJob>>) {
         let mut inner = self.write();
-        let entry = Arc::new(CachedJob::new(job, &mut |s| inner.shared.get(s)));
+        let entry = crate::alloc::long_lived(|| Arc::new(CachedJob::new(job, &mut |s| inner.shared.get(s))));
         let key = entry.key();
         let hash = inner.hash(key.namespace(), key.name());
         let Inner { table, hasher, .. } = &mut *inner;

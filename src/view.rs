@@ -338,6 +338,8 @@ impl DtsView {
 
     fn with_job_mut<T>(&self, region_id: &str, job_id: &str, f: impl FnOnce(&mut JobEntry, &mut Statuses) -> T) -> T {
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        // What is stored lives as long as the job (see crate::alloc).
+        let _long_lived = crate::alloc::LongLived::enter();
         let Inner { jobs, statuses } = &mut *map;
         let jobs = match jobs.get_mut(region_id) {
             Some(jobs) => jobs,
