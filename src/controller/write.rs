@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
-use kube::{Api, Resource};
+use kube::Resource;
 use serde_json::json;
 use serde_json::Value;
 use tracing::{info, warn};
@@ -50,7 +50,6 @@ pub async fn status(
     if !(ctx.may_act)() {
         return Ok(Written::NotLeader);
     }
-    let api: Api<DtsJob> = Api::namespaced(ctx.client.clone(), &obs.namespace);
     let patch = status_patch(status, precondition).map_err(|e| Error::Kube(kube::Error::SerdeError(e)))?;
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.to_owned()),
@@ -58,11 +57,11 @@ pub async fn status(
     };
     let sent = tokio::time::timeout(
         ctx.settings.write_timeout,
-        api.patch_status(&obs.name, &params, &Patch::Json::<()>(patch)),
+        patch_for_version(ctx, obs, Some("status"), &params, &Patch::Json::<()>(patch)),
     )
     .await;
     let (outcome, result) = match sent {
-        Ok(Ok(job)) => (WriteOutcome::Ok, Ok(Written::Ok(resource_version(&job)))),
+        Ok(Ok(version)) => (WriteOutcome::Ok, Ok(Written::Ok(version))),
         Ok(Err(kube::Error::Api(s))) if s.code == 409 => (WriteOutcome::Conflict, Ok(Written::Conflict)),
         Ok(Err(e)) => (WriteOutcome::Error, Err(Error::Kube(e))),
         Err(_) => (
@@ -74,10 +73,52 @@ pub async fn status(
     result
 }
 
-/// The resourceVersion of a written object as a number (kube-apiserver's
-/// are etcd revisions), 0 if it is not one.
-fn resource_version(job: &DtsJob) -> u64 {
-    crate::cache::parse_resource_version(job.metadata.resource_version.as_deref())
+/// The media type that asks kube-apiserver to answer a write with the
+/// object's metadata only (`PartialObjectMetadata`), as it does for reads:
+/// the operator needs only the new resourceVersion (the watch brings the
+/// object), and the API server then encodes, and the operator parses, the
+/// metadata instead of the whole DtsJob.
+const METADATA_ONLY: &str = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json";
+
+/// Sends `patch` to `obs`'s DtsJob (or its `subresource`), asking for the
+/// metadata only ([`METADATA_ONLY`]; an API server that does not know the
+/// transformation answers with the whole object, the plain
+/// `application/json` after it, which parses the same way); the new
+/// resourceVersion.
+async fn patch_for_version<P: serde::Serialize>(
+    ctx: &Context,
+    obs: &Observed,
+    subresource: Option<&str>,
+    params: &PatchParams,
+    patch: &Patch<P>,
+) -> kube::Result<u64> {
+    let target = kube::core::Request::new(DtsJob::url_path(&(), Some(&obs.namespace)));
+    let mut request = match subresource {
+        Some(sub) => target.patch_subresource(sub, &obs.name, params, patch),
+        None => target.patch(&obs.name, params, patch),
+    }
+    .map_err(kube::Error::BuildRequest)?;
+    request
+        .headers_mut()
+        .insert(http::header::ACCEPT, http::HeaderValue::from_static(METADATA_ONLY));
+    let written: WrittenMeta = ctx.client.request(request).await?;
+    Ok(crate::cache::parse_resource_version(
+        written.metadata.resource_version.as_deref(),
+    ))
+}
+
+/// What the operator reads of a status write's answer: the new
+/// resourceVersion (kube-apiserver's are etcd revisions; 0 if it is not a
+/// number). Everything else in the answer is skipped unparsed.
+#[derive(serde::Deserialize)]
+struct WrittenMeta {
+    metadata: WrittenRv,
+}
+
+#[derive(serde::Deserialize)]
+struct WrittenRv {
+    #[serde(rename = "resourceVersion")]
+    resource_version: Option<String>,
 }
 
 /// The JSON patch that replaces `/status` with `status`; with a
@@ -110,19 +151,18 @@ pub async fn finalizer(ctx: &Context, obs: &Observed, add: bool) -> Result<Writt
     if add {
         finalizers.push(STOP_ON_DELETE_FINALIZER);
     }
-    let api: Api<DtsJob> = Api::namespaced(ctx.client.clone(), &obs.namespace);
     let body = json!({
         "metadata": { "resourceVersion": obs.resource_version, "finalizers": finalizers }
     });
     let sent = tokio::time::timeout(
         ctx.settings.write_timeout,
-        api.patch(&obs.name, &PatchParams::default(), &Patch::Merge(&body)),
+        patch_for_version(ctx, obs, None, &PatchParams::default(), &Patch::Merge(&body)),
     )
     .await;
     match sent {
-        Ok(Ok(job)) => {
+        Ok(Ok(version)) => {
             info!(finalizer = STOP_ON_DELETE_FINALIZER, add, "finalizer updated");
-            Ok(Written::Ok(resource_version(&job)))
+            Ok(Written::Ok(version))
         }
         Ok(Err(kube::Error::Api(s))) if s.code == 409 => Ok(Written::Conflict),
         // Already gone: nothing is left to hold.
@@ -192,5 +232,29 @@ mod tests {
             json!([{"op": "add", "path": "/status", "value": serde_json::to_value(&status).unwrap()}]),
             "no precondition: an unconditional replacement"
         );
+    }
+
+    #[test]
+    fn a_write_answer_gives_its_resource_version_as_metadata_or_as_the_whole_object() {
+        let version = |answer: Value| {
+            let written: WrittenMeta = serde_json::from_value(answer).unwrap();
+            crate::cache::parse_resource_version(written.metadata.resource_version.as_deref())
+        };
+        // What kube-apiserver answers to METADATA_ONLY.
+        let partial = json!({
+            "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+            "metadata": {"name": "j1", "namespace": "p", "resourceVersion": "205", "generation": 2,
+                         "managedFields": [{"manager": "dts-operator", "operation": "Update"}]},
+        });
+        assert_eq!(version(partial), 205);
+        // An API server that does not transform answers with the DtsJob.
+        let whole = json!({
+            "apiVersion": "kubedts.io/v1alpha1", "kind": "DtsJob",
+            "metadata": {"name": "j1", "resourceVersion": "206"},
+            "spec": {"jobId": "j", "regionId": "cn-hangzhou"},
+            "status": {"phase": "Stopped", "directions": [{"direction": "Forward", "state": "Stopped"}]},
+        });
+        assert_eq!(version(whole), 206);
+        assert_eq!(version(json!({"metadata": {}})), 0, "no resourceVersion: 0, as before");
     }
 }
