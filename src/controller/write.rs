@@ -7,6 +7,8 @@
 //! replacement is exact; it costs kube-apiserver about a fifth less CPU per
 //! write than the server-side apply used before, which has to merge field
 //! ownership (measured by the bench's `writes` scenario, docs/benchmarks.md).
+//! The API server answers with the object's metadata only: the operator
+//! reads nothing of the answer but the new resourceVersion.
 //! Every write has a timeout and is counted by outcome (`ok`, `conflict`,
 //! `error`, `timeout`), so a slow or refusing API server shows on `/metrics`
 //! instead of hanging reconciles.
