@@ -13,10 +13,19 @@
 //! and patches a series with the whole Event. This keeps a hash, a name and
 //! a count per key, sweeps at most every [`SWEEP_EVERY`], and patches only
 //! `series`.
+//!
+//! Events give way to status writes ([`Sink::writing`]): the status is the
+//! record and the Events are commentary, and in a burst both compete for
+//! the same API server CPU. A queued Event waits until no status write has
+//! been in flight for [`EVENT_CALM`], for at most [`EVENT_DEFER`] after it
+//! was queued, and not at all once its writer's queue is half full (so
+//! giving way never drops an Event that would otherwise have been written).
+//! A stop at rest delays its Events by the calm only: they are queued after
+//! its last write has returned.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,6 +37,7 @@ use kube::runtime::events::{Event, EventType};
 use kube::{Api, Client};
 use serde_json::json;
 use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant as TokioInstant;
 use tracing::warn;
 
 use crate::metrics::{EventOutcome, Metrics};
@@ -229,6 +239,82 @@ type Queued = Box<QueuedEvent>;
 struct QueuedEvent {
     ev: Event,
     regarding: ObjectReference,
+    /// When it was queued: it gives way to status writes until
+    /// [`EVENT_DEFER`] after this.
+    queued: TokioInstant,
+}
+
+/// The longest an Event gives way to status writes (see the module doc):
+/// long enough for a burst of a thousand stops to finish its status writes
+/// first, short enough that `kubectl describe` shows the Event soon after.
+pub const EVENT_DEFER: Duration = Duration::from_secs(10);
+
+/// How long after the last status write returned the API server counts
+/// as calm again: in a burst the writes of the many jobs in flight leave
+/// gaps of a few milliseconds between them (a job waiting for DTS writes
+/// nothing), which are not the end of the burst.
+pub const EVENT_CALM: Duration = Duration::from_millis(100);
+
+/// Status writes in flight, which queued Events give way to.
+struct InFlight {
+    count: AtomicUsize,
+    /// When the last write returned, in ms since `epoch`, plus one (0: none
+    /// yet).
+    last_end: AtomicU64,
+    epoch: TokioInstant,
+    /// Woken when the count drops to zero.
+    quiet: Notify,
+}
+
+impl InFlight {
+    fn new() -> Self {
+        InFlight {
+            count: AtomicUsize::new(0),
+            last_end: AtomicU64::new(0),
+            epoch: TokioInstant::now(),
+            quiet: Notify::new(),
+        }
+    }
+
+    /// Returns once no status write has been in flight for [`EVENT_CALM`],
+    /// or at `deadline`.
+    async fn calm_by(&self, deadline: TokioInstant) {
+        loop {
+            let quiet = self.quiet.notified();
+            tokio::pin!(quiet);
+            quiet.as_mut().enable();
+            if self.count.load(Ordering::Acquire) > 0 {
+                tokio::select! {
+                    _ = quiet => continue,
+                    _ = tokio::time::sleep_until(deadline) => return,
+                }
+            }
+            let calm_at = match self.last_end.load(Ordering::Acquire) {
+                0 => return,
+                ms => self.epoch + Duration::from_millis(ms - 1) + EVENT_CALM,
+            };
+            let now = TokioInstant::now();
+            if now >= calm_at || now >= deadline {
+                return;
+            }
+            // A write may start meanwhile: look again when the calm is due.
+            tokio::time::sleep_until(calm_at.min(deadline)).await;
+        }
+    }
+}
+
+/// A status write in flight ([`Sink::writing`]); Events give way until it
+/// is dropped.
+pub struct Writing(Arc<InFlight>);
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        let ended = self.0.epoch.elapsed().as_millis() as u64 + 1;
+        self.0.last_end.fetch_max(ended, Ordering::AcqRel);
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.quiet.notify_waiters();
+        }
+    }
 }
 
 /// Publishes Events in the background through a [`Recorder`]: [`Sink::send`]
@@ -236,6 +322,7 @@ struct QueuedEvent {
 pub struct Sink {
     writers: Vec<mpsc::Sender<Queued>>,
     pending: Arc<Pending>,
+    in_flight: Arc<InFlight>,
     metrics: Arc<Metrics>,
 }
 
@@ -256,28 +343,40 @@ impl Pending {
 
 impl Sink {
     /// Starts the writers (on the current Tokio runtime). Each write of an
-    /// Event (its POST, or its series PATCH) has `timeout`.
-    pub fn spawn(recorder: Recorder, timeout: Duration, metrics: Arc<Metrics>) -> Self {
+    /// Event (its POST, or its series PATCH) has `timeout`; an Event gives
+    /// way to status writes for at most `defer` ([`EVENT_DEFER`]).
+    pub fn spawn(recorder: Recorder, timeout: Duration, defer: Duration, metrics: Arc<Metrics>) -> Self {
         let recorder = Arc::new(recorder);
         let pending = Arc::new(Pending::default());
+        let in_flight = Arc::new(InFlight::new());
         let writers = (0..EVENT_WRITERS)
             .map(|_| {
                 let (tx, rx) = mpsc::channel(EVENT_QUEUE);
-                tokio::spawn(write_events(
-                    rx,
-                    recorder.clone(),
+                let writer = Writer {
+                    recorder: recorder.clone(),
                     timeout,
-                    pending.clone(),
-                    metrics.clone(),
-                ));
+                    defer,
+                    pending: pending.clone(),
+                    in_flight: in_flight.clone(),
+                    metrics: metrics.clone(),
+                };
+                tokio::spawn(writer.run(rx));
                 tx
             })
             .collect();
         Sink {
             writers,
             pending,
+            in_flight,
             metrics,
         }
+    }
+
+    /// Marks a status write in flight until the guard is dropped: queued
+    /// Events give way to it.
+    pub fn writing(&self) -> Writing {
+        self.in_flight.count.fetch_add(1, Ordering::AcqRel);
+        Writing(self.in_flight.clone())
     }
 
     /// Queues `ev` about `regarding`; dropped (counted, and logged now and
@@ -287,7 +386,12 @@ impl Sink {
         (&regarding.namespace, &regarding.name).hash(&mut h);
         let writer = &self.writers[(h.finish() % self.writers.len() as u64) as usize];
         self.pending.count.fetch_add(1, Ordering::AcqRel);
-        if let Err(e) = writer.try_send(Box::new(QueuedEvent { ev, regarding })) {
+        let queued = Box::new(QueuedEvent {
+            ev,
+            regarding,
+            queued: TokioInstant::now(),
+        });
+        if let Err(e) = writer.try_send(queued) {
             self.pending.done();
             let dropped = self.metrics.event(EventOutcome::Dropped);
             if dropped.is_power_of_two() {
@@ -317,29 +421,39 @@ impl Sink {
     }
 }
 
-/// One writer: its Events, in order, until the [`Sink`] is dropped.
-async fn write_events(
-    mut queue: mpsc::Receiver<Queued>,
+/// One writer of a [`Sink`].
+struct Writer {
     recorder: Arc<Recorder>,
     timeout: Duration,
+    defer: Duration,
     pending: Arc<Pending>,
+    in_flight: Arc<InFlight>,
     metrics: Arc<Metrics>,
-) {
-    while let Some(queued) = queue.recv().await {
-        let QueuedEvent { ev, regarding } = *queued;
-        let outcome = match tokio::time::timeout(timeout, recorder.publish(&ev, &regarding)).await {
-            Ok(Ok(())) => EventOutcome::Recorded,
-            Ok(Err(e)) => {
-                warn!(error = %e, reason = %ev.reason, "could not record Event");
-                EventOutcome::Error
+}
+
+impl Writer {
+    /// Writes its Events, in order, until the [`Sink`] is dropped.
+    async fn run(self, mut queue: mpsc::Receiver<Queued>) {
+        while let Some(queued) = queue.recv().await {
+            let QueuedEvent { ev, regarding, queued } = *queued;
+            if queue.len() < EVENT_QUEUE / 2 {
+                self.in_flight.calm_by(queued + self.defer).await;
             }
-            Err(_) => {
-                warn!(reason = %ev.reason, "recording an Event timed out");
-                EventOutcome::Timeout
-            }
-        };
-        metrics.event(outcome);
-        pending.done();
+            let published = tokio::time::timeout(self.timeout, self.recorder.publish(&ev, &regarding));
+            let outcome = match published.await {
+                Ok(Ok(())) => EventOutcome::Recorded,
+                Ok(Err(e)) => {
+                    warn!(error = %e, reason = %ev.reason, "could not record Event");
+                    EventOutcome::Error
+                }
+                Err(_) => {
+                    warn!(reason = %ev.reason, "recording an Event timed out");
+                    EventOutcome::Timeout
+                }
+            };
+            self.metrics.event(outcome);
+            self.pending.done();
+        }
     }
 }
 
@@ -456,7 +570,7 @@ mod tests {
         let mut registry = prometheus_client::registry::Registry::default();
         let metrics = Arc::new(Metrics::new(&mut registry));
         let recorder = Recorder::new(api(seen.clone(), 0), "dts-operator", None);
-        let sink = Sink::spawn(recorder, Duration::from_secs(10), metrics);
+        let sink = Sink::spawn(recorder, Duration::from_secs(10), EVENT_DEFER, metrics);
         for i in 0..20 {
             sink.send(event(&format!("note {i}")), job("a"));
         }
@@ -485,7 +599,7 @@ mod tests {
         let metrics = Arc::new(Metrics::new(&mut registry));
         // The API server never answers.
         let recorder = Recorder::new(api(seen.clone(), usize::MAX), "dts-operator", None);
-        let sink = Sink::spawn(recorder, Duration::from_secs(60), metrics);
+        let sink = Sink::spawn(recorder, Duration::from_secs(60), EVENT_DEFER, metrics);
         // All for one object, so one writer; it has not taken any yet.
         for i in 0..EVENT_QUEUE + 6 {
             sink.send(event(&format!("note {i}")), job("a"));
@@ -499,5 +613,82 @@ mod tests {
         assert!(!sink.flush(Duration::from_millis(200)).await, "nothing can be written");
         assert!(start.elapsed() >= Duration::from_millis(200));
         assert_eq!(seen.lock().unwrap().len(), 1, "the writer waits on its first Event");
+    }
+
+    fn sink_with(seen: &Arc<Mutex<Vec<serde_json::Value>>>, defer: Duration) -> Sink {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = Arc::new(Metrics::new(&mut registry));
+        let recorder = Recorder::new(api(seen.clone(), 0), "dts-operator", None);
+        Sink::spawn(recorder, Duration::from_secs(10), defer, metrics)
+    }
+
+    #[tokio::test]
+    async fn an_event_gives_way_to_a_status_write_in_flight_until_it_returns() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = sink_with(&seen, Duration::from_secs(60));
+        // With no write in flight an Event is written at once.
+        sink.send(event("first"), job("a"));
+        assert!(
+            sink.flush(Duration::from_secs(10)).await,
+            "written with nothing in flight"
+        );
+        assert_eq!(seen.lock().unwrap().len(), 1);
+
+        let writing = sink.writing();
+        sink.send(event("second"), job("a"));
+        assert!(
+            !sink.flush(Duration::from_millis(300)).await,
+            "held while the status write is in flight"
+        );
+        assert_eq!(seen.lock().unwrap().len(), 1);
+        drop(writing);
+        let returned = Instant::now();
+        assert!(sink.flush(Duration::from_secs(10)).await, "written once it returned");
+        assert!(
+            returned.elapsed() >= EVENT_CALM,
+            "and the calm passed: {:?}",
+            returned.elapsed()
+        );
+        assert_eq!(seen.lock().unwrap()[1]["note"], "second");
+    }
+
+    #[tokio::test]
+    async fn an_event_gives_way_for_at_most_its_defer() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let defer = Duration::from_millis(400);
+        let sink = sink_with(&seen, defer);
+        let _writing = sink.writing();
+        let start = Instant::now();
+        sink.send(event("late"), job("a"));
+        assert!(
+            sink.flush(Duration::from_secs(20)).await,
+            "written although writes never pause"
+        );
+        assert!(start.elapsed() >= defer, "not before its defer: {:?}", start.elapsed());
+        assert_eq!(seen.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_half_full_queue_no_longer_gives_way_so_giving_way_drops_nothing() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = sink_with(&seen, Duration::from_secs(600));
+        let writing = sink.writing();
+        let n = EVENT_QUEUE / 2 + 20;
+        for i in 0..n {
+            sink.send(event(&format!("note {i}")), job("a"));
+        }
+        // The writer works the queue down to half without waiting.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while seen.lock().unwrap().len() < 20 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let written = seen.lock().unwrap().len();
+        assert!(
+            (20..=21).contains(&written),
+            "written down to half the queue, then held: {written}"
+        );
+        drop(writing);
+        assert!(sink.flush(Duration::from_secs(20)).await);
+        assert_eq!(seen.lock().unwrap().len(), n, "none dropped");
     }
 }

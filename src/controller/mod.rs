@@ -160,7 +160,7 @@ impl Context {
         limits: Arc<Limits>,
     ) -> Self {
         let recorder = events::Recorder::new(client.clone(), FIELD_MANAGER, settings.identity.as_deref());
-        let events = events::Sink::spawn(recorder, settings.write_timeout, metrics.clone());
+        let events = events::Sink::spawn(recorder, settings.write_timeout, events::EVENT_DEFER, metrics.clone());
         Self {
             dts: DtsCaller::new(dts, limits, metrics.clone(), may_act.clone()),
             backoff: Backoff::new(settings.retry_base_delay, settings.retry_max_delay),

@@ -83,10 +83,10 @@ pub async fn status(
 const METADATA_ONLY: &str = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json";
 
 /// Sends `patch` to `obs`'s DtsJob (or its `subresource`), asking for the
-/// metadata only ([`METADATA_ONLY`]; an API server that does not know the
-/// transformation answers with the whole object, the plain
-/// `application/json` after it, which parses the same way); the new
-/// resourceVersion.
+/// metadata only ([`METADATA_ONLY`]); the new resourceVersion. An API
+/// server that does not know the transformation answers with the whole
+/// object (the plain `application/json` after it), which parses the same
+/// way.
 async fn patch_for_version<P: serde::Serialize>(
     ctx: &Context,
     obs: &Observed,
@@ -94,6 +94,8 @@ async fn patch_for_version<P: serde::Serialize>(
     params: &PatchParams,
     patch: &Patch<P>,
 ) -> kube::Result<u64> {
+    // Queued Events give way while this is in flight.
+    let _writing = ctx.events.writing();
     let target = kube::core::Request::new(DtsJob::url_path(&(), Some(&obs.namespace)));
     let mut request = match subresource {
         Some(sub) => target.patch_subresource(sub, &obs.name, params, patch),
@@ -109,7 +111,8 @@ async fn patch_for_version<P: serde::Serialize>(
     ))
 }
 
-/// What the operator reads of a status write's answer: the new
+/// What the operator reads of a write's answer (the status's or the
+/// finalizer's): the new
 /// resourceVersion (kube-apiserver's are etcd revisions; 0 if it is not a
 /// number). Everything else in the answer is skipped unparsed.
 #[derive(serde::Deserialize)]

@@ -218,13 +218,17 @@ pub fn markdown(r: &Results) -> String {
         let _ = writeln!(
             s,
             "Operator flags: `{}`. Flips sent in {:.1} s. Average DTS calls in flight {:.1}; machine CPU busy {}.  \n\
-             API requests per job: {}.  \nDTS calls per job: {}.\n",
+             API requests per job: {}.  \nDTS calls per job: {}.  \n\
+             Events: {} made after the first flip, the last at {} s, {} of them after the last Stopped.\n",
             b.operator_args.join(" "),
             b.flips_seconds,
             b.dts_in_flight_avg,
             opt(b.machine_busy_percent, "%"),
             per_kind(&b.api_requests_per_job),
             per_kind(&b.dts_calls_per_job),
+            b.events.count,
+            opt(b.events.last_seconds, ""),
+            b.events.after_last_stopped,
         );
         let _ = writeln!(s, "| process | CPU s | average % of a core | peak % (1 s) |");
         let _ = writeln!(s, "| --- | ---: | ---: | ---: |");

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Event;
 use serde::Serialize;
 use serde_json::json;
 
@@ -41,8 +42,69 @@ pub struct Burst {
     pub dts_calls_per_job: BTreeMap<String, f64>,
     pub api_requests_per_job: BTreeMap<String, f64>,
     pub operator_rss_mib: Option<f64>,
+    /// When the burst's Events were written, against its Stopped times.
+    pub events: EventTiming,
     /// (seconds since the first flip, jobs Stopped), for the progress plot.
     pub progress: Vec<(f64, usize)>,
+}
+
+/// The Events of the case made after the first flip: how many, when the
+/// last one was made and how many came after the last job was Stopped (an
+/// operator that lets its Events give way to its status writes writes most
+/// of them then).
+#[derive(Debug, Clone, Serialize)]
+pub struct EventTiming {
+    pub count: usize,
+    /// First flip → the last Event's time (its eventTime, else lastTimestamp).
+    pub last_seconds: Option<f64>,
+    pub after_last_stopped: usize,
+}
+
+/// How long the Events may keep coming after the jobs settled.
+const EVENTS_WAIT: Duration = Duration::from_secs(30);
+
+/// Waits until the case's Events stop growing (two looks `quiet` apart see
+/// the same count, at most [`EVENTS_WAIT`]), then times those made since
+/// `t0` (ms since the epoch) against `last_stopped` (s since `t0`); also
+/// how many LISTs that took (the driver's, not the operator's requests).
+async fn event_timing(
+    client: &kube::Client,
+    ns: &str,
+    quiet: Duration,
+    t0: f64,
+    last_stopped: f64,
+) -> Result<(EventTiming, usize)> {
+    let api: kube::Api<Event> = kube::Api::namespaced(client.clone(), ns);
+    let deadline = tokio::time::Instant::now() + EVENTS_WAIT;
+    let mut seen = usize::MAX;
+    let mut lists = 0;
+    let events = loop {
+        let list = api.list(&Default::default()).await?.items;
+        lists += 1;
+        if list.len() == seen || tokio::time::Instant::now() > deadline {
+            break list;
+        }
+        seen = list.len();
+        tokio::time::sleep(quiet).await;
+    };
+    let times: Vec<f64> = events
+        .iter()
+        .filter_map(|e| {
+            let at = e
+                .event_time
+                .as_ref()
+                .map(|t| t.0)
+                .or(e.last_timestamp.as_ref().map(|t| t.0))?;
+            Some((at.as_millisecond() as f64 - t0) / 1000.0)
+        })
+        .filter(|s| *s >= 0.0)
+        .collect();
+    let timing = EventTiming {
+        count: times.len(),
+        last_seconds: times.iter().copied().reduce(f64::max).map(round2),
+        after_last_stopped: times.iter().filter(|s| **s > last_stopped).count(),
+    };
+    Ok((timing, lists))
 }
 
 /// Entries the emulator's journal keeps (crates/dts-emulator journal.rs).
@@ -111,7 +173,22 @@ pub async fn run(env: &Env, p: Params) -> Result<Burst> {
     }
     tokio::time::sleep(env.opts.quiet).await;
     op.process.check_alive()?;
+    let last_stopped = case.tracker.with(|s| {
+        names
+            .iter()
+            .filter_map(|n| s.jobs.get(*n).and_then(|j| j.stopped_ms))
+            .fold(0.0, f64::max)
+    });
+    let (events, lists) = event_timing(
+        &env.cp.client,
+        &case.ns,
+        env.opts.quiet,
+        t0,
+        (last_stopped - t0) / 1000.0,
+    )
+    .await?;
     let (requests, _) = env.requests_since(&before, flips.len()).await?;
+    let requests = requests.minus("LIST", "events", "", lists as f64);
     let journal = case.emulator.journal().await?;
     case.emulator.faults(json!({"latencyMs": 0})).await?;
     let operator_rss_mib = rss_mib(&op);
@@ -207,11 +284,18 @@ pub async fn run(env: &Env, p: Params) -> Result<Burst> {
             .collect(),
         api_requests_per_job: requests.per(p.jobs as f64),
         operator_rss_mib,
+        events,
         progress,
     };
     println!(
         "  {} jobs Stopped in {:.1} s ({:.0} jobs/s, {:.0} DTS calls/s, {:.0} status writes/s); limited by: {}",
         r.jobs, r.seconds, r.jobs_per_second, r.dts_calls_per_second, r.status_writes_per_second, r.limited_by
+    );
+    println!(
+        "  {} Events, the last at {} s, {} of them after the last Stopped",
+        r.events.count,
+        r.events.last_seconds.map_or("–".into(), |s| format!("{s:.1}")),
+        r.events.after_last_stopped
     );
     drop(op);
     case.finish().await;
