@@ -33,10 +33,10 @@ use std::time::{Duration, Instant};
 use dts_operator::crd::{DirectionState, DtsJob, Phase, TransitionState};
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Event;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
 use support::stack::{self, Emulator, Operator, OperatorOptions};
-use support::{wait_for, TestNamespace};
+use support::{list_until, wait_for, TestNamespace};
 
 const JOB_ID: &str = "dtscrash01";
 const INSTANCE_ID: &str = "dtsinstcrash01";
@@ -583,15 +583,16 @@ async fn run_case(case: Case) -> Row {
     }
     let final_now = api.get(JOB).await.expect("reading the DtsJob");
     let status_ok = is_final(&final_now, &case) && is_final(&final_job, &case);
-    let events = ns
-        .api::<Event>()
-        .list(&ListParams::default())
-        .await
-        .expect("listing Events")
-        .items;
-    let event = events
-        .iter()
-        .any(|e| e.type_.as_deref() == Some("Normal") && e.reason.as_deref() == Some(case.intent.event_reason()));
+    // Events are written in the background, after the status: give the
+    // outcome's Event a moment (it may also be lost with the crash).
+    let is_outcome =
+        |e: &Event| e.type_.as_deref() == Some("Normal") && e.reason.as_deref() == Some(case.intent.event_reason());
+    let event = list_until(&ns, Duration::from_secs(5), |events: &[Event]| {
+        events.iter().any(is_outcome)
+    })
+    .await
+    .iter()
+    .any(is_outcome);
     Row {
         case,
         duplicate,

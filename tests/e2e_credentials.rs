@@ -28,7 +28,7 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{ListParams, PostParams};
 use serde_json::{json, Value};
 use support::stack::{self, Emulator, Operator, OperatorOptions, ACCESS_KEY_ID, ACCESS_KEY_SECRET};
-use support::{wait_for, TestNamespace};
+use support::{list_until, wait_for, TestNamespace};
 
 const ROLE_ARN: &str = "acs:ram::1234567890:role/dts-operator";
 const PROVIDER_ARN: &str = "acs:ram::1234567890:oidc-provider/ack-rrsa-e2e";
@@ -611,14 +611,19 @@ async fn bad_secrets_each_get_a_clear_condition_and_no_call() {
         );
         assert_eq!(phase(&job), Some(Phase::Pending), "{name}");
     }
-    let events = ns.api::<Event>().list(&ListParams::default()).await.unwrap().items;
-    for (name, _, reason, ..) in &table {
-        assert!(
-            events.iter().any(|e| e.reason.as_deref() == Some(*reason)
+    let has = |events: &[Event], name: &str, reason: &str| {
+        events.iter().any(|e| {
+            e.reason.as_deref() == Some(reason)
                 && e.type_.as_deref() == Some("Warning")
-                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(*name)),
-            "a Warning Event {reason} for {name}"
-        );
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+        })
+    };
+    let events = list_until(&ns, Duration::from_secs(30), |events: &[Event]| {
+        table.iter().all(|(name, _, reason, ..)| has(events, name, reason))
+    })
+    .await;
+    for (name, _, reason, ..) in &table {
+        assert!(has(&events, name, reason), "a Warning Event {reason} for {name}");
     }
     tokio::time::sleep(SETTLE).await;
     assert!(emu.calls("StopDtsJob").await.is_empty(), "no stop was sent");

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use dts_operator::crd::{DtsJob, Phase, RECONCILE_REQUESTED_AT};
 use k8s_openapi::api::core::v1::Event;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
 use support::stack::{self, Emulator, Operator, OperatorOptions};
-use support::{wait_for, TestNamespace};
+use support::{list_until, wait_for, TestNamespace};
 
 const JOB_ID: &str = "dtsfault01";
 const JOB: &str = "orders-sync";
@@ -233,17 +233,18 @@ async fn job(ns: &TestNamespace) -> Option<DtsJob> {
     ns.api::<DtsJob>().get_opt(JOB).await.ok().flatten()
 }
 
-async fn warning_reasons(ns: &TestNamespace) -> Vec<String> {
-    let mut reasons: Vec<String> = ns
-        .api::<Event>()
-        .list(&ListParams::default())
-        .await
-        .expect("listing Events")
-        .items
-        .into_iter()
-        .filter(|e| e.type_.as_deref() == Some("Warning"))
-        .filter_map(|e| e.reason)
-        .collect();
+/// The reasons of the Warning Events, once `expected` is among them (at
+/// most 30 s: Events are written in the background, after the status).
+async fn warning_reasons(ns: &TestNamespace, expected: &str) -> Vec<String> {
+    let is_expected = |e: &Event| e.type_.as_deref() == Some("Warning") && e.reason.as_deref() == Some(expected);
+    let mut reasons: Vec<String> = list_until(ns, Duration::from_secs(30), |events: &[Event]| {
+        events.iter().any(is_expected)
+    })
+    .await
+    .into_iter()
+    .filter(|e| e.type_.as_deref() == Some("Warning"))
+    .filter_map(|e| e.reason)
+    .collect();
     reasons.sort();
     reasons.dedup();
     reasons
@@ -370,7 +371,7 @@ async fn run_row(row: Row) -> Seen {
             classes.push(format!("{outcome}×{n}"));
         }
     }
-    let warnings = warning_reasons(&ns).await;
+    let warnings = warning_reasons(&ns, row.warning).await;
     let ready = condition(&done, "Ready").map(|(_, r)| r).unwrap_or_default();
 
     // What every row must show.

@@ -21,7 +21,7 @@ use kube::ResourceExt;
 use serde_json::{json, Value};
 use support::secrets::OTHER_WRONG_SECRET as WRONG_SECRET;
 use support::stack::{self, Emulator, Operator, OperatorOptions};
-use support::{wait_for, TestNamespace};
+use support::{list_until, wait_for, TestNamespace};
 
 const JOB_ID: &str = "dtsresil01";
 const INSTANCE_ID: &str = "dtsinstresil01";
@@ -196,11 +196,14 @@ async fn events(ns: &TestNamespace) -> Vec<Event> {
         .items
 }
 
+/// Whether an Event of `type_` and `reason` appears within 30 s (Events
+/// are written in the background, after the status).
 async fn has_event(ns: &TestNamespace, type_: &str, reason: &str) -> bool {
-    events(ns)
+    let is = |e: &Event| e.type_.as_deref() == Some(type_) && e.reason.as_deref() == Some(reason);
+    list_until(ns, Duration::from_secs(30), |events: &[Event]| events.iter().any(is))
         .await
         .iter()
-        .any(|e| e.type_.as_deref() == Some(type_) && e.reason.as_deref() == Some(reason))
+        .any(is)
 }
 
 /// Every version of the DtsJob written after `resource_version`, in order,

@@ -137,6 +137,26 @@ where
     }
 }
 
+/// Lists `K` in `ns` every 100 ms until `done` holds for the list, at
+/// most `within`, and returns the last list (the caller asserts on it, so a
+/// failure shows what was there). For Events: the operator writes them in
+/// the background, after the status and once its status writes are calm,
+/// so an Event may appear a little after the status that it explains.
+pub async fn list_until<K>(ns: &TestNamespace, within: Duration, done: impl Fn(&[K]) -> bool) -> Vec<K>
+where
+    K: Resource<Scope = NamespaceResourceScope> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    <K as Resource>::DynamicType: Default,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        let items = ns.api::<K>().list(&ListParams::default()).await.expect("listing").items;
+        if done(&items) || Instant::now() >= deadline {
+            return items;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The `ApiResource` of DtsJob, for `Api<DynamicObject>` when a test must
 /// send what the Rust type cannot express (invalid specs).
 pub fn dtsjob_resource() -> ApiResource {
