@@ -254,8 +254,8 @@ pub struct DtsJobStatus {
     // As a list-map, every field of every direction was itemised in the
     // operator's managedFields entry (958 of a stopped two-way job's 3.5 KB,
     // against 454 now), and kube-apiserver decodes, patches and encodes that
-    // on every write of the object: a 1,000-job burst cost it about 15% less
-    // CPU atomic (docs/benchmarks.md).
+    // on every write of the object: a 1,000-job burst cost it about a fifth
+    // less CPU atomic (docs/benchmarks.md).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub directions: Vec<DirectionStatus>,

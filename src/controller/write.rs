@@ -106,18 +106,23 @@ async fn patch_for_version<P: serde::Serialize>(
         .headers_mut()
         .insert(http::header::ACCEPT, http::HeaderValue::from_static(METADATA_ONLY));
     let written: WrittenMeta = ctx.client.request(request).await?;
-    Ok(crate::cache::parse_resource_version(
-        written.metadata.resource_version.as_deref(),
-    ))
+    Ok(written.resource_version())
 }
 
 /// What the operator reads of a write's answer (the status's or the
-/// finalizer's): the new
-/// resourceVersion (kube-apiserver's are etcd revisions; 0 if it is not a
-/// number). Everything else in the answer is skipped unparsed.
+/// finalizer's): the new resourceVersion. Everything else in the answer is
+/// skipped unparsed.
 #[derive(serde::Deserialize)]
 struct WrittenMeta {
     metadata: WrittenRv,
+}
+
+impl WrittenMeta {
+    /// The new resourceVersion as a number (kube-apiserver's are etcd
+    /// revisions; 0 if it is not a number).
+    fn resource_version(&self) -> u64 {
+        crate::cache::parse_resource_version(self.metadata.resource_version.as_deref())
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -243,7 +248,7 @@ mod tests {
     fn a_write_answer_gives_its_resource_version_as_metadata_or_as_the_whole_object() {
         let version = |answer: Value| {
             let written: WrittenMeta = serde_json::from_value(answer).unwrap();
-            crate::cache::parse_resource_version(written.metadata.resource_version.as_deref())
+            written.resource_version()
         };
         // What kube-apiserver answers to METADATA_ONLY.
         let partial = json!({

@@ -173,26 +173,6 @@ pub async fn run(env: &Env, p: Params) -> Result<Burst> {
     }
     tokio::time::sleep(env.opts.quiet).await;
     op.process.check_alive()?;
-    let last_stopped = case.tracker.with(|s| {
-        names
-            .iter()
-            .filter_map(|n| s.jobs.get(*n).and_then(|j| j.stopped_ms))
-            .fold(0.0, f64::max)
-    });
-    let (events, lists) = event_timing(
-        &env.cp.client,
-        &case.ns,
-        env.opts.quiet,
-        t0,
-        (last_stopped - t0) / 1000.0,
-    )
-    .await?;
-    let (requests, _) = env.requests_since(&before, flips.len()).await?;
-    let requests = requests.minus("LIST", "events", "", lists as f64);
-    let journal = case.emulator.journal().await?;
-    case.emulator.faults(json!({"latencyMs": 0})).await?;
-    let operator_rss_mib = rss_mib(&op);
-
     let mut stopped: Vec<f64> = case.tracker.with(|s| {
         names
             .iter()
@@ -202,6 +182,13 @@ pub async fn run(env: &Env, p: Params) -> Result<Burst> {
     });
     stopped.sort_by(f64::total_cmp);
     let seconds = stopped.last().copied().unwrap_or(0.0);
+    let (events, lists) = event_timing(&env.cp.client, &case.ns, env.opts.quiet, t0, seconds).await?;
+    let (requests, _) = env.requests_since(&before, flips.len()).await?;
+    let requests = requests.minus("LIST", "events", "", lists as f64);
+    let journal = case.emulator.journal().await?;
+    case.emulator.faults(json!({"latencyMs": 0})).await?;
+    let operator_rss_mib = rss_mib(&op);
+
     let progress: Vec<(f64, usize)> = stopped.iter().enumerate().map(|(i, t)| (round2(*t), i + 1)).collect();
 
     // Exactly one StopDtsJob per job and direction.
