@@ -9,7 +9,9 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 if [[ -z "${DTS_EMULATOR_BIN:-}" ]]; then
-  cargo build --quiet -p dts-emulator --bin dts-emulator
+  # The same packages as scripts/test-e2e-env.sh builds, so cargo unifies
+  # the same features and reuses that build instead of compiling another.
+  cargo build --quiet -p testcluster -p dts-emulator --bin testcluster --bin dts-emulator
   export DTS_EMULATOR_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/dts-emulator"
 fi
 venv="$(hack/python-venv.sh)" || { echo "test-sdk.sh: the Python virtualenv could not be built; the SDK compatibility test cannot run" >&2; exit 1; }
