@@ -9,8 +9,9 @@
 //! process (over a hundred after stopping 10,000 jobs: some 25 KB each here
 //! and a connection, goroutine and buffers each in kube-apiserver). This
 //! pool does what client-go's transport does: a connection idle for
-//! [`POOL_IDLE_TIMEOUT`] is closed, and at most [`POOL_MAX_IDLE`] are kept
-//! idle at all.
+//! [`POOL_IDLE_TIMEOUT`] is closed. It keeps as many idle as the operator
+//! has requests in flight at most ([`pool_max_idle`]), so a burst reuses
+//! its connections instead of opening new ones.
 //!
 //! Left out of kube's builder: proxies (`proxy-url` in a kubeconfig; the
 //! operator is built without kube's proxy features, so kube refused them
@@ -28,23 +29,42 @@ use kube::{Client, Config};
 use tower::retry::RetryLayer;
 use tower::{BoxError, ServiceBuilder};
 
+use crate::controller::events::EVENT_WRITERS;
+
 /// How long a connection may stay idle in the pool (client-go's
 /// `IdleConnTimeout`).
 pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// The most idle connections kept to the API server (client-go's
-/// `MaxIdleConnsPerHost`): a connection coming back to a pool that already
-/// holds this many is closed.
-pub const POOL_MAX_IDLE: usize = 25;
+/// Connections kept idle on top of one per concurrent reconcile: the Event
+/// writers ([`EVENT_WRITERS`]) and a few for the Lease, Secret reads and the
+/// observer's writes, which run beside the reconciles.
+pub const POOL_SPARE_IDLE: usize = EVENT_WRITERS + 4;
+
+/// The most idle connections kept to the API server for an operator that
+/// runs `max_concurrent_reconciles` reconciles at once: a connection coming
+/// back to a pool that already holds this many is closed.
+///
+/// Why not client-go's `MaxIdleConnsPerHost` of 25: client-go speaks
+/// HTTP/2 to the API server, one connection for everything, so its idle
+/// limit hardly matters. kube's client speaks HTTP/1.1, one request per
+/// connection at a time; a pool smaller than the requests in flight closes
+/// connections the moment they come back and opens new ones (a TLS
+/// handshake on both sides) for the next requests. With 25, stopping 1,000
+/// two-way jobs opened about 740 connections; sized to the concurrency, 85.
+/// HTTP/2 (measured too) made one connection, but its single connection
+/// held the burst back in kube-apiserver (docs/benchmarks.md).
+pub fn pool_max_idle(max_concurrent_reconciles: u16) -> usize {
+    usize::from(max_concurrent_reconciles) + POOL_SPARE_IDLE
+}
 
 /// A client as [`Client::try_default`] makes one, on the pool above.
-pub async fn infer() -> Result<Client, BoxError> {
-    from_config(Config::infer().await?, POOL_IDLE_TIMEOUT)
+pub async fn infer(max_idle: usize) -> Result<Client, BoxError> {
+    from_config(Config::infer().await?, POOL_IDLE_TIMEOUT, max_idle)
 }
 
 /// A client for `config` whose pool closes a connection idle for
-/// `idle_timeout`.
-pub fn from_config(config: Config, idle_timeout: Duration) -> Result<Client, BoxError> {
+/// `idle_timeout` and keeps at most `max_idle` idle.
+pub fn from_config(config: Config, idle_timeout: Duration, max_idle: usize) -> Result<Client, BoxError> {
     if let Some(proxy) = &config.proxy_url {
         return Err(format!(
             "the kubeconfig names a proxy ({proxy}); dts-operator connects to the API server directly"
@@ -62,7 +82,7 @@ pub fn from_config(config: Config, idle_timeout: Duration) -> Result<Client, Box
     let pool = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(idle_timeout)
-        .pool_max_idle_per_host(POOL_MAX_IDLE)
+        .pool_max_idle_per_host(max_idle)
         .build(connector);
     let service = ServiceBuilder::new()
         .layer(config.base_uri_layer())
@@ -90,26 +110,35 @@ mod tests {
 
     use super::*;
 
-    /// A loopback HTTP/1.1 server that answers every request with `{}` once
-    /// `hold` requests are waiting (so that many connections are open at
-    /// once), keeps connections alive, and counts those open.
-    async fn server(hold: usize) -> (String, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+    /// Connections a test server holds open now, and has accepted in all.
+    #[derive(Clone, Default)]
+    struct Counts {
+        open: Arc<AtomicUsize>,
+        accepted: Arc<AtomicUsize>,
+    }
+
+    /// A loopback HTTP/1.1 server that keeps connections alive and counts
+    /// them. The first request on each of its first `hold` connections is
+    /// answered (with `{}`) only once all `hold` have one waiting, so that
+    /// many connections are open at once; every other request at once.
+    async fn server(hold: usize) -> (String, Counts, tokio::task::JoinHandle<()>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let open = Arc::new(AtomicUsize::new(0));
+        let counts = Counts::default();
         let barrier = Arc::new(Barrier::new(hold));
-        let count = open.clone();
+        let shared = counts.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut conn, _)) = listener.accept().await else {
                     return;
                 };
-                let (open, barrier) = (count.clone(), barrier.clone());
+                let (open, barrier) = (shared.open.clone(), barrier.clone());
                 open.fetch_add(1, Ordering::SeqCst);
+                let held = shared.accepted.fetch_add(1, Ordering::SeqCst) < hold;
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 1024];
-                    let mut first = true;
+                    let mut first = held;
                     loop {
                         match conn.read(&mut chunk).await {
                             Ok(0) | Err(_) => break,
@@ -132,7 +161,7 @@ mod tests {
                 });
             }
         });
-        (url, open, task)
+        (url, counts, task)
     }
 
     async fn requests(client: &Client, n: usize) {
@@ -160,15 +189,19 @@ mod tests {
 
     #[tokio::test]
     async fn idle_connections_are_closed_after_the_timeout() {
-        let (url, open, server) = server(10).await;
+        let (url, counts, server) = server(10).await;
         let config = Config::new(url.parse().unwrap());
         let idle = Duration::from_millis(300);
-        let client = from_config(config, idle).unwrap();
+        let client = from_config(config, idle, 25).unwrap();
         let start = Instant::now();
         requests(&client, 10).await;
-        assert_eq!(open.load(Ordering::SeqCst), 10, "ten requests at once, ten connections");
         assert_eq!(
-            open_within(&open, 0, Duration::from_secs(10)).await,
+            counts.open.load(Ordering::SeqCst),
+            10,
+            "ten requests at once, ten connections"
+        );
+        assert_eq!(
+            open_within(&counts.open, 0, Duration::from_secs(10)).await,
             0,
             "all closed once idle"
         );
@@ -178,15 +211,43 @@ mod tests {
 
     #[tokio::test]
     async fn at_most_the_idle_limit_is_kept_after_a_burst() {
-        let burst = POOL_MAX_IDLE + 15;
-        let (url, open, server) = server(burst).await;
-        let client = from_config(Config::new(url.parse().unwrap()), POOL_IDLE_TIMEOUT).unwrap();
+        let (max_idle, burst) = (10, 25);
+        let (url, counts, server) = server(burst).await;
+        let client = from_config(Config::new(url.parse().unwrap()), POOL_IDLE_TIMEOUT, max_idle).unwrap();
         requests(&client, burst).await;
-        let left = open_within(&open, POOL_MAX_IDLE, Duration::from_secs(10)).await;
+        let left = open_within(&counts.open, max_idle, Duration::from_secs(10)).await;
         assert_eq!(
-            left, POOL_MAX_IDLE,
+            left, max_idle,
             "the connections past the limit are closed, the rest kept"
         );
         server.abort();
+    }
+
+    /// The second of two equal bursts opens no connection when the pool is
+    /// sized to the concurrency, and one per request past the limit when
+    /// it is not (each a TLS handshake against a real API server).
+    #[tokio::test]
+    async fn a_pool_sized_to_the_concurrency_reuses_its_connections_in_the_next_burst() {
+        let reconciles = 20;
+        let burst = reconciles as usize;
+        for (max_idle, new_in_second) in [(pool_max_idle(reconciles), 0), (5, burst - 5)] {
+            let (url, counts, server) = server(burst).await;
+            let client = from_config(Config::new(url.parse().unwrap()), POOL_IDLE_TIMEOUT, max_idle).unwrap();
+            requests(&client, burst).await;
+            assert_eq!(
+                counts.accepted.load(Ordering::SeqCst),
+                burst,
+                "the first burst: one each"
+            );
+            // Connections past the limit are closed once they come back.
+            open_within(&counts.open, max_idle, Duration::from_secs(10)).await;
+            requests(&client, burst).await;
+            assert_eq!(
+                counts.accepted.load(Ordering::SeqCst) - burst,
+                new_in_second,
+                "connections the second burst opened, with {max_idle} kept idle"
+            );
+            server.abort();
+        }
     }
 }
