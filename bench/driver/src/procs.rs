@@ -23,7 +23,10 @@ pub struct Child {
 }
 
 impl Child {
-    /// Spawns `cmd` with stdin from /dev/null and output appended to `log`.
+    /// Spawns `cmd` with stdin from /dev/null and output appended to `log`,
+    /// as the leader of a process group of its own, so that [`Child::stop`]
+    /// also ends what a wrapper in the command (`strace`, `perf record`)
+    /// started.
     ///
     /// PDEATHSIG fires when the *spawning thread* exits, so this must be
     /// called from a thread that lives as long as the run: a tokio worker
@@ -35,7 +38,7 @@ impl Child {
             .open(log)
             .map_err(|e| format!("opening {}: {e}", log.display()))?;
         let err = out.try_clone()?;
-        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err).process_group(0);
         // SAFETY: prctl is async-signal-safe and touches no parent memory.
         unsafe {
             cmd.pre_exec(|| {
@@ -79,22 +82,26 @@ impl Child {
         }
     }
 
-    /// SIGTERM, then SIGKILL after `grace`; reaps the process.
+    /// SIGTERM to the process group, then SIGKILL to it after `grace`;
+    /// reaps the process.
     pub fn stop(&mut self, grace: Duration) {
         if self.exited().is_some() {
             return;
         }
-        // SAFETY: kill(2) has no memory-safety preconditions; the PID is our
-        // unreaped child, so it cannot have been reused.
-        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        let group = -self.pid();
+        // SAFETY: kill(2) has no memory-safety preconditions; the group's
+        // leader is our unreaped child, so its ID cannot have been reused.
+        unsafe { libc::kill(group, libc::SIGTERM) };
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             if self.exited().is_some() {
+                // What a wrapper started got the same SIGTERM.
                 return;
             }
             thread::sleep(Duration::from_millis(20));
         }
-        let _ = self.child.kill();
+        // SAFETY: as above; the leader is still unreaped.
+        unsafe { libc::kill(group, libc::SIGKILL) };
         self.status = self.child.wait().ok();
     }
 }
@@ -187,6 +194,45 @@ pub fn cpus() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether `pid` is gone (or a zombie nobody reaped yet).
+    fn gone(pid: i32) -> bool {
+        match fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')),
+        }
+    }
+
+    /// A wrapper that forks (as `strace` or `perf record` around the
+    /// operator do) must not leave its child running after the stop.
+    #[test]
+    fn stop_ends_what_a_forking_wrapper_started() {
+        let dir = std::env::temp_dir().join(format!("dts-bench-procs-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("wrapper.log");
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg("sleep 300 & echo $!; wait");
+        let mut child = Child::spawn("wrapper", cmd, &log).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let grandchild = loop {
+            if let Ok(pid) = fs::read_to_string(&log).unwrap_or_default().trim().parse::<i32>() {
+                break pid;
+            }
+            assert!(Instant::now() < deadline, "the wrapper never printed its child's PID");
+            thread::sleep(Duration::from_millis(10));
+        };
+        assert!(!gone(grandchild), "the wrapper's child runs before the stop");
+        child.stop(Duration::from_secs(5));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !gone(grandchild) {
+            assert!(
+                Instant::now() < deadline,
+                "the wrapper's child {grandchild} outlived the stop"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn parses_stat_with_a_strange_command_name() {
