@@ -50,9 +50,10 @@ pub const POOL_SPARE_IDLE: usize = EVENT_WRITERS + 4;
 /// connection at a time; a pool smaller than the requests in flight closes
 /// connections the moment they come back and opens new ones (a TLS
 /// handshake on both sides) for the next requests. With 25, stopping 1,000
-/// two-way jobs opened about 740 connections; sized to the concurrency, 85.
-/// HTTP/2 (measured too) made one connection, but its single connection
-/// held the burst back in kube-apiserver (docs/benchmarks.md).
+/// two-way jobs opened about 740 connections; sized to the concurrency, 74.
+/// HTTP/2 (measured too: two connections) did not make that burst faster,
+/// and on one connection it would need the health pings client-go adds to
+/// notice a dead one (docs/benchmarks.md).
 pub fn pool_max_idle(max_concurrent_reconciles: u16) -> usize {
     usize::from(max_concurrent_reconciles) + POOL_SPARE_IDLE
 }
