@@ -58,9 +58,14 @@ pub fn pool_max_idle(max_concurrent_reconciles: u16) -> usize {
     usize::from(max_concurrent_reconciles) + POOL_SPARE_IDLE
 }
 
-/// A client as [`Client::try_default`] makes one, on the pool above.
-pub async fn infer(max_idle: usize) -> Result<Client, BoxError> {
-    from_config(Config::infer().await?, POOL_IDLE_TIMEOUT, max_idle)
+/// A client as [`Client::try_default`] makes one, on the pool above, for
+/// an operator that runs `max_concurrent_reconciles` reconciles at once.
+pub async fn infer(max_concurrent_reconciles: u16) -> Result<Client, BoxError> {
+    from_config(
+        Config::infer().await?,
+        POOL_IDLE_TIMEOUT,
+        pool_max_idle(max_concurrent_reconciles),
+    )
 }
 
 /// A client for `config` whose pool closes a connection idle for

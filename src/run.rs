@@ -52,7 +52,7 @@ fn identity(args: &RunArgs) -> String {
 
 /// Runs the operator until SIGTERM or SIGINT.
 pub async fn run(args: RunArgs) -> Result<(), BoxError> {
-    let client = crate::kube_client::infer(crate::kube_client::pool_max_idle(args.max_concurrent_reconciles)).await?;
+    let client = crate::kube_client::infer(args.max_concurrent_reconciles).await?;
     let mut registry = Registry::default();
     let metrics = Arc::new(Metrics::new(&mut registry));
     // The DtsJob watch cache: the runner's store, and the source of the

@@ -16,8 +16,8 @@
 //!
 //! Events give way to status writes ([`Sink::writing`]): the status is the
 //! record and the Events are commentary, and in a burst both compete for
-//! the same API server CPU. A queued Event waits until no status write has
-//! been in flight for [`EVENT_CALM`], for at most [`EVENT_DEFER`] after it
+//! the same API server CPU. A queued Event waits until no status or
+//! finalizer write has been in flight for [`EVENT_CALM`], for at most [`EVENT_DEFER`] after it
 //! was queued, and not at all once its writer's queue is half full (so
 //! giving way never drops an Event that would otherwise have been written).
 //! A stop at rest delays its Events by the calm only: they are queued after
