@@ -9,7 +9,11 @@
 //! - `apply+rv`: the same with `metadata.resourceVersion` as precondition;
 //! - `merge+rv`: a JSON merge patch of the status with the precondition;
 //! - `json+rv`: a JSON patch (RFC 6902) that replaces `/status` whole,
-//!   with the precondition (`add /metadata/resourceVersion`).
+//!   with the precondition (`add /metadata/resourceVersion`);
+//! - `put+rv`: a PUT of the whole object to `/status` (what
+//!   controller-runtime's `Status().Update()` sends), the object as a
+//!   cache holds it (no managedFields) with the new status and its
+//!   resourceVersion as precondition.
 //!
 //! Each method writes its own DtsJobs (created, then written once before the
 //! window), so every object carries only that method's managedFields.
@@ -18,7 +22,7 @@ use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kube::api::{DynamicObject, Patch, PatchParams};
+use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
 use kube::Api;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -30,7 +34,7 @@ use crate::procs;
 use crate::Result;
 
 /// The ways a status write can be sent.
-pub const METHODS: [&str; 4] = ["apply", "apply+rv", "merge+rv", "json+rv"];
+pub const METHODS: [&str; 5] = ["apply", "apply+rv", "merge+rv", "json+rv", "put+rv"];
 
 /// What one method cost.
 #[derive(Debug, Clone, Serialize)]
@@ -103,12 +107,18 @@ async fn measure(
     let names: Arc<Vec<String>> = Arc::new(defs.iter().map(|d| d.name.clone()).collect());
     // The resourceVersion each object had after its last write.
     let versions: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(vec![String::new(); names.len()]));
+    // Each object as a cache holds it, for `put+rv`.
+    let mut cached = Vec::with_capacity(names.len());
     for (i, name) in names.iter().enumerate() {
-        let rv = api.get(name).await?.metadata.resource_version.unwrap_or_default();
-        let o = write(api, method, name, &rv, 0).await?;
+        let mut obj = api.get(name).await?;
+        obj.metadata.managed_fields = None;
+        let rv = obj.metadata.resource_version.clone().unwrap_or_default();
+        let o = write(api, method, &obj, &rv, 0).await?;
         versions.lock().unwrap()[i] = o.metadata.resource_version.unwrap_or_default();
+        cached.push(obj);
     }
-    let body_bytes = serde_json::to_vec(&body(method, "1234567", 1))?.len();
+    let cached = Arc::new(cached);
+    let body_bytes = serde_json::to_vec(&body(method, &cached[0], "1234567", 1))?.len();
     let next = Arc::new(AtomicUsize::new(0));
     let generation = Arc::new(AtomicI64::new(1));
     let (conflicts, errors) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -117,7 +127,7 @@ async fn measure(
     let deadline = start + duration;
     let mut workers = Vec::new();
     for _ in 0..concurrency.max(1) {
-        let (api, names, versions) = (api.clone(), names.clone(), versions.clone());
+        let (api, names, versions, cached) = (api.clone(), names.clone(), versions.clone(), cached.clone());
         let (next, generation, conflicts, errors) =
             (next.clone(), generation.clone(), conflicts.clone(), errors.clone());
         let method = method.to_owned();
@@ -128,7 +138,7 @@ async fn measure(
                 let rv = versions.lock().unwrap()[i].clone();
                 let g = generation.fetch_add(1, Ordering::Relaxed);
                 let t = Instant::now();
-                match write(&api, &method, &names[i], &rv, g).await {
+                match write(&api, &method, &cached[i], &rv, g).await {
                     Ok(o) => {
                         lat.push(t.elapsed().as_secs_f64() * 1000.0);
                         versions.lock().unwrap()[i] = o.metadata.resource_version.unwrap_or_default();
@@ -168,8 +178,15 @@ async fn measure(
     })
 }
 
-async fn write(api: &Api<DynamicObject>, method: &str, name: &str, rv: &str, g: i64) -> kube::Result<DynamicObject> {
-    let body = body(method, rv, g);
+async fn write(
+    api: &Api<DynamicObject>,
+    method: &str,
+    cached: &DynamicObject,
+    rv: &str,
+    g: i64,
+) -> kube::Result<DynamicObject> {
+    let body = body(method, cached, rv, g);
+    let name = cached.metadata.name.as_deref().unwrap_or_default();
     match method {
         "apply" | "apply+rv" => {
             let pp = PatchParams::apply("dts-bench").force();
@@ -179,6 +196,10 @@ async fn write(api: &Api<DynamicObject>, method: &str, name: &str, rv: &str, g: 
             let pp = PatchParams::default();
             api.patch_status(name, &pp, &Patch::Merge(&body)).await
         }
+        "put+rv" => {
+            let obj: DynamicObject = serde_json::from_value(body).map_err(kube::Error::SerdeError)?;
+            api.replace_status(name, &PostParams::default(), &obj).await
+        }
         _ => {
             let patch: json_patch::Patch = serde_json::from_value(body).map_err(kube::Error::SerdeError)?;
             let pp = PatchParams::default();
@@ -187,10 +208,17 @@ async fn write(api: &Api<DynamicObject>, method: &str, name: &str, rv: &str, g: 
     }
 }
 
-/// The request body of `method` for generation `g` under `rv`.
-fn body(method: &str, rv: &str, g: i64) -> Value {
+/// The request body of `method` for generation `g` under `rv`; `cached` is
+/// the object a PUT sends.
+fn body(method: &str, cached: &DynamicObject, rv: &str, g: i64) -> Value {
     let status = status(g);
     match method {
+        "put+rv" => {
+            let mut obj = cached.clone();
+            obj.metadata.resource_version = Some(rv.to_owned());
+            obj.data["status"] = status;
+            serde_json::to_value(obj).unwrap_or_default()
+        }
         "apply" => json!({"apiVersion": "kubedts.io/v1alpha1", "kind": "DtsJob", "status": status}),
         "apply+rv" => json!({
             "apiVersion": "kubedts.io/v1alpha1", "kind": "DtsJob",
