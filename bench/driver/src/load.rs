@@ -11,7 +11,7 @@ use std::time::Instant;
 use futures::{stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client};
+use kube::{Api, Client, Resource};
 use serde::Serialize;
 use serde_json::json;
 
@@ -169,12 +169,42 @@ pub async fn flip_all(api: &Api<DynamicObject>, defs: &[JobDef], concurrency: us
         .await
 }
 
-/// Deletes every DtsJob of `ns` (one DELETECOLLECTION), so later cases run
-/// on an etcd and watch cache of their own size. The namespace itself stays:
-/// without kube-controller-manager it would never finish deleting.
+/// Deletes every DtsJob of `ns`, [`DELETE_PAGE`] at a time: kube-apiserver
+/// deletes a collection one object after another (one
+/// `--delete-collection-workers` by default), so 50,000 in one request
+/// outlast its 60 s request timeout and the request fails with the objects
+/// half deleted. A page shorter than [`DELETE_PAGE`] was the last; the
+/// number of pages is bounded, so objects held by a finalizer (listed again
+/// and again) do not keep it going.
 pub async fn delete_all(client: &Client, ns: &str) -> Result<()> {
-    dtsjobs(client, ns)
-        .delete_collection(&DeleteParams::default(), &ListParams::default())
-        .await?;
-    Ok(())
+    for _ in 0..MAX_DELETE_PAGES {
+        if delete_page(client, ns).await? < DELETE_PAGE {
+            return Ok(());
+        }
+    }
+    Err(format!("{ns}: DtsJobs still listed after {MAX_DELETE_PAGES} pages of {DELETE_PAGE} deletions").into())
 }
+
+/// One DELETECOLLECTION of at most [`DELETE_PAGE`] DtsJobs; how many it
+/// deleted. Built by hand: kube's `delete_collection` sends the selectors of
+/// its `ListParams` but not the `limit`, which kube-apiserver honours here
+/// (one page, then it answers).
+async fn delete_page(client: &Client, ns: &str) -> Result<usize> {
+    let path = DynamicObject::url_path(&dtsjob_resource(), Some(ns));
+    let mut request =
+        kube::core::Request::new(path).delete_collection(&DeleteParams::default(), &ListParams::default())?;
+    let uri = request.uri().to_string();
+    let sep = if uri.ends_with('?') { "" } else { "&" };
+    let uri = format!("{uri}{sep}limit={DELETE_PAGE}");
+    *request.uri_mut() = uri.parse()?;
+    // A list of what was deleted (a Status if there was nothing to list).
+    let answer: serde_json::Value = client.request(request).await?;
+    Ok(answer["items"].as_array().map_or(0, Vec::len))
+}
+
+/// DtsJobs one DELETECOLLECTION request deletes (a few seconds' work for
+/// kube-apiserver on this machine).
+pub const DELETE_PAGE: usize = 2000;
+
+/// More pages than any case has objects (200,000 jobs).
+const MAX_DELETE_PAGES: usize = 100;
