@@ -7,9 +7,10 @@
 //! replacement is exact; it costs kube-apiserver about a fifth less CPU per
 //! write than the server-side apply used before, which has to merge field
 //! ownership (measured by the bench's `writes` scenario, docs/benchmarks.md).
-//! A PUT of the whole object to `/status` costs less again, but its field
-//! manager drops other managers' ownership of any label, annotation or
-//! finalizer the body leaves out, and the cache keeps none of those.
+//! A PUT of the whole object to `/status` costs up to a tenth less, but
+//! its field manager drops other managers' ownership of any label,
+//! annotation or finalizer the body leaves out, and the cache keeps none
+//! of those.
 //! The API server answers with the object's metadata only: the operator
 //! reads nothing of the answer but the new resourceVersion.
 //! Every write has a timeout and is counted by outcome (`ok`, `conflict`,

@@ -148,21 +148,27 @@ pub fn markdown(r: &Results) -> String {
     if let Some(w) = &r.writes {
         let _ = writeln!(
             s,
-            "## What one status write costs, by method ({} jobs, {} in flight)\n",
-            w.jobs, w.concurrency
+            "## What one status write costs, by method ({} jobs, {} in flight, {} windows each, methods in turn)\n",
+            w.jobs, w.concurrency, w.rounds
         );
         let _ = writeln!(
             s,
-            "| method | writes/s | kube-apiserver CPU ms / write | etcd CPU ms / write | body bytes | conflicts | errors | latency p50 / p90 / p99 ms |"
+            "| method | writes/s | kube-apiserver CPU ms / write | by window | etcd CPU ms / write | body bytes | conflicts | errors | latency p50 / p90 / p99 ms |"
         );
-        let _ = writeln!(s, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        let _ = writeln!(s, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
         for m in &w.methods {
+            let by_window: Vec<String> = m
+                .apiserver_cpu_ms_per_write_by_window
+                .iter()
+                .map(|v| opt(*v, ""))
+                .collect();
             let _ = writeln!(
                 s,
-                "| {} | {:.0} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} |",
                 m.method,
                 m.writes_per_second,
                 opt(m.apiserver_cpu_ms_per_write, ""),
+                by_window.join(" "),
                 opt(m.etcd_cpu_ms_per_write, ""),
                 m.body_bytes,
                 m.conflicts,

@@ -1,8 +1,16 @@
 //! What one status write costs the API server, by how it is sent: the
 //! driver writes the same realistic status (a stopped two-way job: two
 //! directions, conditions, call history) to DtsJobs' `/status` by each
-//! method in turn, `concurrency` in flight for `duration`, and reads
-//! kube-apiserver's and etcd's CPU time from `/proc` around each window.
+//! method, `concurrency` in flight, and reads kube-apiserver's and etcd's
+//! CPU time from `/proc` around each window.
+//!
+//! The machine's speed drifts by a tenth or more within minutes, so one
+//! long window per method, one after another, ranks the methods by when
+//! they ran as much as by what they cost. Each method's `duration` is
+//! therefore cut into [`ROUNDS`] windows, and the rounds take the methods
+//! in turn, each round starting one method later; a method's figures are
+//! the sums over its windows, with each window's CPU per write beside
+//! them.
 //!
 //! Methods:
 //! - `apply`: server-side apply, forced, no precondition;
@@ -16,7 +24,7 @@
 //!   resourceVersion as precondition.
 //!
 //! Each method writes its own DtsJobs (created, then written once before the
-//! window), so every object carries only that method's managedFields.
+//! first window), so every object carries only that method's managedFields.
 
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -36,10 +44,14 @@ use crate::Result;
 /// The ways a status write can be sent.
 pub const METHODS: [&str; 5] = ["apply", "apply+rv", "merge+rv", "json+rv", "put+rv"];
 
+/// Windows per method (see the module doc).
+pub const ROUNDS: usize = 5;
+
 /// What one method cost.
 #[derive(Debug, Clone, Serialize)]
 pub struct Method {
     pub method: String,
+    /// Seconds of writing, over all its windows.
     pub seconds: f64,
     pub writes: usize,
     /// 409 answers (a precondition met a newer object).
@@ -48,6 +60,8 @@ pub struct Method {
     pub writes_per_second: f64,
     /// kube-apiserver CPU milliseconds per successful write.
     pub apiserver_cpu_ms_per_write: Option<f64>,
+    /// The same, window by window, in the order they ran.
+    pub apiserver_cpu_ms_per_write_by_window: Vec<Option<f64>>,
     /// etcd CPU milliseconds per successful write.
     pub etcd_cpu_ms_per_write: Option<f64>,
     /// Bytes of the request body.
@@ -59,30 +73,64 @@ pub struct Method {
 pub struct Writes {
     pub jobs: usize,
     pub concurrency: usize,
+    /// Windows per method.
+    pub rounds: usize,
     pub methods: Vec<Method>,
 }
 
 pub async fn run(env: &Env, jobs: usize, concurrency: usize, duration: Duration) -> Result<Writes> {
-    println!("\n== writes: one status write by method, {concurrency} in flight, {duration:?} each");
-    let mut out = Writes {
-        jobs,
-        concurrency,
-        methods: Vec::new(),
-    };
+    let window = duration / ROUNDS as u32;
+    println!(
+        "\n== writes: one status write by method, {concurrency} in flight, {duration:?} each in {ROUNDS} windows of {window:?}, methods in turn"
+    );
+    let mut targets = Vec::with_capacity(METHODS.len());
+    let mut result = Ok(());
     for (i, method) in METHODS.iter().enumerate() {
         let ns = format!("bench-writes-{i}");
         load::namespace(&env.cp.client, &ns).await?;
         let defs = load::jobs("wr", jobs, true);
         load::create(&env.cp.client, &ns, &defs, env.opts.create_concurrency).await?;
         let api = load::dtsjobs(&env.cp.client, &ns);
-        let m = measure(env, &api, method, &defs, concurrency, duration).await;
-        load::delete_all(&env.cp.client, &ns).await?;
-        let m = m?;
+        let target = Target::prepare(&api, method, &defs).await;
+        targets.push((ns, target));
+        if let Err(e) = &targets.last().expect("just pushed").1 {
+            result = Err(format!("preparing {method}: {e}"));
+            break;
+        }
+    }
+    let mut totals: Vec<Totals> = METHODS.iter().map(|_| Totals::default()).collect();
+    if result.is_ok() {
+        for round in 0..ROUNDS {
+            for k in 0..METHODS.len() {
+                let i = (round + k) % METHODS.len();
+                let Ok(target) = &targets[i].1 else { continue };
+                totals[i].add(target.window(env, METHODS[i], concurrency, window).await?);
+            }
+        }
+    }
+    for (ns, _) in &targets {
+        load::delete_all(&env.cp.client, ns).await?;
+    }
+    result?;
+    let mut out = Writes {
+        jobs,
+        concurrency,
+        rounds: ROUNDS,
+        methods: Vec::new(),
+    };
+    for ((method, (_, target)), t) in METHODS.iter().zip(&targets).zip(totals) {
+        let body_bytes = target.as_ref().map_or(0, Target::body_bytes);
+        let m = t.method(method, body_bytes);
         println!(
-            "  {:<9} {:>6.0} writes/s, kube-apiserver {:.2} CPU ms/write, etcd {:.2} ({} writes, {} conflicts, {} errors; p50 {:.1} ms; body {} B)",
+            "  {:<9} {:>6.0} writes/s, kube-apiserver {:.2} CPU ms/write (windows: {}), etcd {:.2} ({} writes, {} conflicts, {} errors; p50 {:.1} ms; body {} B)",
             m.method,
             m.writes_per_second,
             m.apiserver_cpu_ms_per_write.unwrap_or(f64::NAN),
+            m.apiserver_cpu_ms_per_write_by_window
+                .iter()
+                .map(|w| w.map_or("-".to_owned(), |v| format!("{v:.2}")))
+                .collect::<Vec<_>>()
+                .join(" "),
             m.etcd_cpu_ms_per_write.unwrap_or(f64::NAN),
             m.writes,
             m.conflicts,
@@ -95,87 +143,166 @@ pub async fn run(env: &Env, jobs: usize, concurrency: usize, duration: Duration)
     Ok(out)
 }
 
-/// One method's window, after one unmeasured write per object.
-async fn measure(
-    env: &Env,
-    api: &Api<DynamicObject>,
-    method: &str,
-    defs: &[load::JobDef],
-    concurrency: usize,
-    duration: Duration,
-) -> Result<Method> {
-    let names: Arc<Vec<String>> = Arc::new(defs.iter().map(|d| d.name.clone()).collect());
-    // The resourceVersion each object had after its last write.
-    let versions: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(vec![String::new(); names.len()]));
-    // Each object as a cache holds it, for `put+rv`.
-    let mut cached = Vec::with_capacity(names.len());
-    for (i, name) in names.iter().enumerate() {
-        let mut obj = api.get(name).await?;
-        obj.metadata.managed_fields = None;
-        let rv = obj.metadata.resource_version.clone().unwrap_or_default();
-        let o = write(api, method, &obj, &rv, 0).await?;
-        versions.lock().unwrap()[i] = o.metadata.resource_version.unwrap_or_default();
-        cached.push(obj);
+/// One method's DtsJobs, as the method writes them.
+struct Target {
+    api: Api<DynamicObject>,
+    /// Each object as a cache holds it, for `put+rv`.
+    cached: Arc<Vec<DynamicObject>>,
+    /// The resourceVersion each object had after its last write.
+    versions: Arc<Mutex<Vec<String>>>,
+    /// The next generation to write (every write is a change).
+    generation: Arc<AtomicI64>,
+    method: String,
+}
+
+impl Target {
+    /// Writes every object once (unmeasured), so each carries the method's
+    /// managedFields before the first window.
+    async fn prepare(api: &Api<DynamicObject>, method: &str, defs: &[load::JobDef]) -> Result<Target> {
+        let mut cached = Vec::with_capacity(defs.len());
+        let mut versions = Vec::with_capacity(defs.len());
+        for d in defs {
+            let mut obj = api.get(&d.name).await?;
+            obj.metadata.managed_fields = None;
+            let rv = obj.metadata.resource_version.clone().unwrap_or_default();
+            let o = write(api, method, &obj, &rv, 0).await?;
+            versions.push(o.metadata.resource_version.unwrap_or_default());
+            cached.push(obj);
+        }
+        Ok(Target {
+            api: api.clone(),
+            cached: Arc::new(cached),
+            versions: Arc::new(Mutex::new(versions)),
+            generation: Arc::new(AtomicI64::new(1)),
+            method: method.to_owned(),
+        })
     }
-    let cached = Arc::new(cached);
-    let body_bytes = serde_json::to_vec(&body(method, &cached[0], "1234567", 1))?.len();
-    let next = Arc::new(AtomicUsize::new(0));
-    let generation = Arc::new(AtomicI64::new(1));
-    let (conflicts, errors) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let before = (procs::sample(env.cp.apiserver_pid), procs::sample(env.cp.etcd_pid));
-    let start = Instant::now();
-    let deadline = start + duration;
-    let mut workers = Vec::new();
-    for _ in 0..concurrency.max(1) {
-        let (api, names, versions, cached) = (api.clone(), names.clone(), versions.clone(), cached.clone());
-        let (next, generation, conflicts, errors) =
-            (next.clone(), generation.clone(), conflicts.clone(), errors.clone());
-        let method = method.to_owned();
-        workers.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            while Instant::now() < deadline {
-                let i = next.fetch_add(1, Ordering::Relaxed) % names.len();
-                let rv = versions.lock().unwrap()[i].clone();
-                let g = generation.fetch_add(1, Ordering::Relaxed);
-                let t = Instant::now();
-                match write(&api, &method, &cached[i], &rv, g).await {
-                    Ok(o) => {
-                        lat.push(t.elapsed().as_secs_f64() * 1000.0);
-                        versions.lock().unwrap()[i] = o.metadata.resource_version.unwrap_or_default();
-                    }
-                    Err(kube::Error::Api(s)) if s.code == 409 => {
-                        conflicts.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(_) => {
-                        errors.fetch_add(1, Ordering::Relaxed);
+
+    fn body_bytes(&self) -> usize {
+        serde_json::to_vec(&body(&self.method, &self.cached[0], "1234567", 1)).map_or(0, |b| b.len())
+    }
+
+    /// Writes round robin, `concurrency` in flight, for `duration`.
+    async fn window(&self, env: &Env, method: &str, concurrency: usize, duration: Duration) -> Result<Window> {
+        let next = Arc::new(AtomicUsize::new(0));
+        let (conflicts, errors) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let before = (procs::sample(env.cp.apiserver_pid), procs::sample(env.cp.etcd_pid));
+        let start = Instant::now();
+        let deadline = start + duration;
+        let mut workers = Vec::new();
+        for _ in 0..concurrency.max(1) {
+            let (api, cached, versions) = (self.api.clone(), self.cached.clone(), self.versions.clone());
+            let (next, generation, conflicts, errors) =
+                (next.clone(), self.generation.clone(), conflicts.clone(), errors.clone());
+            let method = method.to_owned();
+            workers.push(tokio::spawn(async move {
+                let mut lat = Vec::new();
+                while Instant::now() < deadline {
+                    let i = next.fetch_add(1, Ordering::Relaxed) % cached.len();
+                    let rv = versions.lock().unwrap()[i].clone();
+                    let g = generation.fetch_add(1, Ordering::Relaxed);
+                    let t = Instant::now();
+                    match write(&api, &method, &cached[i], &rv, g).await {
+                        Ok(o) => {
+                            lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                            versions.lock().unwrap()[i] = o.metadata.resource_version.unwrap_or_default();
+                        }
+                        Err(kube::Error::Api(s)) if s.code == 409 => {
+                            conflicts.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(_) => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                 }
+                lat
+            }));
+        }
+        let mut latencies = Vec::new();
+        for w in workers {
+            latencies.extend(w.await?);
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        let after = (procs::sample(env.cp.apiserver_pid), procs::sample(env.cp.etcd_pid));
+        let cpu = |a: Option<procs::ProcSample>, b: Option<procs::ProcSample>| Some(b?.cpu_s - a?.cpu_s);
+        Ok(Window {
+            seconds,
+            latencies,
+            conflicts: conflicts.load(Ordering::Relaxed),
+            errors: errors.load(Ordering::Relaxed),
+            apiserver_cpu_s: cpu(before.0, after.0),
+            etcd_cpu_s: cpu(before.1, after.1),
+        })
+    }
+}
+
+/// What one window of one method came to.
+struct Window {
+    seconds: f64,
+    /// One per successful write, ms.
+    latencies: Vec<f64>,
+    conflicts: usize,
+    errors: usize,
+    apiserver_cpu_s: Option<f64>,
+    etcd_cpu_s: Option<f64>,
+}
+
+/// One method's windows, summed.
+#[derive(Default)]
+struct Totals {
+    seconds: f64,
+    latencies: Vec<f64>,
+    conflicts: usize,
+    errors: usize,
+    apiserver_cpu_s: f64,
+    etcd_cpu_s: f64,
+    /// A window had no CPU reading (a process was gone): no CPU figure.
+    cpu_missing: bool,
+    by_window: Vec<Option<f64>>,
+}
+
+impl Totals {
+    fn add(&mut self, w: Window) {
+        let writes = w.latencies.len();
+        match (w.apiserver_cpu_s, w.etcd_cpu_s) {
+            (Some(api), Some(etcd)) => {
+                self.apiserver_cpu_s += api;
+                self.etcd_cpu_s += etcd;
+                self.by_window
+                    .push((writes > 0).then(|| round2(api * 1000.0 / writes as f64)));
             }
-            lat
-        }));
+            _ => {
+                self.cpu_missing = true;
+                self.by_window.push(None);
+            }
+        }
+        self.seconds += w.seconds;
+        self.latencies.extend(w.latencies);
+        self.conflicts += w.conflicts;
+        self.errors += w.errors;
     }
-    let mut lat = Vec::new();
-    for w in workers {
-        lat.extend(w.await?);
+
+    fn method(self, method: &str, body_bytes: usize) -> Method {
+        let writes = self.latencies.len();
+        let per_write = |cpu: f64| (writes > 0 && !self.cpu_missing).then(|| round2(cpu * 1000.0 / writes as f64));
+        Method {
+            method: method.to_owned(),
+            seconds: round2(self.seconds),
+            writes,
+            conflicts: self.conflicts,
+            errors: self.errors,
+            writes_per_second: if self.seconds > 0.0 {
+                round2(writes as f64 / self.seconds)
+            } else {
+                0.0
+            },
+            apiserver_cpu_ms_per_write: per_write(self.apiserver_cpu_s),
+            apiserver_cpu_ms_per_write_by_window: self.by_window,
+            etcd_cpu_ms_per_write: per_write(self.etcd_cpu_s),
+            body_bytes,
+            latency_ms: Summary::of(&self.latencies),
+        }
     }
-    let seconds = start.elapsed().as_secs_f64();
-    let after = (procs::sample(env.cp.apiserver_pid), procs::sample(env.cp.etcd_pid));
-    let per_write = |a: Option<procs::ProcSample>, b: Option<procs::ProcSample>| {
-        let (a, b) = (a?, b?);
-        (!lat.is_empty()).then(|| round2((b.cpu_s - a.cpu_s) * 1000.0 / lat.len() as f64))
-    };
-    Ok(Method {
-        method: method.to_owned(),
-        seconds: round2(seconds),
-        writes: lat.len(),
-        conflicts: conflicts.load(Ordering::Relaxed),
-        errors: errors.load(Ordering::Relaxed),
-        writes_per_second: round2(lat.len() as f64 / seconds),
-        apiserver_cpu_ms_per_write: per_write(before.0, after.0),
-        etcd_cpu_ms_per_write: per_write(before.1, after.1),
-        body_bytes,
-        latency_ms: Summary::of(&lat),
-    })
 }
 
 async fn write(
