@@ -19,6 +19,7 @@ mod procs;
 mod report;
 mod scenarios;
 mod watch;
+mod writers;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;

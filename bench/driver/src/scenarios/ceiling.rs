@@ -5,9 +5,9 @@
 //! number from a loaded machine is read against what the server could do
 //! at that moment.
 
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kube::api::{Patch, PatchParams};
 use serde::Serialize;
@@ -16,6 +16,7 @@ use serde_json::json;
 use super::Env;
 use crate::load;
 use crate::measure::{round2, Summary};
+use crate::writers;
 use crate::Result;
 
 #[derive(Debug, Clone, Serialize)]
@@ -37,57 +38,40 @@ pub async fn run(env: &Env, jobs: usize, concurrency: usize, duration: Duration)
     let defs = load::jobs("ceil", jobs, false);
     load::create(&env.cp.client, ns, &defs, env.opts.create_concurrency).await?;
     let api = load::dtsjobs(&env.cp.client, ns);
-    let next = Arc::new(AtomicUsize::new(0));
-    let generation = Arc::new(AtomicI64::new(1));
-    let errors = Arc::new(AtomicUsize::new(0));
-    let start = Instant::now();
-    let deadline = start + duration;
-    let mut workers = Vec::new();
-    for _ in 0..concurrency.max(1) {
-        let (api, defs, next, generation, errors) = (
-            api.clone(),
-            defs.clone(),
-            next.clone(),
-            generation.clone(),
-            errors.clone(),
-        );
-        workers.push(tokio::spawn(async move {
-            let pp = PatchParams {
-                field_manager: Some("dts-bench".into()),
-                ..PatchParams::default()
-            };
-            let mut lat = Vec::new();
-            while Instant::now() < deadline {
-                let d = &defs[next.fetch_add(1, Ordering::Relaxed) % defs.len()];
+    let pp = PatchParams {
+        field_manager: Some("dts-bench".into()),
+        ..PatchParams::default()
+    };
+    let names: Arc<Vec<String>> = Arc::new(defs.iter().map(|d| d.name.clone()).collect());
+    let w = writers::round_robin(
+        names.len(),
+        concurrency,
+        duration,
+        &Arc::new(AtomicI64::new(1)),
+        move |i, g| {
+            let (api, names, pp) = (api.clone(), names.clone(), pp.clone());
+            async move {
                 // A changing value, so every patch is a real write.
-                let g = generation.fetch_add(1, Ordering::Relaxed);
                 let patch: json_patch::Patch = serde_json::from_value(json!([
                     {"op": "add", "path": "/status", "value": {"observedGeneration": g}},
                 ]))
                 .expect("a JSON patch");
-                let t = Instant::now();
-                match api.patch_status(&d.name, &pp, &Patch::Json::<()>(patch)).await {
-                    Ok(_) => lat.push(t.elapsed().as_secs_f64() * 1000.0),
-                    Err(_) => {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
+                api.patch_status(&names[i], &pp, &Patch::Json::<()>(patch))
+                    .await
+                    .map(drop)
             }
-            lat
-        }));
-    }
-    let mut lat = Vec::new();
-    for w in workers {
-        lat.extend(w.await?);
-    }
-    let seconds = start.elapsed().as_secs_f64();
+        },
+    )
+    .await?;
+    let (lat, seconds) = (w.latencies_ms, w.seconds);
     load::delete_all(&env.cp.client, ns).await?;
     let c = Ceiling {
         jobs,
         concurrency,
         seconds: round2(seconds),
         writes: lat.len(),
-        errors: errors.load(Ordering::Relaxed),
+        // No precondition: a 409 is an error like any other here.
+        errors: w.errors + w.conflicts,
         writes_per_second: round2(lat.len() as f64 / seconds),
         latency_ms: Summary::of(&lat),
     };

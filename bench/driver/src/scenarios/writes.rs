@@ -26,9 +26,9 @@
 //! Each method writes its own DtsJobs (created, then written once before the
 //! first window), so every object carries only that method's managedFields.
 
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
 use kube::Api;
@@ -39,6 +39,7 @@ use super::Env;
 use crate::load;
 use crate::measure::{round2, Summary};
 use crate::procs;
+use crate::writers;
 use crate::Result;
 
 /// The ways a status write can be sent.
@@ -83,44 +84,21 @@ pub async fn run(env: &Env, jobs: usize, concurrency: usize, duration: Duration)
     println!(
         "\n== writes: one status write by method, {concurrency} in flight, {duration:?} each in {ROUNDS} windows of {window:?}, methods in turn"
     );
-    let mut targets = Vec::with_capacity(METHODS.len());
-    let mut result = Ok(());
-    for (i, method) in METHODS.iter().enumerate() {
-        let ns = format!("bench-writes-{i}");
-        load::namespace(&env.cp.client, &ns).await?;
-        let defs = load::jobs("wr", jobs, true);
-        load::create(&env.cp.client, &ns, &defs, env.opts.create_concurrency).await?;
-        let api = load::dtsjobs(&env.cp.client, &ns);
-        let target = Target::prepare(&api, method, &defs).await;
-        targets.push((ns, target));
-        if let Err(e) = &targets.last().expect("just pushed").1 {
-            result = Err(format!("preparing {method}: {e}"));
-            break;
-        }
-    }
-    let mut totals: Vec<Totals> = METHODS.iter().map(|_| Totals::default()).collect();
-    if result.is_ok() {
-        for round in 0..ROUNDS {
-            for k in 0..METHODS.len() {
-                let i = (round + k) % METHODS.len();
-                let Ok(target) = &targets[i].1 else { continue };
-                totals[i].add(target.window(env, METHODS[i], concurrency, window).await?);
-            }
-        }
-    }
-    for (ns, _) in &targets {
+    // Every namespace made is cleaned up, whatever failed.
+    let mut namespaces = Vec::with_capacity(METHODS.len());
+    let measured = measure(env, jobs, concurrency, window, &mut namespaces).await;
+    for ns in &namespaces {
         load::delete_all(&env.cp.client, ns).await?;
     }
-    result?;
+    let (targets, totals) = measured?;
     let mut out = Writes {
         jobs,
         concurrency,
         rounds: ROUNDS,
         methods: Vec::new(),
     };
-    for ((method, (_, target)), t) in METHODS.iter().zip(&targets).zip(totals) {
-        let body_bytes = target.as_ref().map_or(0, Target::body_bytes);
-        let m = t.method(method, body_bytes);
+    for ((method, target), t) in METHODS.iter().zip(&targets).zip(totals) {
+        let m = t.method(method, target.body_bytes());
         println!(
             "  {:<9} {:>6.0} writes/s, kube-apiserver {:.2} CPU ms/write (windows: {}), etcd {:.2} ({} writes, {} conflicts, {} errors; p50 {:.1} ms; body {} B)",
             m.method,
@@ -141,6 +119,39 @@ pub async fn run(env: &Env, jobs: usize, concurrency: usize, duration: Duration)
         out.methods.push(m);
     }
     Ok(out)
+}
+
+/// Prepares every method's DtsJobs (their namespaces pushed to
+/// `namespaces`), then runs the rounds: [`ROUNDS`] windows of `window` per
+/// method, each round starting one method later.
+async fn measure(
+    env: &Env,
+    jobs: usize,
+    concurrency: usize,
+    window: Duration,
+    namespaces: &mut Vec<String>,
+) -> Result<(Vec<Target>, Vec<Totals>)> {
+    let mut targets = Vec::with_capacity(METHODS.len());
+    for (i, method) in METHODS.iter().enumerate() {
+        let ns = format!("bench-writes-{i}");
+        load::namespace(&env.cp.client, &ns).await?;
+        namespaces.push(ns.clone());
+        let defs = load::jobs("wr", jobs, true);
+        load::create(&env.cp.client, &ns, &defs, env.opts.create_concurrency).await?;
+        let api = load::dtsjobs(&env.cp.client, &ns);
+        let target = Target::prepare(&api, method, &defs)
+            .await
+            .map_err(|e| format!("preparing {method}: {e}"))?;
+        targets.push(target);
+    }
+    let mut totals: Vec<Totals> = METHODS.iter().map(|_| Totals::default()).collect();
+    for round in 0..ROUNDS {
+        for k in 0..METHODS.len() {
+            let i = (round + k) % METHODS.len();
+            totals[i].add(targets[i].window(env, concurrency, window).await?);
+        }
+    }
+    Ok((targets, totals))
 }
 
 /// One method's DtsJobs, as the method writes them.
@@ -179,57 +190,29 @@ impl Target {
     }
 
     fn body_bytes(&self) -> usize {
-        serde_json::to_vec(&body(&self.method, &self.cached[0], "1234567", 1)).map_or(0, |b| b.len())
+        let Some(obj) = self.cached.first() else { return 0 };
+        serde_json::to_vec(&body(&self.method, obj, "1234567", 1)).map_or(0, |b| b.len())
     }
 
     /// Writes round robin, `concurrency` in flight, for `duration`.
-    async fn window(&self, env: &Env, method: &str, concurrency: usize, duration: Duration) -> Result<Window> {
-        let next = Arc::new(AtomicUsize::new(0));
-        let (conflicts, errors) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    async fn window(&self, env: &Env, concurrency: usize, duration: Duration) -> Result<Window> {
         let before = (procs::sample(env.cp.apiserver_pid), procs::sample(env.cp.etcd_pid));
-        let start = Instant::now();
-        let deadline = start + duration;
-        let mut workers = Vec::new();
-        for _ in 0..concurrency.max(1) {
-            let (api, cached, versions) = (self.api.clone(), self.cached.clone(), self.versions.clone());
-            let (next, generation, conflicts, errors) =
-                (next.clone(), self.generation.clone(), conflicts.clone(), errors.clone());
-            let method = method.to_owned();
-            workers.push(tokio::spawn(async move {
-                let mut lat = Vec::new();
-                while Instant::now() < deadline {
-                    let i = next.fetch_add(1, Ordering::Relaxed) % cached.len();
-                    let rv = versions.lock().unwrap()[i].clone();
-                    let g = generation.fetch_add(1, Ordering::Relaxed);
-                    let t = Instant::now();
-                    match write(&api, &method, &cached[i], &rv, g).await {
-                        Ok(o) => {
-                            lat.push(t.elapsed().as_secs_f64() * 1000.0);
-                            versions.lock().unwrap()[i] = o.metadata.resource_version.unwrap_or_default();
-                        }
-                        Err(kube::Error::Api(s)) if s.code == 409 => {
-                            conflicts.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(_) => {
-                            errors.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-                lat
-            }));
-        }
-        let mut latencies = Vec::new();
-        for w in workers {
-            latencies.extend(w.await?);
-        }
-        let seconds = start.elapsed().as_secs_f64();
+        let (api, cached, versions) = (self.api.clone(), self.cached.clone(), self.versions.clone());
+        let method = self.method.clone();
+        let written = writers::round_robin(cached.len(), concurrency, duration, &self.generation, move |i, g| {
+            let (api, cached, versions, method) = (api.clone(), cached.clone(), versions.clone(), method.clone());
+            async move {
+                let rv = versions.lock().unwrap()[i].clone();
+                let o = write(&api, &method, &cached[i], &rv, g).await?;
+                versions.lock().unwrap()[i] = o.metadata.resource_version.unwrap_or_default();
+                Ok(())
+            }
+        })
+        .await?;
         let after = (procs::sample(env.cp.apiserver_pid), procs::sample(env.cp.etcd_pid));
         let cpu = |a: Option<procs::ProcSample>, b: Option<procs::ProcSample>| Some(b?.cpu_s - a?.cpu_s);
         Ok(Window {
-            seconds,
-            latencies,
-            conflicts: conflicts.load(Ordering::Relaxed),
-            errors: errors.load(Ordering::Relaxed),
+            written,
             apiserver_cpu_s: cpu(before.0, after.0),
             etcd_cpu_s: cpu(before.1, after.1),
         })
@@ -238,11 +221,7 @@ impl Target {
 
 /// What one window of one method came to.
 struct Window {
-    seconds: f64,
-    /// One per successful write, ms.
-    latencies: Vec<f64>,
-    conflicts: usize,
-    errors: usize,
+    written: writers::Written,
     apiserver_cpu_s: Option<f64>,
     etcd_cpu_s: Option<f64>,
 }
@@ -263,7 +242,7 @@ struct Totals {
 
 impl Totals {
     fn add(&mut self, w: Window) {
-        let writes = w.latencies.len();
+        let writes = w.written.latencies_ms.len();
         match (w.apiserver_cpu_s, w.etcd_cpu_s) {
             (Some(api), Some(etcd)) => {
                 self.apiserver_cpu_s += api;
@@ -276,10 +255,10 @@ impl Totals {
                 self.by_window.push(None);
             }
         }
-        self.seconds += w.seconds;
-        self.latencies.extend(w.latencies);
-        self.conflicts += w.conflicts;
-        self.errors += w.errors;
+        self.seconds += w.written.seconds;
+        self.latencies.extend(w.written.latencies_ms);
+        self.conflicts += w.written.conflicts;
+        self.errors += w.written.errors;
     }
 
     fn method(self, method: &str, body_bytes: usize) -> Method {
