@@ -132,14 +132,16 @@ pub async fn create(client: &Client, ns: &str, defs: &[JobDef], concurrency: usi
     })
 }
 
-/// The driver's own times of one flip.
-#[derive(Debug, Clone, Copy)]
+/// The driver's own times of one flip, and the version it made.
+#[derive(Debug, Clone)]
 pub struct Flip {
     /// When the PATCH was sent and when its answer arrived (ms since epoch).
     pub sent_ms: f64,
     pub returned_ms: f64,
     /// The generation the PATCH produced.
     pub generation: i64,
+    /// The resourceVersion it produced.
+    pub resource_version: Option<String>,
 }
 
 /// Flips `name` to `desiredState: Stopped` with a merge patch of the spec,
@@ -158,6 +160,7 @@ pub async fn flip(api: &Api<DynamicObject>, name: &str) -> Result<Flip> {
         sent_ms,
         returned_ms: now_ms(),
         generation: obj.metadata.generation.unwrap_or(0),
+        resource_version: obj.metadata.resource_version,
     })
 }
 

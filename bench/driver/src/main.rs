@@ -170,6 +170,10 @@ struct RunArgs {
     /// PATCHes in flight when flipping many jobs at once.
     #[arg(long, default_value_t = 64)]
     flip_concurrency: usize,
+    /// Jobs whose writes are in flight at once in the burst's floor (the
+    /// burst's writes replayed by the driver alone).
+    #[arg(long, default_value_t = 64)]
+    burst_floor_concurrency: usize,
     /// Milliseconds without any change before a case counts as settled.
     #[arg(long, default_value_t = 1500)]
     quiet_ms: u64,
@@ -320,6 +324,7 @@ async fn run(args: RunArgs) -> Result<bool> {
             quiet: Duration::from_millis(args.quiet_ms),
             create_concurrency: args.create_concurrency,
             flip_concurrency: args.flip_concurrency,
+            floor_concurrency: args.burst_floor_concurrency,
             apiserver_profile: profiling.then(|| {
                 (
                     Duration::from_secs(args.apiserver_profile_seconds),

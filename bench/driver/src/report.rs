@@ -245,6 +245,25 @@ pub fn markdown(r: &Results) -> String {
                 c.process, c.cpu_seconds, c.avg_percent, c.peak_percent
             );
         }
+        if let Some(f) = &b.floor {
+            let apiserver = f.cpu.iter().find(|c| c.process == "kube-apiserver");
+            let _ = writeln!(
+                s,
+                "\nFloor: the same writes sent by the driver alone right after, with no operator and no DTS \
+                 ({} jobs, each a flip and the operator's {} status writes ({} B at the end), {} jobs in flight, \
+                 two watches): {:.1} s, {:.0} writes/s; kube-apiserver {} CPU s, machine CPU busy {}. \
+                 The burst took {:.2}× the floor.",
+                f.jobs,
+                f.status_writes_per_job,
+                f.status_bytes,
+                f.concurrency,
+                f.seconds,
+                f.writes_per_second,
+                apiserver.map_or("–".into(), |c| format!("{:.1}", c.cpu_seconds)),
+                opt(f.machine_busy_percent, "%"),
+                f.burst_over_floor,
+            );
+        }
         let _ = writeln!(s, "\n![burst progress](burst-progress.svg)\n");
     }
     if let Some(st) = &r.steady {

@@ -38,6 +38,10 @@ pub struct State {
     pub events: u64,
     pub last_event_ms: f64,
     pub synced: bool,
+    /// The job whose statuses are kept ([`Tracker::record`]).
+    record: Option<String>,
+    /// Each status `record` showed, in order, every one once.
+    pub recorded: Vec<Value>,
 }
 
 /// A running watch; aborted when dropped.
@@ -81,6 +85,14 @@ impl Tracker {
         Tracker { state, notify, task }
     }
 
+    /// Keeps every status job `name` shows from now on (in
+    /// [`State::recorded`]): the writes an operator made to it, in order.
+    pub fn record(&self, name: &str) {
+        let mut st = self.state.lock().unwrap();
+        st.record = Some(name.to_owned());
+        st.recorded.clear();
+    }
+
     /// Runs `f` on the current state.
     pub fn with<T>(&self, f: impl FnOnce(&State) -> T) -> T {
         f(&self.state.lock().unwrap())
@@ -122,6 +134,12 @@ fn observe(st: &mut State, obj: &DynamicObject, t: f64) {
         .is_some_and(|d| !d.is_empty() && d.iter().all(|d| d.get("observed").is_some()));
     if stopped && seen.stopped_ms.is_none() {
         seen.stopped_ms = Some(t);
+    }
+    if st.record.as_deref() == obj.metadata.name.as_deref() {
+        let status = &obj.data["status"];
+        if st.recorded.last() != Some(status) {
+            st.recorded.push(status.clone());
+        }
     }
 }
 

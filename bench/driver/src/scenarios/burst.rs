@@ -1,7 +1,10 @@
 //! Burst: `jobs` DtsJobs (one or two directions) flipped at once while DTS
 //! answers every call after `latency` (the emulator's `latencyMs`, applied
 //! after the call took effect). Measures first flip → last Stopped, the
-//! rates, and the CPU of every process involved, to name what limited it.
+//! rates, and the CPU of every process involved, to name what limited it;
+//! then the same API writes without the operator ([`floor`]).
+
+mod floor;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -44,6 +47,9 @@ pub struct Burst {
     pub operator_rss_mib: Option<f64>,
     /// When the burst's Events were written, against its Stopped times.
     pub events: EventTiming,
+    /// The burst's writes sent by the driver alone, right after it (None:
+    /// the replay failed, a failed check says why).
+    pub floor: Option<floor::Floor>,
     /// (seconds since the first flip, jobs Stopped), for the progress plot.
     pub progress: Vec<(f64, usize)>,
 }
@@ -152,6 +158,8 @@ pub async fn run(env: &Env, p: Params) -> Result<Burst> {
         let client = env.cp.client.clone();
         tokio::spawn(async move { crate::cluster::cpu_profile(&client, length, &file).await.map(|()| file) })
     });
+    // The operator's writes to one job, for the floor to replay.
+    case.tracker.record(&defs[0].name);
     let t0 = now_ms();
     let flips = load::flip_all(&case.api, &defs, env.opts.flip_concurrency).await?;
     let flips_done = now_ms();
@@ -247,7 +255,7 @@ pub async fn run(env: &Env, p: Params) -> Result<Burst> {
         dts_in_flight_avg,
         max_concurrency(&env.opts.fast_args),
     );
-    let r = Burst {
+    let mut r = Burst {
         jobs: p.jobs,
         directions,
         dts_latency_ms: p.latency.as_millis() as u64,
@@ -272,6 +280,7 @@ pub async fn run(env: &Env, p: Params) -> Result<Burst> {
         api_requests_per_job: requests.per(p.jobs as f64),
         operator_rss_mib,
         events,
+        floor: None,
         progress,
     };
     println!(
@@ -285,8 +294,47 @@ pub async fn run(env: &Env, p: Params) -> Result<Burst> {
         r.events.after_last_stopped
     );
     drop(op);
+    let recorded = case.tracker.with(|s| s.recorded.clone());
     case.finish().await;
+    r.floor = match measure_floor(env, &defs, &recorded, r.seconds).await {
+        Ok(f) => Some(f),
+        Err(e) => {
+            env.check("burst", "the floor replayed the burst's writes", false, e.to_string());
+            None
+        }
+    };
     Ok(r)
+}
+
+/// Replays the burst's writes without the operator and prints the floor.
+async fn measure_floor(
+    env: &Env,
+    defs: &[load::JobDef],
+    recorded: &[serde_json::Value],
+    burst_seconds: f64,
+) -> Result<floor::Floor> {
+    let bodies = floor::Bodies::from_recorded(recorded)?;
+    println!(
+        "  floor: the same writes by the driver alone ({} jobs, flip + {} status writes each, {} in flight)",
+        defs.len(),
+        bodies.writes.len(),
+        env.opts.floor_concurrency
+    );
+    let f = floor::run(env, defs, &bodies, env.opts.floor_concurrency, burst_seconds).await?;
+    println!(
+        "  floor: {:.1} s ({:.0} writes/s; kube-apiserver {}); the burst took {:.2}× that",
+        f.seconds,
+        f.writes_per_second,
+        f.cpu
+            .iter()
+            .find(|c| c.process == "kube-apiserver")
+            .map_or("–".into(), |c| format!(
+                "{:.1} CPU s, {:.0}% of a core",
+                c.cpu_seconds, c.avg_percent
+            )),
+        f.burst_over_floor
+    );
+    Ok(f)
 }
 
 /// `--dts-max-concurrency N` from the operator's flags, if given.

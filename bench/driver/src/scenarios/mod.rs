@@ -44,6 +44,8 @@ pub struct Opts {
     pub quiet: Duration,
     pub create_concurrency: usize,
     pub flip_concurrency: usize,
+    /// Jobs in flight in the burst's floor.
+    pub floor_concurrency: usize,
     /// A kube-apiserver CPU profile of the burst: its length and file.
     pub apiserver_profile: Option<(Duration, PathBuf)>,
 }
