@@ -296,13 +296,16 @@ pub async fn run(env: &Env, p: Params) -> Result<Burst> {
     drop(op);
     let recorded = case.tracker.with(|s| s.recorded.clone());
     case.finish().await;
-    r.floor = match measure_floor(env, &defs, &recorded, r.seconds).await {
-        Ok(f) => Some(f),
-        Err(e) => {
-            env.check("burst", "the floor replayed the burst's writes", false, e.to_string());
-            None
-        }
+    let floor = measure_floor(env, &defs, &recorded, r.seconds).await;
+    let detail = match &floor {
+        Ok(f) => format!(
+            "{} jobs, a flip and {} status writes each",
+            f.jobs, f.status_writes_per_job
+        ),
+        Err(e) => e.to_string(),
     };
+    env.check("burst", "the floor replayed the burst's writes", floor.is_ok(), detail);
+    r.floor = floor.ok();
     Ok(r)
 }
 

@@ -9,12 +9,16 @@
 //! (the driver's, and one in the operator's place). There is no operator
 //! and no DTS.
 //!
-//! So its time is what kube-apiserver, on this machine at that moment, needs
-//! for the writes that any operator which marks a job before it calls DTS
-//! must make. The burst's time over it is what the operator adds: its own
-//! CPU, DTS's latency, its Events. The machine's speed drifts by a fifth
-//! within an hour, so a burst time alone cannot say that; the floor is
-//! measured right after the burst, on the same machine in the same state.
+//! So its time is a reference for what kube-apiserver, on this machine at
+//! that moment, needs for the writes that any operator which marks a job
+//! before it calls DTS must cause; the burst's time over it is what the
+//! operator adds (its own CPU, DTS's latency, its Events). The machine's
+//! speed drifts by a fifth within an hour, so a burst time alone cannot say
+//! that; the floor is measured right after the burst, on the same machine
+//! in the same state. It is not a strict bound: with more requests in
+//! flight than the operator keeps, kube-apiserver has been seen to spend
+//! more CPU on the replay than on the burst (docs/benchmarks.md, "The
+//! burst's floor").
 
 use std::time::Duration;
 
