@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, Resource};
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::emulator::{ACCESS_KEY_ID, ACCESS_KEY_SECRET, REGION};
 use crate::measure::now_ms;
@@ -130,6 +130,18 @@ pub async fn create(client: &Client, ns: &str, defs: &[JobDef], concurrency: usi
         per_second: crate::measure::round2(defs.len() as f64 / seconds.max(1e-3)),
         concurrency,
     })
+}
+
+/// The JSON patch (RFC 6902) that replaces `/status` with `status`, as the
+/// operator writes it; with a precondition it first sets
+/// `metadata.resourceVersion`, which kube-apiserver compares with the
+/// stored one (409 when another write came between).
+pub fn status_patch(status: Value, precondition: Option<&str>) -> Value {
+    let set_status = json!({"op": "add", "path": "/status", "value": status});
+    match precondition {
+        Some(rv) => json!([{"op": "add", "path": "/metadata/resourceVersion", "value": rv}, set_status]),
+        None => json!([set_status]),
+    }
 }
 
 /// The driver's own times of one flip, and the version it made.

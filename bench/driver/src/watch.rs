@@ -135,7 +135,7 @@ fn observe(st: &mut State, obj: &DynamicObject, t: f64) {
     if stopped && seen.stopped_ms.is_none() {
         seen.stopped_ms = Some(t);
     }
-    if st.record.as_deref() == obj.metadata.name.as_deref() {
+    if st.record.is_some() && st.record.as_deref() == obj.metadata.name.as_deref() {
         let status = &obj.data["status"];
         if st.recorded.last() != Some(status) {
             st.recorded.push(status.clone());

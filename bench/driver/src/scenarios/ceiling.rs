@@ -52,10 +52,9 @@ pub async fn run(env: &Env, jobs: usize, concurrency: usize, duration: Duration)
             let (api, names, pp) = (api.clone(), names.clone(), pp.clone());
             async move {
                 // A changing value, so every patch is a real write.
-                let patch: json_patch::Patch = serde_json::from_value(json!([
-                    {"op": "add", "path": "/status", "value": {"observedGeneration": g}},
-                ]))
-                .expect("a JSON patch");
+                let patch: json_patch::Patch =
+                    serde_json::from_value(load::status_patch(json!({"observedGeneration": g}), None))
+                        .expect("a JSON patch");
                 api.patch_status(&names[i], &pp, &Patch::Json::<()>(patch))
                     .await
                     .map(drop)

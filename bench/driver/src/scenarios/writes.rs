@@ -331,10 +331,7 @@ fn body(method: &str, cached: &DynamicObject, rv: &str, g: i64) -> Value {
             "metadata": {"resourceVersion": rv}, "status": status,
         }),
         "merge+rv" => json!({"metadata": {"resourceVersion": rv}, "status": status}),
-        _ => json!([
-            {"op": "add", "path": "/metadata/resourceVersion", "value": rv},
-            {"op": "add", "path": "/status", "value": status},
-        ]),
+        _ => load::status_patch(status, Some(rv)),
     }
 }
 

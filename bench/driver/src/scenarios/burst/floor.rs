@@ -26,7 +26,7 @@ use futures::{stream, StreamExt, TryStreamExt};
 use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::{Api, Client};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::load::{self, JobDef};
 use crate::measure::{now_ms, round2, CpuSampler, CpuUse};
@@ -191,12 +191,7 @@ async fn write_status(
     status: &Value,
     precondition: Option<String>,
 ) -> Result<()> {
-    let mut ops = Vec::with_capacity(2);
-    if let Some(rv) = precondition {
-        ops.push(json!({"op": "add", "path": "/metadata/resourceVersion", "value": rv}));
-    }
-    ops.push(json!({"op": "add", "path": "/status", "value": status}));
-    let patch: json_patch::Patch = serde_json::from_value(Value::Array(ops))?;
+    let patch: json_patch::Patch = serde_json::from_value(load::status_patch(status.clone(), precondition.as_deref()))?;
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.to_owned()),
         ..PatchParams::default()
@@ -217,6 +212,7 @@ async fn write_status(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn the_bodies_are_the_status_at_the_flip_then_the_writes_up_to_stopped() {
